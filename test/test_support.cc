@@ -100,3 +100,15 @@ TempPinDir::~TempPinDir() {
 }
 
 }  // namespace tether::testing
+
+#include "sys/bpf.h"
+#include "test_programs.h"
+
+namespace tether::testing {
+bool KernelHasMap(uint32_t id) {
+  return sys::GetFdById(sys::ObjectKind::kMap, id).ok();
+}
+bool KernelHasProgram(uint32_t id) {
+  return sys::GetFdById(sys::ObjectKind::kProgram, id).ok();
+}
+}  // namespace tether::testing

@@ -1,0 +1,130 @@
+// The object graph: what keeps each BPF object alive, and what breaks when
+// a reference goes.
+//
+// One graph per process. Its nodes are the maps, programs, links and pins
+// that tether owns or knows of (a program id found in a program array is a
+// node even if no handle owns it). Its edges are the kernel's references:
+//   program array -> program   (an entry; the array holds the program)
+//   program -> map             (the program uses the map)
+//   link -> program            (the link holds the program)
+//   pin -> object              (a bpffs file holds the object)
+//   outer map -> inner map     (a map-in-map entry holds the inner map)
+// Copying a handle never touches the graph; creating and destroying
+// objects, setting entries and pinning do. See docs/lifecycle.md.
+#ifndef TETHER_GRAPH_H_
+#define TETHER_GRAPH_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/types/optional.h"
+#include "tether/lifetime.h"
+
+namespace tether {
+
+class Map;
+class Program;
+class Link;
+
+enum class NodeKind : uint8_t { kMap, kProgram, kLink, kPin };
+const char* NodeKindName(NodeKind kind);
+
+// Kernel objects are keyed by their kernel id; pins by a graph-assigned id.
+struct NodeRef {
+  NodeKind kind = NodeKind::kMap;
+  uint32_t id = 0;
+  friend bool operator==(const NodeRef& a, const NodeRef& b) {
+    return a.kind == b.kind && a.id == b.id;
+  }
+  friend bool operator!=(const NodeRef& a, const NodeRef& b) { return !(a == b); }
+  template <typename H>
+  friend H AbslHashValue(H h, const NodeRef& r) {
+    return H::combine(std::move(h), r.kind, r.id);
+  }
+};
+
+enum class EdgeKind : uint8_t { kTailCall, kUsesMap, kLinkHolds, kPinHolds, kInnerMap };
+const char* EdgeKindName(EdgeKind kind);
+
+struct GraphNode {
+  NodeRef ref;
+  std::string name;      // object name, or the path for pins
+  uint32_t type = 0;     // map or program type; link type for links
+  uint32_t handles = 0;  // live tether objects in this process owning an fd on it
+  bool kept_alive = false;  // KeepAlive holds an fd until ReleaseKept()
+  // A program array whose user references all went: the kernel cleared it.
+  bool cleared_by_kernel = false;
+  std::vector<std::string> legacy_hooks;  // attachments without a link
+  bool is_program_array() const;
+};
+
+struct GraphEdge {
+  NodeRef from;
+  NodeRef to;
+  EdgeKind kind;
+  uint32_t slot = 0;  // array index for kTailCall and kInnerMap
+};
+
+// Program -> array -> program -> ... -> the first program.
+struct Cycle {
+  std::vector<NodeRef> nodes;  // alternating programs and program arrays
+  std::string ToString() const;
+};
+
+// Why an object is alive: each holder, with the path from it.
+struct Explanation {
+  NodeRef subject;
+  bool known = false;  // false: the graph has no such node
+  bool alive = false;
+  std::vector<std::string> holders;  // one line per reference, outermost last
+  std::string ToString() const;
+};
+
+class ObjectGraph {
+ public:
+  // --- policies ----------------------------------------------------------------
+  void SetDefaultPolicy(LifetimePolicy policy);
+  LifetimePolicy default_policy() const;
+  // Where the Pin policy pins orphaned arrays (default /sys/fs/bpf/tether).
+  void SetPinDirectory(const std::string& dir);
+  std::string pin_directory() const;
+  // Closes every fd kept by KeepAlive. Returns how many it closed.
+  size_t ReleaseKept();
+
+  // --- queries (consistent snapshots) -----------------------------------------
+  std::vector<GraphNode> Nodes() const;
+  std::vector<GraphEdge> Edges() const;
+  absl::optional<GraphNode> Node(NodeRef ref) const;
+  size_t node_count() const;
+  size_t edge_count() const;
+  // Every program -> array -> program cycle that is still closed.
+  std::vector<Cycle> Cycles() const;
+
+  Explanation Explain(NodeRef ref) const;
+  Explanation Explain(const Map& map) const;
+  Explanation Explain(const Program& program) const;
+  // What stops working if `ref` stops being a reference: a handle's object
+  // is closed, a pin is removed, a link is dropped.
+  std::vector<std::string> WhatBreaks(NodeRef ref) const;
+  std::vector<std::string> WhatBreaks(const Map& map) const;
+  std::vector<std::string> WhatBreaks(const Program& program) const;
+
+  std::string ToText() const;
+  std::string ToDot() const;
+  std::string ToJson() const;
+
+ private:
+  ObjectGraph() = default;
+  friend ObjectGraph& graph();
+};
+
+// The process-wide graph.
+ObjectGraph& graph();
+
+NodeRef NodeOf(const Map& map);
+NodeRef NodeOf(const Program& program);
+
+}  // namespace tether
+
+#endif  // TETHER_GRAPH_H_

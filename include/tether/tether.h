@@ -1,0 +1,14 @@
+// Everything in one include.
+#ifndef TETHER_TETHER_H_
+#define TETHER_TETHER_H_
+
+#include "tether/graph.h"
+#include "tether/insn.h"
+#include "tether/lifetime.h"
+#include "tether/map.h"
+#include "tether/pin.h"
+#include "tether/prog_array.h"
+#include "tether/program.h"
+#include "tether/ref_counted.h"
+
+#endif  // TETHER_TETHER_H_

@@ -1,0 +1,341 @@
+#include "tether/map.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "graph_internal.h"
+#include "pin_internal.h"
+#include "sys/bpf.h"
+
+namespace tether {
+
+const char* MapTypeName(uint32_t type) {
+  switch (type) {
+    case BPF_MAP_TYPE_UNSPEC: return "unspec";
+    case BPF_MAP_TYPE_HASH: return "hash";
+    case BPF_MAP_TYPE_ARRAY: return "array";
+    case BPF_MAP_TYPE_PROG_ARRAY: return "prog_array";
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "perf_event_array";
+    case BPF_MAP_TYPE_PERCPU_HASH: return "percpu_hash";
+    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
+    case BPF_MAP_TYPE_STACK_TRACE: return "stack_trace";
+    case BPF_MAP_TYPE_CGROUP_ARRAY: return "cgroup_array";
+    case BPF_MAP_TYPE_LRU_HASH: return "lru_hash";
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH: return "lru_percpu_hash";
+    case BPF_MAP_TYPE_LPM_TRIE: return "lpm_trie";
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS: return "array_of_maps";
+    case BPF_MAP_TYPE_HASH_OF_MAPS: return "hash_of_maps";
+    case BPF_MAP_TYPE_DEVMAP: return "devmap";
+    case BPF_MAP_TYPE_SOCKMAP: return "sockmap";
+    case BPF_MAP_TYPE_CPUMAP: return "cpumap";
+    case BPF_MAP_TYPE_XSKMAP: return "xskmap";
+    case BPF_MAP_TYPE_SOCKHASH: return "sockhash";
+    case BPF_MAP_TYPE_CGROUP_STORAGE: return "cgroup_storage";
+    case BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: return "reuseport_sockarray";
+    case BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: return "percpu_cgroup_storage";
+    case BPF_MAP_TYPE_QUEUE: return "queue";
+    case BPF_MAP_TYPE_STACK: return "stack";
+    case BPF_MAP_TYPE_SK_STORAGE: return "sk_storage";
+    case BPF_MAP_TYPE_DEVMAP_HASH: return "devmap_hash";
+    case BPF_MAP_TYPE_STRUCT_OPS: return "struct_ops";
+    case BPF_MAP_TYPE_RINGBUF: return "ringbuf";
+    case BPF_MAP_TYPE_INODE_STORAGE: return "inode_storage";
+    case BPF_MAP_TYPE_TASK_STORAGE: return "task_storage";
+    case BPF_MAP_TYPE_BLOOM_FILTER: return "bloom_filter";
+    case BPF_MAP_TYPE_USER_RINGBUF: return "user_ringbuf";
+    case sys::uapi::kMapTypeCgrpStorage: return "cgrp_storage";
+    case sys::uapi::kMapTypeArena: return "arena";
+    default: return "unknown";
+  }
+}
+
+bool IsPerCpuMapType(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+uint32_t PossibleCpus() {
+  static uint32_t cached = [] {
+    // Format: "0-3,5,7-8". The kernel sizes per-CPU values by this set,
+    // not by the online CPUs.
+    std::ifstream in("/sys/devices/system/cpu/possible");
+    std::string text;
+    std::getline(in, text);
+    uint32_t count = 0;
+    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+      std::vector<absl::string_view> range = absl::StrSplit(part, '-');
+      uint32_t lo = 0, hi = 0;
+      if (!absl::SimpleAtoi(range[0], &lo)) continue;
+      hi = lo;
+      if (range.size() == 2 && !absl::SimpleAtoi(range[1], &hi)) continue;
+      if (hi >= lo) count += hi - lo + 1;
+    }
+    if (count == 0) count = static_cast<uint32_t>(sysconf(_SC_NPROCESSORS_CONF));
+    return count ? count : 1;
+  }();
+  return cached;
+}
+
+namespace {
+
+uint32_t ValueBufferSize(const MapInfo& info) {
+  if (IsPerCpuMapType(info.type)) {
+    return ((info.value_size + 7) & ~7u) * PossibleCpus();
+  }
+  return info.value_size;
+}
+
+MapInfo ToMapInfo(const bpf_map_info& k) {
+  MapInfo info;
+  info.id = k.id;
+  info.type = k.type;
+  info.key_size = k.key_size;
+  info.value_size = k.value_size;
+  info.max_entries = k.max_entries;
+  info.flags = k.map_flags;
+  info.map_extra = k.map_extra;
+  info.btf_id = k.btf_id;
+  info.btf_key_type_id = k.btf_key_type_id;
+  info.btf_value_type_id = k.btf_value_type_id;
+  info.ifindex = k.ifindex;
+  info.name = std::string(k.name, strnlen(k.name, sizeof(k.name)));
+  return info;
+}
+
+std::string Describe(const MapInfo& info) {
+  return absl::StrFormat("map '%s' (id %u)", info.name, info.id);
+}
+
+// Catches the size mistakes that the kernel reports only as EINVAL.
+absl::Status ValidateCreate(const MapOptions& o) {
+  std::string what = absl::StrFormat("map '%s'", o.name);
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": create: ", why));
+  };
+  if (o.name.size() >= BPF_OBJ_NAME_LEN)
+    return bad(absl::StrFormat("name is %u bytes; the kernel allows at most %u", o.name.size(),
+                               BPF_OBJ_NAME_LEN - 1));
+  for (char c : o.name) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+      return bad(absl::StrFormat("name has '%c'; the kernel allows letters, digits, '_' and '.'", c));
+  }
+  switch (o.type) {
+    case BPF_MAP_TYPE_PROG_ARRAY:
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+    case BPF_MAP_TYPE_CGROUP_ARRAY:
+      if (o.key_size != 4) return bad(absl::StrFormat("%s needs key_size 4, got %u", MapTypeName(o.type), o.key_size));
+      if (o.value_size != 4)
+        return bad(absl::StrFormat("%s needs value_size 4 (an fd), got %u", MapTypeName(o.type), o.value_size));
+      break;
+    case BPF_MAP_TYPE_ARRAY:
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+      if (o.key_size != 4) return bad(absl::StrFormat("%s needs key_size 4, got %u", MapTypeName(o.type), o.key_size));
+      if (o.value_size == 0) return bad("value_size is 0");
+      break;
+    case BPF_MAP_TYPE_HASH:
+    case BPF_MAP_TYPE_PERCPU_HASH:
+    case BPF_MAP_TYPE_LRU_HASH:
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+    case BPF_MAP_TYPE_LPM_TRIE:
+      if (o.key_size == 0) return bad(absl::StrFormat("%s needs key_size > 0", MapTypeName(o.type)));
+      if (o.value_size == 0) return bad("value_size is 0");
+      break;
+    case BPF_MAP_TYPE_HASH_OF_MAPS:
+      if (o.key_size == 0) return bad("hash_of_maps needs key_size > 0");
+      if (o.value_size != 4) return bad(absl::StrFormat("hash_of_maps needs value_size 4 (an fd), got %u", o.value_size));
+      break;
+    case BPF_MAP_TYPE_QUEUE:
+    case BPF_MAP_TYPE_STACK:
+    case BPF_MAP_TYPE_BLOOM_FILTER:
+      if (o.key_size != 0) return bad(absl::StrFormat("%s takes no key (key_size 0), got %u", MapTypeName(o.type), o.key_size));
+      break;
+    case BPF_MAP_TYPE_RINGBUF:
+    case BPF_MAP_TYPE_USER_RINGBUF:
+      if (o.key_size != 0 || o.value_size != 0) return bad("ring buffers take key_size 0 and value_size 0");
+      if (o.max_entries == 0 || (o.max_entries & (o.max_entries - 1)) != 0 || o.max_entries % 4096 != 0)
+        return bad(absl::StrFormat("ring buffer size %u must be a power of 2 and a multiple of the page size", o.max_entries));
+      break;
+    default:
+      break;
+  }
+  if ((o.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || o.type == BPF_MAP_TYPE_HASH_OF_MAPS) &&
+      (o.inner_map == nullptr || !*o.inner_map))
+    return bad("a map-in-map needs an inner map template (MapOptions::inner_map)");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace detail {
+
+MapObject::MapObject(int fd, MapInfo info)
+    : fd_(fd), info_(std::move(info)), value_buffer_size_(ValueBufferSize(info_)) {
+  GraphOnMapCreated(this);
+}
+
+MapObject::~MapObject() {
+  GraphOnMapReleased(this);
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status MapSizeError(const MapObject* map, absl::string_view op, size_t key_size,
+                          size_t value_size) {
+  const MapInfo& info = map->info();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s: %s: key is %u bytes and value %u bytes, but the map has key_size %u and "
+      "value_size %u%s",
+      Describe(info), op, key_size, value_size, info.key_size, map->value_buffer_size(),
+      IsPerCpuMapType(info.type)
+          ? absl::StrFormat(" (per-CPU: %u rounded to 8 bytes, times %u possible CPUs)",
+                            info.value_size, PossibleCpus())
+          : ""));
+}
+
+absl::Status MapOpError(const MapObject* map, absl::string_view op, int neg_errno) {
+  return sys::ErrnoStatus(-neg_errno, Describe(map->info()), op);
+}
+
+absl::Status NullMapError(absl::string_view op) {
+  return absl::FailedPreconditionError(absl::StrCat("map: ", op, ": the handle is empty"));
+}
+
+}  // namespace detail
+
+absl::StatusOr<Map> Map::Adopt(int raw_fd, absl::string_view how) {
+  sys::Fd fd(raw_fd);
+  auto kinfo = sys::GetMapInfo(fd.get());
+  if (!kinfo.ok()) {
+    return absl::Status(kinfo.status().code(),
+                        absl::StrCat("map (", how, "): ", kinfo.status().message()));
+  }
+  if (kinfo->id == 0) return absl::InternalError(absl::StrCat("map (", how, "): kernel reported id 0"));
+  MapInfo info = ToMapInfo(*kinfo);
+  return Map(RefPtr<detail::MapObject>(new detail::MapObject(fd.Release(), std::move(info))));
+}
+
+absl::StatusOr<Map> Map::Create(const MapOptions& o) {
+  absl::Status valid = ValidateCreate(o);
+  if (!valid.ok()) return valid;
+  sys::MapCreateRequest req;
+  req.type = o.type;
+  req.key_size = o.key_size;
+  req.value_size = o.value_size;
+  req.max_entries = o.max_entries;
+  req.flags = o.flags;
+  req.inner_map_fd = o.inner_map ? o.inner_map->fd() : -1;
+  req.numa_node = o.numa_node;
+  req.name = o.name;
+  req.ifindex = o.ifindex;
+  req.btf_fd = o.btf_fd;
+  req.btf_key_type_id = o.btf_key_type_id;
+  req.btf_value_type_id = o.btf_value_type_id;
+  req.btf_vmlinux_value_type_id = o.btf_vmlinux_value_type_id;
+  req.map_extra = o.map_extra;
+  auto fd = sys::MapCreate(req);
+  if (!fd.ok()) {
+    int err = sys::StatusErrno(fd.status());
+    absl::Status st = sys::ErrnoStatus(
+        err, absl::StrFormat("map '%s' (%s, key %u, value %u, max_entries %u, flags 0x%x)", o.name,
+                             MapTypeName(o.type), o.key_size, o.value_size, o.max_entries, o.flags),
+        "BPF_MAP_CREATE");
+    return st;
+  }
+  auto map = Adopt(fd->Release(), absl::StrCat("created as '", o.name, "'"));
+  if (map.ok() && o.lifetime_policy != LifetimePolicy::kDefault) {
+    map->SetLifetimePolicy(o.lifetime_policy);
+  }
+  return map;
+}
+
+absl::StatusOr<Map> Map::FromFd(int fd) {
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("map from fd ", fd, ": not an fd"));
+  return Adopt(fd, absl::StrCat("from fd ", fd));
+}
+
+absl::StatusOr<Map> Map::FromId(uint32_t id) {
+  auto fd = sys::GetFdById(sys::ObjectKind::kMap, id);
+  if (!fd.ok()) {
+    return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("map id ", id),
+                            "BPF_MAP_GET_FD_BY_ID");
+  }
+  return Adopt(fd->Release(), absl::StrCat("id ", id));
+}
+
+absl::StatusOr<Map> Map::LoadPinned(const std::string& path) {
+  auto fd = detail::OpenPinned(path, "map");
+  if (!fd.ok()) return fd.status();
+  auto map = Adopt(fd->Release(), absl::StrCat("pinned at ", path));
+  // The pin is a reference the graph should know, even if another process made it.
+  if (map.ok()) detail::GraphAddPin(NodeOf(*map), path);
+  return map;
+}
+
+absl::StatusOr<Map> Map::Clone() const {
+  if (!obj_) return detail::NullMapError("clone");
+  int dup = fcntl(obj_->fd(), F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) return sys::ErrnoStatus(errno, Describe(info()), "clone (dup)");
+  auto map = Adopt(dup, "clone");
+  if (map.ok()) map->SetLifetimePolicy(lifetime_policy());
+  return map;
+}
+
+int Map::RawLookup(const void* key, void* value, uint64_t flags) const {
+  return sys::MapLookupElem(obj_->fd(), key, value, flags);
+}
+int Map::RawUpdate(const void* key, const void* value, uint64_t flags) const {
+  return sys::MapUpdateElem(obj_->fd(), key, value, flags);
+}
+int Map::RawDelete(const void* key) const { return sys::MapDeleteElem(obj_->fd(), key); }
+int Map::RawLookupAndDelete(const void* key, void* value) const {
+  return sys::MapLookupAndDeleteElem(obj_->fd(), key, value, 0);
+}
+
+absl::StatusOr<bool> Map::NextKey(const void* key, void* next_key) const {
+  if (!obj_) return detail::NullMapError("next_key");
+  int ret = sys::MapGetNextKey(obj_->fd(), key, next_key);
+  if (ret == 0) return true;
+  if (ret == -ENOENT) return false;
+  return detail::MapOpError(obj_.get(), "next_key", ret);
+}
+
+absl::Status Map::Freeze() const {
+  if (!obj_) return detail::NullMapError("freeze");
+  return Result("freeze", sys::MapFreeze(obj_->fd()));
+}
+
+absl::Status Map::Pin(const std::string& path) const {
+  if (!obj_) return detail::NullMapError("pin");
+  return detail::PinTracked(obj_->fd(), NodeOf(*this), Describe(info()), path);
+}
+
+absl::Status Map::Unpin() const {
+  if (!obj_) return detail::NullMapError("unpin");
+  return detail::UnpinTracked(NodeOf(*this), Describe(info()));
+}
+
+std::string Map::PinPath() const {
+  if (!obj_) return "";
+  return detail::GraphPinPathOf(NodeOf(*this));
+}
+
+absl::Status Map::Close(bool force) {
+  if (!obj_) return absl::OkStatus();
+  if (!force && obj_->HasOneRef()) {
+    absl::Status st = detail::GraphCheckLastRelease(obj_.get());
+    if (!st.ok()) return st;
+  }
+  obj_.reset();
+  return absl::OkStatus();
+}
+
+}  // namespace tether

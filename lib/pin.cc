@@ -1,0 +1,174 @@
+#include "tether/pin.h"
+
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "graph_internal.h"
+#include "pin_internal.h"
+#include "sys/bpf.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+namespace tether {
+namespace {
+
+std::string Parent(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// statfs of the path, or of its nearest existing ancestor.
+absl::Status StatfsExisting(const std::string& path, struct statfs* st, std::string* checked) {
+  std::string cur = path;
+  for (int depth = 0; depth < 256; ++depth) {
+    if (statfs(cur.c_str(), st) == 0) {
+      *checked = cur;
+      return absl::OkStatus();
+    }
+    if (errno != ENOENT) return sys::ErrnoStatus(errno, absl::StrCat("pin path ", path), "statfs");
+    if (cur == "/" || cur == ".") break;
+    cur = Parent(cur);
+  }
+  return absl::NotFoundError(absl::StrCat("pin path ", path, ": no existing ancestor"));
+}
+
+}  // namespace
+
+absl::Status CheckOnBpffs(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("pin path: empty");
+  struct statfs st;
+  std::string checked;
+  absl::Status status = StatfsExisting(path, &st, &checked);
+  if (!status.ok()) return status;
+  if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "pin path %s: %s is not on bpffs (filesystem magic 0x%x); pins live on a bpf "
+        "filesystem, e.g. `mount -t bpf bpf /sys/fs/bpf`",
+        path, checked, static_cast<uint32_t>(st.f_type)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureBpffsMounted(const std::string& mount_point) {
+  struct statfs st;
+  if (statfs(mount_point.c_str(), &st) == 0 && static_cast<uint32_t>(st.f_type) == BPF_FS_MAGIC)
+    return absl::OkStatus();
+  mkdir(mount_point.c_str(), 0755);
+  if (mount("bpf", mount_point.c_str(), "bpf", 0, "mode=0700") != 0) {
+    return sys::ErrnoStatus(errno, absl::StrCat("bpffs at ", mount_point), "mount");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+// bpffs objects are anon inodes; their link target names the kind.
+std::string FdKind(int fd) {
+  char link[64] = {0};
+  std::string proc = absl::StrCat("/proc/self/fd/", fd);
+  ssize_t n = readlink(proc.c_str(), link, sizeof(link) - 1);
+  std::string target(link, n > 0 ? n : 0);
+  if (target == "anon_inode:bpf-map") return "map";
+  if (target == "anon_inode:bpf-prog") return "prog";
+  if (target.rfind("anon_inode:bpf_link", 0) == 0 || target.rfind("anon_inode:bpf-link", 0) == 0)
+    return "link";
+  return target;
+}
+}  // namespace
+
+absl::StatusOr<std::string> PinnedObjectKind(const std::string& path) {
+  auto fd = sys::ObjGet(path.c_str(), 0);
+  if (!fd.ok()) {
+    return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("pin ", path), "BPF_OBJ_GET");
+  }
+  return FdKind(fd->get());
+}
+
+absl::StatusOr<std::vector<std::string>> ListPins(const std::string& dir) {
+  absl::Status on_fs = CheckOnBpffs(dir);
+  if (!on_fs.ok()) return on_fs;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return sys::ErrnoStatus(errno, absl::StrCat("pin directory ", dir), "opendir");
+  std::vector<std::string> out;
+  while (struct dirent* ent = readdir(d)) {
+    if (ent->d_name[0] == '.') continue;
+    std::string path = absl::StrCat(dir, "/", ent->d_name);
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) out.push_back(path);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace detail {
+
+absl::Status PinFdAt(int fd, const std::string& path) {
+  absl::Status on_fs = CheckOnBpffs(path);
+  if (!on_fs.ok()) return on_fs;
+  // Create missing parents; they are inside bpffs, since the nearest
+  // existing ancestor is.
+  for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
+    std::string dir = path.substr(0, pos);
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return sys::ErrnoStatus(errno, absl::StrCat("pin path ", path), absl::StrCat("mkdir ", dir));
+    }
+  }
+  int err = sys::ObjPin(fd, path.c_str());
+  if (err < 0) return sys::ErrnoStatus(-err, absl::StrCat("pin path ", path), "BPF_OBJ_PIN");
+  return absl::OkStatus();
+}
+
+absl::Status PinTracked(int fd, NodeRef ref, const std::string& what, const std::string& path) {
+  std::string old = GraphPinPathOf(ref);
+  if (path == old) return absl::OkStatus();
+  absl::Status st = PinFdAt(fd, path);
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat(what, ": pin: ", st.message()));
+  if (!old.empty()) {
+    unlink(old.c_str());
+    GraphRemovePin(old);
+  }
+  GraphAddPin(ref, path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<sys::Fd> OpenPinned(const std::string& path, absl::string_view kind) {
+  std::string what = absl::StrCat("pinned ", kind, " ", path);
+  absl::Status on_fs = CheckOnBpffs(path);
+  if (!on_fs.ok()) return on_fs;
+  auto fd = sys::ObjGet(path.c_str());
+  if (!fd.ok()) return sys::ErrnoStatus(sys::StatusErrno(fd.status()), what, "BPF_OBJ_GET");
+  // A pin of another kind opens fine; refuse it now rather than at first use.
+  std::string actual = FdKind(fd->get());
+  if (actual != kind) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the pin holds a ", actual, ", not a ", kind));
+  }
+  return fd;
+}
+
+absl::Status UnpinTracked(NodeRef ref, const std::string& what) {
+  std::string path = GraphPinPathOf(ref);
+  if (path.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": unpin: not pinned by this process"));
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return sys::ErrnoStatus(errno, what, absl::StrCat("unpin ", path));
+  }
+  GraphRemovePin(path);
+  return absl::OkStatus();
+}
+
+}  // namespace detail
+}  // namespace tether

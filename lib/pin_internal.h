@@ -1,0 +1,31 @@
+// Pinning primitives shared by handles and the graph's Pin policy. Internal.
+#ifndef TETHER_LIB_PIN_INTERNAL_H_
+#define TETHER_LIB_PIN_INTERNAL_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sys/bpf.h"
+#include "tether/graph.h"
+
+namespace tether::detail {
+
+// Checks that `path` would be on bpffs, creates missing parent directories
+// (inside bpffs only), and pins fd there. Touches no graph state.
+absl::Status PinFdAt(int fd, const std::string& path);
+
+// Pins the object `ref` (described as `what`, e.g. "map 'x' (id 3)") at
+// `path` and records the pin in the graph. If this process pinned the
+// object elsewhere before, the old pin is removed: pinning again moves it.
+absl::Status PinTracked(int fd, NodeRef ref, const std::string& what, const std::string& path);
+// Opens the pin at `path`, refusing a pin that holds another kind of
+// object. `kind` is "map", "prog" or "link".
+absl::StatusOr<sys::Fd> OpenPinned(const std::string& path, absl::string_view kind);
+
+// Removes the pin this process made for `ref`.
+absl::Status UnpinTracked(NodeRef ref, const std::string& what);
+
+}  // namespace tether::detail
+
+#endif  // TETHER_LIB_PIN_INTERNAL_H_

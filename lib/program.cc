@@ -1,0 +1,246 @@
+#include "tether/program.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "graph_internal.h"
+#include "pin_internal.h"
+#include "sys/bpf.h"
+#include "tether/graph.h"
+#include "tether/pin.h"
+
+namespace tether {
+
+const char* ProgramTypeName(uint32_t type) {
+  switch (type) {
+    case BPF_PROG_TYPE_UNSPEC: return "unspec";
+    case BPF_PROG_TYPE_SOCKET_FILTER: return "socket_filter";
+    case BPF_PROG_TYPE_KPROBE: return "kprobe";
+    case BPF_PROG_TYPE_SCHED_CLS: return "sched_cls";
+    case BPF_PROG_TYPE_SCHED_ACT: return "sched_act";
+    case BPF_PROG_TYPE_TRACEPOINT: return "tracepoint";
+    case BPF_PROG_TYPE_XDP: return "xdp";
+    case BPF_PROG_TYPE_PERF_EVENT: return "perf_event";
+    case BPF_PROG_TYPE_CGROUP_SKB: return "cgroup_skb";
+    case BPF_PROG_TYPE_CGROUP_SOCK: return "cgroup_sock";
+    case BPF_PROG_TYPE_LWT_IN: return "lwt_in";
+    case BPF_PROG_TYPE_LWT_OUT: return "lwt_out";
+    case BPF_PROG_TYPE_LWT_XMIT: return "lwt_xmit";
+    case BPF_PROG_TYPE_SOCK_OPS: return "sock_ops";
+    case BPF_PROG_TYPE_SK_SKB: return "sk_skb";
+    case BPF_PROG_TYPE_CGROUP_DEVICE: return "cgroup_device";
+    case BPF_PROG_TYPE_SK_MSG: return "sk_msg";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT: return "raw_tracepoint";
+    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR: return "cgroup_sock_addr";
+    case BPF_PROG_TYPE_LWT_SEG6LOCAL: return "lwt_seg6local";
+    case BPF_PROG_TYPE_LIRC_MODE2: return "lirc_mode2";
+    case BPF_PROG_TYPE_SK_REUSEPORT: return "sk_reuseport";
+    case BPF_PROG_TYPE_FLOW_DISSECTOR: return "flow_dissector";
+    case BPF_PROG_TYPE_CGROUP_SYSCTL: return "cgroup_sysctl";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: return "raw_tracepoint_writable";
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return "cgroup_sockopt";
+    case BPF_PROG_TYPE_TRACING: return "tracing";
+    case BPF_PROG_TYPE_STRUCT_OPS: return "struct_ops";
+    case BPF_PROG_TYPE_EXT: return "ext";
+    case BPF_PROG_TYPE_LSM: return "lsm";
+    case BPF_PROG_TYPE_SK_LOOKUP: return "sk_lookup";
+    case BPF_PROG_TYPE_SYSCALL: return "syscall";
+    case sys::uapi::kProgTypeNetfilter: return "netfilter";
+    default: return "unknown";
+  }
+}
+
+namespace {
+
+std::string Describe(const ProgramInfo& info) {
+  return absl::StrFormat("program '%s' (id %u)", info.name, info.id);
+}
+
+absl::StatusOr<ProgramInfo> ReadInfo(int fd) {
+  auto k = sys::GetProgInfo(fd);
+  if (!k.ok()) return k.status();
+  ProgramInfo info;
+  info.id = k->id;
+  info.type = k->type;
+  info.name = std::string(k->name, strnlen(k->name, sizeof(k->name)));
+  memcpy(info.tag.data(), k->tag, BPF_TAG_SIZE);
+  info.btf_id = k->btf_id;
+  absl::Status ids = sys::GetProgMapIds(fd, &info.map_ids);
+  if (!ids.ok()) return ids;
+  return info;
+}
+
+}  // namespace
+
+namespace detail {
+
+ProgramObject::ProgramObject(int fd, ProgramInfo info) : fd_(fd), info_(std::move(info)) {
+  GraphOnProgramCreated(this);
+}
+
+ProgramObject::~ProgramObject() {
+  GraphOnProgramReleased(this);
+  if (fd_ >= 0) close(fd_);
+}
+
+}  // namespace detail
+
+absl::StatusOr<Program> Program::Adopt(int raw_fd, absl::string_view how) {
+  sys::Fd fd(raw_fd);
+  auto info = ReadInfo(fd.get());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(),
+                        absl::StrCat("program (", how, "): ", info.status().message()));
+  }
+  return Program(RefPtr<detail::ProgramObject>(
+      new detail::ProgramObject(fd.Release(), std::move(*info))));
+}
+
+absl::StatusOr<Program> Program::Load(const ProgramLoadOptions& o) {
+  if (o.instructions.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("program '", o.name, "': load: no instructions"));
+  }
+  if (o.name.size() >= BPF_OBJ_NAME_LEN) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "program '%s': load: name is %u bytes; the kernel allows at most %u", o.name,
+        o.name.size(), BPF_OBJ_NAME_LEN - 1));
+  }
+  sys::ProgLoadRequest req;
+  req.type = o.type;
+  req.insns = o.instructions;
+  req.license = o.license;
+  req.name = o.name;
+  req.expected_attach_type = o.expected_attach_type;
+  req.prog_flags = o.flags;
+  req.kern_version = o.kernel_version;
+  req.attach_btf_id = o.attach_btf_id;
+  req.attach_prog_fd = o.attach_prog_fd;
+  req.attach_btf_obj_fd = o.attach_btf_obj_fd;
+  req.prog_btf_fd = o.btf_fd;
+  if (o.btf_fd >= 0) {
+    req.func_info = o.func_info.data();
+    req.func_info_rec_size = o.func_info_rec_size;
+    req.func_info_cnt = o.func_info_rec_size ? o.func_info.size() / o.func_info_rec_size : 0;
+    req.line_info = o.line_info.data();
+    req.line_info_rec_size = o.line_info_rec_size;
+    req.line_info_cnt = o.line_info_rec_size ? o.line_info.size() / o.line_info_rec_size : 0;
+  }
+  req.log_level = o.log_level;
+  req.log_size_cap = o.log_size_cap;
+  auto loaded = sys::ProgLoad(req);
+  if (!loaded.ok()) {
+    absl::Status st = loaded.status();
+    if (o.type == BPF_PROG_TYPE_UNSPEC) {
+      return absl::Status(st.code(), absl::StrCat(st.message(),
+                                                  " (the program type is unspecified: set "
+                                                  "ProgramLoadOptions::type)"));
+    }
+    return st;
+  }
+  if (o.log) *o.log = std::move(loaded->log);
+  return Adopt(loaded->fd.Release(), absl::StrCat("loaded as '", o.name, "'"));
+}
+
+absl::StatusOr<Program> Program::FromFd(int fd) {
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat("program from fd ", fd, ": not an fd"));
+  return Adopt(fd, absl::StrCat("from fd ", fd));
+}
+
+absl::StatusOr<Program> Program::FromId(uint32_t id) {
+  auto fd = sys::GetFdById(sys::ObjectKind::kProgram, id);
+  if (!fd.ok()) {
+    return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("program id ", id),
+                            "BPF_PROG_GET_FD_BY_ID");
+  }
+  return Adopt(fd->Release(), absl::StrCat("id ", id));
+}
+
+absl::StatusOr<Program> Program::LoadPinned(const std::string& path) {
+  auto fd = detail::OpenPinned(path, "prog");
+  if (!fd.ok()) return fd.status();
+  auto prog = Adopt(fd->Release(), absl::StrCat("pinned at ", path));
+  // The pin is a reference the graph should know, even if another process made it.
+  if (prog.ok()) detail::GraphAddPin(NodeOf(*prog), path);
+  return prog;
+}
+
+absl::StatusOr<Program> Program::Clone() const {
+  if (!obj_) return absl::FailedPreconditionError("program: clone: the handle is empty");
+  int dup = fcntl(obj_->fd(), F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) return sys::ErrnoStatus(errno, Describe(info()), "clone (dup)");
+  return Adopt(dup, "clone");
+}
+
+absl::StatusOr<uint32_t> Program::Run(const RunOptions& o, absl::Span<uint8_t> data_out,
+                                      size_t* data_out_size,
+                                      std::chrono::nanoseconds* duration) const {
+  if (!obj_) return absl::FailedPreconditionError("program: run: the handle is empty");
+  sys::TestRunRequest req;
+  req.prog_fd = obj_->fd();
+  req.data_in = o.data;
+  req.data_out = data_out;
+  req.ctx_in = o.context;
+  req.repeat = o.repeat;
+  req.flags = o.flags;
+  req.cpu = o.cpu;
+  sys::TestRunResult result;
+  int ret = sys::ProgTestRun(req, &result);
+  if (ret < 0) {
+    absl::Status st = sys::ErrnoStatus(-ret, Describe(info()), "BPF_PROG_TEST_RUN");
+    if (ret == -ENOSPC) {
+      return absl::Status(st.code(), absl::StrCat(st.message(), " (data_out is too small)"));
+    }
+    if (ret == -ENOTSUP || ret == -524 || ret == -EINVAL) {
+      return absl::Status(st.code(),
+                          absl::StrCat(st.message(), " (", ProgramTypeName(type()),
+                                       " programs may not support test runs, or need data/context)"));
+    }
+    return st;
+  }
+  if (data_out_size) *data_out_size = result.data_size_out;
+  if (duration) *duration = std::chrono::nanoseconds(result.duration_ns);
+  return result.retval;
+}
+
+absl::StatusOr<RunResult> Program::Run(const RunOptions& o) const {
+  RunResult out;
+  // XDP may grow the packet by its headroom; leave room for that.
+  size_t capacity = o.data_out_capacity ? o.data_out_capacity : (o.data.empty() ? 0 : o.data.size() + 256);
+  out.data_out.resize(capacity);
+  size_t size = 0;
+  auto ret = Run(o, absl::MakeSpan(out.data_out), &size, &out.duration);
+  if (!ret.ok()) return ret.status();
+  out.return_value = *ret;
+  out.data_out.resize(std::min(size, capacity));
+  return out;
+}
+
+absl::Status Program::Pin(const std::string& path) const {
+  if (!obj_) return absl::FailedPreconditionError("program: pin: the handle is empty");
+  return detail::PinTracked(obj_->fd(), NodeOf(*this), Describe(info()), path);
+}
+
+absl::Status Program::Unpin() const {
+  if (!obj_) return absl::FailedPreconditionError("program: unpin: the handle is empty");
+  return detail::UnpinTracked(NodeOf(*this), Describe(info()));
+}
+
+std::string Program::PinPath() const {
+  if (!obj_) return "";
+  return detail::GraphPinPathOf(NodeOf(*this));
+}
+
+void Program::NoteLegacyHook(const std::string& description) const {
+  if (obj_) detail::GraphAddLegacyHook(NodeOf(*this), description);
+}
+
+void Program::ForgetLegacyHook(const std::string& description) const {
+  if (obj_) detail::GraphRemoveLegacyHook(NodeOf(*this), description);
+}
+
+}  // namespace tether

@@ -248,11 +248,12 @@ class Locked {
     for (NodeRef u : users) names.push_back(ShortLabel(u));
     std::vector<uint32_t> slots = Slots(a);
     return absl::StrFormat(
-        "tether: %s: the last user reference of program array '%s' (id %u) %s while it "
-        "has %u entr%s %s and programs tail-call through it: %s. The kernel clears every "
-        "entry of a program array when its last fd or pin goes, and those tail calls "
-        "will then miss silently. Fix: pin the array (Map::Pin, or LifetimePolicy::kPin), "
-        "or keep a Map handle to it for as long as the programs run.",
+        "tether: %s: the last user reference of program array '%s' (id %u) %s.\n"
+        "  It has %u entr%s %s, and these programs tail-call through it: %s.\n"
+        "  The kernel clears every entry of a program array when its last fd or pin goes;\n"
+        "  from then on those tail calls miss silently.\n"
+        "  Fix: pin the array (Map::Pin, or LifetimePolicy::kPin), or keep a Map handle to it\n"
+        "  for as long as the programs run (or LifetimePolicy::kKeepAlive).",
         what, a.node.name, a.node.ref.id, what == "close refused" ? "would go" : "is going",
         slots.size(), slots.size() == 1 ? "y" : "ies", FormatSlots(slots),
         absl::StrJoin(names, ", "));
@@ -778,25 +779,25 @@ std::string ObjectGraph::ToDot() const {
     switch (n.ref.kind) {
       case NodeKind::kMap:
         shape = n.is_program_array() ? "box3d" : "box";
-        label = absl::StrFormat("%s\\n%s id %u", n.name, MapTypeName(n.type), n.ref.id);
+        label = absl::StrFormat("%s\n%s id %u", n.name, MapTypeName(n.type), n.ref.id);
         break;
       case NodeKind::kProgram:
         shape = "ellipse";
-        label = absl::StrFormat("%s\\n%s id %u", n.name, ProgramTypeName(n.type), n.ref.id);
+        label = absl::StrFormat("%s\n%s id %u", n.name, ProgramTypeName(n.type), n.ref.id);
         break;
       case NodeKind::kLink:
         shape = "diamond";
-        label = absl::StrFormat("link %u\\n%s", n.ref.id, n.name);
+        label = absl::StrFormat("link %u\n%s", n.ref.id, n.name);
         break;
       case NodeKind::kPin:
         shape = "note";
         label = n.name;
         break;
     }
-    if (n.handles) absl::StrAppend(&label, "\\n", n.handles, " handle(s)");
-    if (n.kept_alive) absl::StrAppend(&label, "\\nkept alive");
+    if (n.handles) absl::StrAppend(&label, "\n", n.handles, " handle(s)");
+    if (n.kept_alive) absl::StrAppend(&label, "\nkept alive");
     if (n.cleared_by_kernel) {
-      absl::StrAppend(&label, "\\ncleared by kernel");
+      absl::StrAppend(&label, "\ncleared by kernel");
       extra = ", color=red, fontcolor=red";
     }
     if (in_cycle.contains(n.ref)) extra += ", penwidth=2";

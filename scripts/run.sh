@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One entry point for people and CI, on a fresh Debian bookworm machine as
+# root: installs what is missing, builds, and runs the demo or the tests.
+#
+#   bash scripts/run.sh demo    # the tail-call trap, caught (README command 1)
+#   bash scripts/run.sh test    # the whole suite on the live kernel (command 2)
+#   bash scripts/run.sh deps    # only install the packages
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${TETHER_BUILD_DIR:-$ROOT/build}
+
+# Debian packages the build, the tests and the demo need.
+PACKAGES=(
+  g++ meson ninja-build pkg-config
+  libabsl-dev libelf-dev zlib1g-dev catch2 libbenchmark-dev
+  clang llvm libbpf-dev bpftool linux-libc-dev
+  graphviz gnuplot-nox iproute2 iputils-ping util-linux procps
+)
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run.sh: run as root: tether creates real BPF objects in the kernel" >&2
+    exit 1
+  fi
+}
+
+install_deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "run.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+mount_bpffs() {
+  if ! mount | grep -q "on /sys/fs/bpf type bpf"; then
+    mkdir -p /sys/fs/bpf
+    mount -t bpf bpf /sys/fs/bpf
+  fi
+}
+
+build() {
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    meson setup "$BUILD" -Dtests=enabled >/dev/null
+  fi
+  ninja -C "$BUILD"
+}
+
+case "${1:-}" in
+  deps)
+    need_root; install_deps ;;
+  demo)
+    need_root; install_deps; mount_bpffs; build
+    "$BUILD/tools/tether-demo" "$BUILD/demo-out" ;;
+  test)
+    need_root; install_deps; mount_bpffs; build
+    meson test -C "$BUILD" --print-errorlogs --no-rebuild ;;
+  *)
+    echo "usage: bash scripts/run.sh demo|test|deps" >&2
+    exit 2 ;;
+esac

@@ -1,0 +1,150 @@
+// The README's first command. It shows the program-array trap and how
+// tether catches it:
+//   1. load a small tail-call chain: entry -> jmp_table[0] = stage_one
+//      -> jmp_table[1] = stage_two;
+//   2. run it (BPF_PROG_TEST_RUN): entry reaches stage_two;
+//   3. print the object graph and render it with graphviz;
+//   4. drop the last handle of jmp_table: tether warns, the kernel clears
+//      the array, and the same run now misses both tail calls.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "tether/tether.h"
+
+namespace {
+
+using namespace tether;
+
+constexpr int32_t kStageTwo = 2;
+constexpr int32_t kMissedFirst = 100;
+constexpr int32_t kMissedSecond = 101;
+
+absl::StatusOr<Program> Returning(int32_t value, const std::string& name) {
+  bpf_insn prog[] = {insn::MovImm(BPF_REG_0, value), insn::Exit()};
+  ProgramLoadOptions o;
+  o.type = BPF_PROG_TYPE_SOCKET_FILTER;
+  o.instructions = prog;
+  o.name = name;
+  return Program::Load(o);
+}
+
+absl::StatusOr<Program> TailCalling(const Map& table, uint32_t slot, int32_t on_miss,
+                                    const std::string& name) {
+  bpf_insn prog[7];
+  prog[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
+  insn::LdMapFd(BPF_REG_2, table.fd(), &prog[1]);
+  prog[3] = insn::MovImm(BPF_REG_3, static_cast<int32_t>(slot));
+  prog[4] = insn::Call(BPF_FUNC_tail_call);
+  prog[5] = insn::MovImm(BPF_REG_0, on_miss);
+  prog[6] = insn::Exit();
+  ProgramLoadOptions o;
+  o.type = BPF_PROG_TYPE_SOCKET_FILTER;
+  o.instructions = prog;
+  o.name = name;
+  return Program::Load(o);
+}
+
+uint32_t Run(const Program& p) {
+  std::vector<uint8_t> packet(64, 0);
+  RunOptions o;
+  o.data = packet;
+  auto r = p.Run(o);
+  if (!r.ok()) {
+    fprintf(stderr, "run failed: %s\n", r.status().ToString().c_str());
+    exit(1);
+  }
+  return r->return_value;
+}
+
+std::string Describe(uint32_t ret) {
+  switch (ret) {
+    case kStageTwo: return "reached stage_two through two tail calls";
+    case kMissedFirst: return "the tail call into jmp_table[0] MISSED (fell through)";
+    case kMissedSecond: return "the tail call into jmp_table[1] MISSED (fell through)";
+    default: return "unexpected";
+  }
+}
+
+void Render(const std::string& dot_text, const std::string& out_dir, const std::string& stem) {
+  std::string dot_path = out_dir + "/" + stem + ".dot";
+  std::ofstream(dot_path) << dot_text;
+  if (system("command -v dot >/dev/null 2>&1") != 0) {
+    printf("  (graphviz `dot` is not installed; wrote %s only)\n", dot_path.c_str());
+    return;
+  }
+  std::string svg = out_dir + "/" + stem + ".svg";
+  std::string png = out_dir + "/" + stem + ".png";
+  std::string cmd = "dot -Tsvg '" + dot_path + "' -o '" + svg + "' && dot -Tpng '" + dot_path +
+                    "' -o '" + png + "'";
+  if (system(cmd.c_str()) == 0) {
+    printf("  rendered %s and %s\n", svg.c_str(), png.c_str());
+  } else {
+    printf("  dot failed to render %s\n", dot_path.c_str());
+  }
+}
+
+template <typename T>
+T Must(absl::StatusOr<T> v, const char* what) {
+  if (!v.ok()) {
+    fprintf(stderr, "%s: %s\n", what, v.status().ToString().c_str());
+    exit(1);
+  }
+  return *std::move(v);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Line-buffered, so the warning (on stderr) lands where it happens.
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string out_dir = argc > 1 ? argv[1] : "demo-out";
+  mkdir(out_dir.c_str(), 0755);
+  if (geteuid() != 0) {
+    fprintf(stderr, "tether-demo creates BPF maps and programs: run it as root\n");
+    return 1;
+  }
+
+  printf("== 1. load a tail-call chain\n");
+  Program entry, stage_one, stage_two;
+  {
+    ProgramArray jmp_table = Must(ProgramArray::Create("jmp_table", 4), "create jmp_table");
+    stage_two = Must(Returning(kStageTwo, "stage_two"), "load stage_two");
+    stage_one = Must(TailCalling(jmp_table.map(), 1, kMissedSecond, "stage_one"), "load stage_one");
+    entry = Must(TailCalling(jmp_table.map(), 0, kMissedFirst, "entry"), "load entry");
+    if (auto st = jmp_table.Set(0, stage_one); !st.ok()) return fprintf(stderr, "%s\n", st.ToString().c_str()), 1;
+    if (auto st = jmp_table.Set(1, stage_two); !st.ok()) return fprintf(stderr, "%s\n", st.ToString().c_str()), 1;
+
+    printf("\n== 2. run entry while jmp_table has a handle\n");
+    uint32_t ret = Run(entry);
+    printf("  entry returned %u: %s\n", ret, Describe(ret).c_str());
+
+    printf("\n== 3. the object graph\n");
+    printf("%s", graph().ToText().c_str());
+    Render(graph().ToDot(), out_dir, "graph-before");
+    printf("\n  why is stage_two alive?\n  %s\n", graph().Explain(stage_two).ToString().c_str());
+    printf("\n  what breaks if jmp_table's last handle goes?\n");
+    for (const auto& line : graph().WhatBreaks(jmp_table.map())) printf("  - %s\n", line.c_str());
+
+    printf("\n== 4. jmp_table's last handle goes out of scope (policy: %s)\n",
+           LifetimePolicyName(graph().default_policy()));
+  }  // <- the warning fires here, from jmp_table's destructor
+
+  // The kernel empties the array in deferred work; give it a moment.
+  uint32_t ret = Run(entry);
+  for (int i = 0; i < 100 && ret == kStageTwo; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ret = Run(entry);
+  }
+  printf("\n  entry returned %u: %s\n", ret, Describe(ret).c_str());
+  printf("\n== 5. the graph after the drop\n%s", graph().ToText().c_str());
+  Render(graph().ToDot(), out_dir, "graph-after");
+  printf("\nThe fix: keep a handle, pin the array (Map::Pin), or choose\n"
+         "LifetimePolicy::kKeepAlive / kPin. See docs/lifecycle.md.\n");
+  return ret == kStageTwo ? 1 : 0;
+}

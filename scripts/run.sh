@@ -4,6 +4,7 @@
 #
 #   bash scripts/run.sh demo    # the tail-call trap, caught (README command 1)
 #   bash scripts/run.sh test    # the whole suite on the live kernel (command 2)
+#   bash scripts/run.sh bench   # benchmarks (release build) -> docs/benchmarks.md
 #   bash scripts/run.sh deps    # only install the packages
 set -euo pipefail
 
@@ -62,7 +63,15 @@ case "${1:-}" in
   test)
     need_root; install_deps; mount_bpffs; build
     meson test -C "$BUILD" --print-errorlogs --no-rebuild ;;
+  bench)
+    need_root; install_deps; mount_bpffs
+    REL=${TETHER_RELEASE_DIR:-$ROOT/build-release}
+    if [ ! -f "$REL/build.ninja" ]; then
+      meson setup "$REL" --buildtype=release -Dtests=disabled -Dbench=enabled >/dev/null
+    fi
+    ninja -C "$REL"
+    python3 bench/report.py --build "$REL" ;;
   *)
-    echo "usage: bash scripts/run.sh demo|test|deps" >&2
+    echo "usage: bash scripts/run.sh demo|test|bench|deps" >&2
     exit 2 ;;
 esac

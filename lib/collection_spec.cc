@@ -330,6 +330,10 @@ absl::StatusOr<std::string> ReadGzip(const char* path) {
 absl::StatusOr<KernelConfig> KernelConfig::Parse(absl::string_view text, uint32_t kernel_version) {
   KernelConfig cfg;
   cfg.linux_kernel_version = kernel_version;
+#if defined(__x86_64__) || defined(__aarch64__) || defined(__s390x__) || defined(__riscv)
+  // These architectures wrap syscalls as __<arch>_sys_* since 4.17.
+  cfg.has_syscall_wrapper = kernel_version >= (4u << 16) + (17u << 8);
+#endif
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -392,6 +396,14 @@ absl::StatusOr<std::vector<uint8_t>> ResolveKconfig(const CollectionSpec& spec,
     };
     if (name == "LINUX_KERNEL_VERSION") {
       put_int(config.linux_kernel_version);
+      continue;
+    }
+    if (name == "LINUX_HAS_SYSCALL_WRAPPER") {
+      put_int(config.has_syscall_wrapper ? 1 : 0);
+      continue;
+    }
+    if (name == "LINUX_HAS_BPF_COOKIE") {
+      put_int(config.linux_kernel_version >= (5u << 16) + (15u << 8) ? 1 : 0);
       continue;
     }
     auto vit = config.values.find(name);

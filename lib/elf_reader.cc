@@ -47,6 +47,7 @@ struct Symbol {
   uint64_t size = 0;
   uint8_t type = 0;
   uint8_t bind = 0;
+  uint8_t visibility = 0;
   uint16_t shndx = 0;
 };
 
@@ -131,7 +132,8 @@ class ElfReader {
   absl::Status ReadLegacyMaps(const Section& sec);
   absl::Status ReadBtfMaps(const Section& sec);
   absl::StatusOr<MapSpec> ReadBtfMapDef(absl::string_view name, uint32_t type_id,
-                                         const Section& sec, uint64_t def_off, int depth);
+                                         const Section& sec, uint64_t def_off,
+                                         uint64_t def_size, int depth);
   absl::Status ReadDataSection(const Section& sec);
   absl::Status ReadStructOps(const Section& sec);
   absl::Status ReadExterns();
@@ -268,6 +270,7 @@ absl::Status ElfReader::ReadSymbols() {
     sym.size = raw.st_size;
     sym.type = ELF64_ST_TYPE(raw.st_info);
     sym.bind = ELF64_ST_BIND(raw.st_info);
+    sym.visibility = ELF64_ST_VISIBILITY(raw.st_other);
     sym.shndx = raw.st_shndx;
     if (sym.type == STT_SECTION && sym.shndx < sections_.size()) {
       sym.name = sections_[sym.shndx].name;
@@ -433,7 +436,7 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
 
 absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_t type_id,
                                                   const Section& sec, uint64_t def_off,
-                                                  int depth) {
+                                                  uint64_t def_size, int depth) {
   const Btf& b = *spec_.btf;
   auto err = [&](auto&&... args) -> absl::Status {
     return Err("section .maps: map '", name, "': ", args...);
@@ -545,7 +548,8 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
       if (tt == nullptr || tt->kind != BtfKind::kStruct) {
         return err("field 'values' of a map-in-map must point to a map definition struct");
       }
-      auto inner = ReadBtfMapDef(absl::StrCat(name, ".inner"), target, sec, def_off, depth + 1);
+      auto inner = ReadBtfMapDef(absl::StrCat(name, ".inner"), target, sec, def_off, def_size,
+                                 depth + 1);
       if (!inner.ok()) return inner.status();
       m.inner = std::make_unique<MapSpec>(std::move(*inner));
     } else if (m.type == BPF_MAP_TYPE_PROG_ARRAY) {
@@ -568,9 +572,11 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
         std::vector<Reloc> relocs;
         if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
         uint64_t base = def_off + values_member->bit_offset / 8;
-        uint64_t limit = base + uint64_t{arr->array_nelems} * 8;
+        // A flexible `values[]` grows the symbol, not the BTF array.
+        uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
+                                                : def_off + def_size;
         for (const Reloc& r : relocs) {
-          if (r.offset < base || (arr->array_nelems != 0 && r.offset >= limit)) continue;
+          if (r.offset < base || r.offset >= limit) continue;
           if ((r.offset - base) % 8 != 0) {
             return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
           }
@@ -622,7 +628,7 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
         }
       }
     }
-    auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, 0);
+    auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, size, 0);
     if (!m.ok()) return m.status();
     map_syms_[sec.index][sym->value] = sym;
     if (spec_.maps.count(name)) return Err("section .maps: duplicate map '", name, "'");
@@ -658,8 +664,16 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
       for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
         const BtfType* var = b.TypeById(vsi.type);
         if (var == nullptr || var->kind != BtfKind::kVar) continue;
-        // Static variables are private to the object, as in libbpf skeletons.
+        // Static and hidden variables are private to the object, as in
+        // libbpf skeletons.
         if (var->var_linkage() == BtfLinkage::kStatic) continue;
+        bool hidden = false;
+        for (const Symbol& sym : symbols_) {
+          if (sym.shndx == sec.index && sym.name == b.Name(*var)) {
+            hidden = sym.visibility == STV_HIDDEN || sym.bind == STB_LOCAL;
+          }
+        }
+        if (hidden) continue;
         if (uint64_t{vsi.offset} + vsi.size > m.value_size) {
           return Err(SecName(sec.index), ": variable '", b.Name(*var), "' at offset ", vsi.offset,
                      " size ", vsi.size, " is outside the section");
@@ -671,7 +685,10 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
     }
   } else {
     for (const Symbol& s : symbols_) {
-      if (s.shndx != sec.index || s.type != STT_OBJECT || s.bind == STB_LOCAL) continue;
+      if (s.shndx != sec.index || s.type != STT_OBJECT || s.bind == STB_LOCAL ||
+          s.visibility == STV_HIDDEN) {
+        continue;
+      }
       if (s.value > m.value_size || s.size > m.value_size - s.value) continue;
       spec_.variables[s.name] = VariableSpec{s.name, sec.name, static_cast<uint32_t>(s.value),
                                              static_cast<uint32_t>(s.size), 0, rodata};
@@ -848,7 +865,14 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
   if (sym.shndx == SHN_UNDEF) {
     auto ext = spec_.externs.find(sym.name);
     if (ext == spec_.externs.end()) {
-      code->references.push_back({idx, ReferenceKind::kUnresolved, sym.name, 0});
+      if (call) {
+        code->references.push_back({idx, ReferenceKind::kUnresolved, sym.name, 0});
+      } else {
+        // An ld_imm64 of a symbol nobody defines (inline asm constants):
+        // the immediate the compiler wrote, usually 0, stays.
+        spec_.warnings.push_back(absl::StrCat(where(), ": undefined symbol '", sym.name,
+                                              "' left as its immediate ", insn.imm));
+      }
       return absl::OkStatus();
     }
     const ExternSpec& e = ext->second;

@@ -262,6 +262,9 @@ struct KernelConfig {
   // "CONFIG_BPF" -> "y", "CONFIG_HZ" -> "250", "CONFIG_X" -> "\"str\"".
   std::map<std::string, std::string> values;
   uint32_t linux_kernel_version = 0;  // KERNEL_VERSION(a, b, c)
+  // Value of LINUX_HAS_SYSCALL_WRAPPER; Parse() derives it from the
+  // architecture and version.
+  bool has_syscall_wrapper = false;
 
   // Reads /boot/config-$(uname -r) or /proc/config.gz and uname.
   static absl::StatusOr<KernelConfig> Load();

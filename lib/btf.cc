@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -97,7 +98,8 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
   const uint8_t* p = data.data() + hdr_len + type_off;
   const uint8_t* end = p + type_len;
   // Roughly one type per 16 bytes in practice: avoids regrowth on vmlinux.
-  btf.types_.reserve(type_len / 16 + 1);
+  btf.types_.reserve(type_len / 32 + 1);
+  btf.members_.reserve(type_len / 24 + 1);
 
   uint32_t id = 1;
   while (p < end) {
@@ -335,25 +337,44 @@ absl::Status Btf::Validate(absl::string_view what) const {
 void Btf::BuildNameIndex() {
   name_ranges_.clear();
   name_ids_.clear();
-  name_ranges_.reserve(types_.size());
   const std::string& s = *strings_;
   auto name_at = [&](uint32_t off) {
     const char* b = s.data() + off;
     return absl::string_view(b, strlen(b));  // terminated: checked at parse
   };
-  uint32_t named = 0;
+  // Sorting ids by name offset groups equal names without hashing each
+  // type: deduplicated BTF (vmlinux) stores every name once, so only one
+  // hash insert per distinct name remains.
+  std::vector<std::pair<uint32_t, uint32_t>> by_off;  // (name_off, id)
+  by_off.reserve(types_.size());
   for (uint32_t id = 1; id < types_.size(); ++id) {
-    if (types_[id].name_off == 0) continue;
-    ++name_ranges_[name_at(types_[id].name_off)].second;
-    ++named;
+    if (types_[id].name_off != 0) by_off.emplace_back(types_[id].name_off, id);
   }
+  std::sort(by_off.begin(), by_off.end());
+  name_ids_.resize(by_off.size());
+  bool duplicate_strings = false;
+  for (size_t i = 0; i < by_off.size();) {
+    size_t j = i;
+    while (j < by_off.size() && by_off[j].first == by_off[i].first) {
+      name_ids_[j] = by_off[j].second;
+      ++j;
+    }
+    auto [it, inserted] = name_ranges_.try_emplace(
+        name_at(by_off[i].first), static_cast<uint32_t>(i), static_cast<uint32_t>(j - i));
+    if (!inserted) duplicate_strings = true;
+    i = j;
+  }
+  if (!duplicate_strings) return;
+  // The same name at several offsets (BTF nobody deduplicated): regroup
+  // by string, in id order.
+  name_ranges_.clear();
+  for (const auto& [off, id] : by_off) ++name_ranges_[name_at(off)].second;
   uint32_t start = 0;
   for (auto& [name, range] : name_ranges_) {
     range.first = start;
     start += range.second;
     range.second = 0;
   }
-  name_ids_.resize(named);
   for (uint32_t id = 1; id < types_.size(); ++id) {
     if (types_[id].name_off == 0) continue;
     auto& range = name_ranges_[name_at(types_[id].name_off)];
@@ -366,10 +387,13 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path) {
   if (fd < 0) return sys::ErrnoStatus(errno, path, "open");
   std::vector<uint8_t> buf;
   struct stat st;
-  if (fstat(fd, &st) == 0 && st.st_size > 0) buf.reserve(st.st_size);
-  uint8_t chunk[1 << 16];
+  // sysfs reports the real size of the BTF file; read straight into place.
+  size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? st.st_size + 1 : 1 << 20;
+  buf.resize(cap);
+  size_t len = 0;
   for (;;) {
-    ssize_t r = read(fd, chunk, sizeof(chunk));
+    if (len == buf.size()) buf.resize(buf.size() * 2);
+    ssize_t r = read(fd, buf.data() + len, buf.size() - len);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
@@ -377,8 +401,9 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path) {
       return sys::ErrnoStatus(e, path, "read");
     }
     if (r == 0) break;
-    buf.insert(buf.end(), chunk, chunk + r);
+    len += r;
   }
+  buf.resize(len);
   close(fd);
   return Parse(buf, path);
 }

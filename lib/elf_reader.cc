@@ -591,6 +591,14 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
       }
     }
   }
+  if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m.btf_value_type_id != 0) {
+    // Its values are perf event fds whatever type the object names; the
+    // kernel accepts only 4-byte values and no BTF for this map type.
+    m.key_size = 4;
+    m.value_size = 4;
+    m.btf_key_type_id = 0;
+    m.btf_value_type_id = 0;
+  }
   DefaultMapSizes(&m);
   if (m.key_size == 0 && !KeylessMapType(m.type)) {
     spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));

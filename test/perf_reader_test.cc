@@ -182,11 +182,9 @@ TEST_CASE("perf reader: timeout, and a wakeup from another thread", "[perf][conc
   // Closing the reader empties the array's slots.
   uint32_t cpu0 = (*reader)->cpus().front();
   reader->reset();
-  uint32_t next = 0;
   // Perf event arrays have no user-space lookup; deleting an empty slot
   // is the observable: ENOENT.
   CHECK(arr.Delete(cpu0).code() == absl::StatusCode::kNotFound);
-  (void)next;
 }
 
 TEST_CASE("perf reader: bad input is explained", "[perf][errors]") {

@@ -29,16 +29,44 @@ constexpr bpf_insn MovReg(uint8_t dst, uint8_t src) {
 constexpr bpf_insn AddImm(uint8_t dst, int32_t imm) {
   return Make(BPF_ALU64 | BPF_ADD | BPF_K, dst, 0, 0, imm);
 }
+// dst = (u32)imm, zero-extended: the way to get 0xffffffff without the
+// sign extension of MovImm (e.g. BPF_F_CURRENT_CPU).
+constexpr bpf_insn Mov32Imm(uint8_t dst, int32_t imm) {
+  return Make(BPF_ALU | BPF_MOV | BPF_K, dst, 0, 0, imm);
+}
+constexpr bpf_insn AndImm(uint8_t dst, int32_t imm) {
+  return Make(BPF_ALU64 | BPF_AND | BPF_K, dst, 0, 0, imm);
+}
 constexpr bpf_insn Call(int32_t helper) { return Make(BPF_JMP | BPF_CALL, 0, 0, 0, helper); }
 constexpr bpf_insn Exit() { return Make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0); }
 // if dst == imm goto +off
 constexpr bpf_insn JeqImm(uint8_t dst, int32_t imm, int16_t off) {
   return Make(BPF_JMP | BPF_JEQ | BPF_K, dst, 0, off, imm);
 }
+// if dst != imm goto +off
+constexpr bpf_insn JneImm(uint8_t dst, int32_t imm, int16_t off) {
+  return Make(BPF_JMP | BPF_JNE | BPF_K, dst, 0, off, imm);
+}
 constexpr bpf_insn Ja(int16_t off) { return Make(BPF_JMP | BPF_JA, 0, 0, off, 0); }
 // *(u32 *)(dst + off) = imm
 constexpr bpf_insn StoreImm32(uint8_t dst, int16_t off, int32_t imm) {
   return Make(BPF_ST | BPF_MEM | BPF_W, dst, 0, off, imm);
+}
+// *(u64 *)(dst + off) = imm (sign-extended)
+constexpr bpf_insn StoreImm64(uint8_t dst, int16_t off, int32_t imm) {
+  return Make(BPF_ST | BPF_MEM | BPF_DW, dst, 0, off, imm);
+}
+// *(u32 *)(dst + off) = src
+constexpr bpf_insn StoreReg32(uint8_t dst, int16_t off, uint8_t src) {
+  return Make(BPF_STX | BPF_MEM | BPF_W, dst, src, off, 0);
+}
+// dst = *(u8 *)(src + off)
+constexpr bpf_insn LoadReg8(uint8_t dst, uint8_t src, int16_t off) {
+  return Make(BPF_LDX | BPF_MEM | BPF_B, dst, src, off, 0);
+}
+// dst = *(u32 *)(src + off)
+constexpr bpf_insn LoadReg32(uint8_t dst, uint8_t src, int16_t off) {
+  return Make(BPF_LDX | BPF_MEM | BPF_W, dst, src, off, 0);
 }
 // *(u64 *)(dst + off) = src
 constexpr bpf_insn StoreReg64(uint8_t dst, int16_t off, uint8_t src) {

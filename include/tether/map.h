@@ -63,6 +63,9 @@ inline UpdateFlag operator|(UpdateFlag a, UpdateFlag b) {
 class Map;
 
 namespace detail {
+// Unchecked element calls for the typed wrappers (typed_map.h, queue.h),
+// which check sizes once when they bind instead of on every call.
+struct MapRaw;
 template <typename T>
 struct IsSpan : std::false_type {};
 template <typename T>
@@ -260,6 +263,7 @@ class Map {
 
  private:
   friend class ProgramArray;
+  friend struct detail::MapRaw;
   explicit Map(RefPtr<detail::MapObject> obj) : obj_(std::move(obj)) {}
   static absl::StatusOr<Map> Adopt(int fd, absl::string_view how);
 

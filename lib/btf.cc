@@ -1,0 +1,987 @@
+#include "tether/btf.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "sys/bpf.h"
+
+namespace tether {
+namespace {
+
+constexpr uint16_t kBtfMagic = 0xeB9F;
+constexpr uint32_t kBtfHeaderMinLen = 24;
+// Chains longer than this are refused rather than followed: the kernel's
+// own limit on modifier chains is far below it.
+constexpr int kMaxResolveDepth = 64;
+
+uint32_t Load32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+void Put32(std::vector<uint8_t>* out, uint32_t v) {
+  uint8_t b[4];
+  memcpy(b, &v, 4);
+  out->insert(out->end(), b, b + 4);
+}
+
+uint32_t Info(BtfKind kind, bool kflag, uint32_t vlen) {
+  return (static_cast<uint32_t>(kind) << 24) | (kflag ? 1u << 31 : 0) | (vlen & 0xffff);
+}
+
+}  // namespace
+
+absl::string_view BtfKindName(BtfKind kind) {
+  static constexpr absl::string_view kNames[] = {
+      "VOID",  "INT",      "PTR",        "ARRAY", "STRUCT",  "UNION",    "ENUM",
+      "FWD",   "TYPEDEF",  "VOLATILE",   "CONST", "RESTRICT", "FUNC",    "FUNC_PROTO",
+      "VAR",   "DATASEC",  "FLOAT",      "DECL_TAG", "TYPE_TAG", "ENUM64"};
+  auto i = static_cast<size_t>(kind);
+  return i < sizeof(kNames) / sizeof(kNames[0]) ? kNames[i] : "UNKNOWN";
+}
+
+Btf::Btf() : strings_(std::make_shared<const std::string>(1, '\0')), types_(1) {}
+
+absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view what) {
+  auto err = [&](auto&&... args) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", args...));
+  };
+  if (data.size() < kBtfHeaderMinLen) {
+    return err("header truncated: ", data.size(), " bytes, need ", kBtfHeaderMinLen);
+  }
+  uint16_t magic;
+  memcpy(&magic, data.data(), 2);
+  if (magic != kBtfMagic) {
+    return err(absl::StrFormat("bad magic 0x%04x at offset 0 (want 0xeb9f; big-endian BTF "
+                               "is not supported)",
+                               magic));
+  }
+  if (data[2] != 1) return err("unsupported version ", data[2], " at offset 2");
+  uint32_t hdr_len = Load32(&data[4]);
+  if (hdr_len < kBtfHeaderMinLen || hdr_len > data.size()) {
+    return err("header length ", hdr_len, " at offset 4 is outside [24, ", data.size(), "]");
+  }
+  // A longer header is a newer format; its extra fields must be zero so
+  // that nothing we do not understand is silently dropped.
+  for (uint32_t i = kBtfHeaderMinLen; i < hdr_len; ++i) {
+    if (data[i] != 0) return err("unknown non-zero header byte at offset ", i);
+  }
+  uint32_t type_off = Load32(&data[8]), type_len = Load32(&data[12]);
+  uint32_t str_off = Load32(&data[16]), str_len = Load32(&data[20]);
+  uint64_t body = data.size() - hdr_len;
+  if (uint64_t{type_off} + type_len > body) {
+    return err("type section [", type_off, ", +", type_len, ") exceeds the ", body,
+               " bytes after the header");
+  }
+  if (uint64_t{str_off} + str_len > body) {
+    return err("string section [", str_off, ", +", str_len, ") exceeds the ", body,
+               " bytes after the header");
+  }
+  if (type_off % 4 != 0) return err("type section offset ", type_off, " is not 4-aligned");
+  if (str_len == 0) return err("string section is empty (it must start with a NUL)");
+  const uint8_t* strs = data.data() + hdr_len + str_off;
+  if (strs[0] != 0) return err("string section does not start with a NUL");
+  if (strs[str_len - 1] != 0) {
+    return err("string section of ", str_len, " bytes is not NUL-terminated");
+  }
+
+  Btf btf;
+  btf.strings_ = std::make_shared<const std::string>(reinterpret_cast<const char*>(strs), str_len);
+  const uint8_t* p = data.data() + hdr_len + type_off;
+  const uint8_t* end = p + type_len;
+  // Roughly one type per 16 bytes in practice: avoids regrowth on vmlinux.
+  btf.types_.reserve(type_len / 32 + 1);
+  btf.members_.reserve(type_len / 24 + 1);
+
+  uint32_t id = 1;
+  while (p < end) {
+    size_t at = static_cast<size_t>(p - (data.data() + hdr_len + type_off));
+    auto terr = [&](auto&&... args) {
+      return err("type [", id, "] at type offset ", at, ": ", args...);
+    };
+    if (end - p < 12) return terr("truncated type header");
+    BtfType t;
+    t.name_off = Load32(p);
+    uint32_t info = Load32(p + 4);
+    t.size_or_type = Load32(p + 8);
+    p += 12;
+    uint32_t kind = (info >> 24) & 0x1f;
+    t.vlen = info & 0xffff;
+    t.kind_flag = info >> 31;
+    if (t.name_off >= str_len) {
+      return terr("name offset ", t.name_off, " is outside the ", str_len, "-byte string section");
+    }
+    if (kind == 0 || kind > kBtfMaxKind) return terr("unknown kind ", kind);
+    t.kind = static_cast<BtfKind>(kind);
+    auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
+    switch (t.kind) {
+      case BtfKind::kInt:
+        if (!need(4)) return terr("truncated INT encoding");
+        t.extra = Load32(p);
+        p += 4;
+        if (t.int_offset() + t.int_bits() > 128 || t.int_bits() == 0) {
+          return terr("INT with ", int{t.int_bits()}, " bits at bit offset ",
+                      int{t.int_offset()});
+        }
+        break;
+      case BtfKind::kArray:
+        if (!need(12)) return terr("truncated ARRAY");
+        t.extra = Load32(p);
+        t.array_index_type = Load32(p + 4);
+        t.array_nelems = Load32(p + 8);
+        p += 12;
+        break;
+      case BtfKind::kStruct:
+      case BtfKind::kUnion: {
+        if (!need(size_t{t.vlen} * 12)) return terr("truncated member list of ", t.vlen);
+        t.first = static_cast<uint32_t>(btf.members_.size());
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          BtfMember m;
+          m.name_off = Load32(p);
+          m.type = Load32(p + 4);
+          uint32_t off = Load32(p + 8);
+          if (t.kind_flag) {
+            m.bitfield_size = off >> 24;
+            m.bit_offset = off & 0xffffff;
+          } else {
+            m.bit_offset = off;
+          }
+          if (m.name_off >= str_len) return terr("member ", i, " name offset out of range");
+          btf.members_.push_back(m);
+        }
+        break;
+      }
+      case BtfKind::kEnum: {
+        if (!need(size_t{t.vlen} * 8)) return terr("truncated ENUM values");
+        t.first = static_cast<uint32_t>(btf.enums_.size());
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
+          BtfEnumValue v;
+          v.name_off = Load32(p);
+          uint32_t raw = Load32(p + 4);
+          v.value = t.kind_flag ? static_cast<uint64_t>(int64_t{static_cast<int32_t>(raw)}) : raw;
+          if (v.name_off >= str_len) return terr("enumerator ", i, " name offset out of range");
+          btf.enums_.push_back(v);
+        }
+        break;
+      }
+      case BtfKind::kEnum64: {
+        if (!need(size_t{t.vlen} * 12)) return terr("truncated ENUM64 values");
+        t.first = static_cast<uint32_t>(btf.enums_.size());
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          BtfEnumValue v;
+          v.name_off = Load32(p);
+          v.value = uint64_t{Load32(p + 4)} | uint64_t{Load32(p + 8)} << 32;
+          if (v.name_off >= str_len) return terr("enumerator ", i, " name offset out of range");
+          btf.enums_.push_back(v);
+        }
+        break;
+      }
+      case BtfKind::kFuncProto: {
+        if (!need(size_t{t.vlen} * 8)) return terr("truncated FUNC_PROTO parameters");
+        t.first = static_cast<uint32_t>(btf.members_.size());
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
+          BtfMember m;
+          m.name_off = Load32(p);
+          m.type = Load32(p + 4);
+          if (m.name_off >= str_len) return terr("parameter ", i, " name offset out of range");
+          btf.members_.push_back(m);
+        }
+        break;
+      }
+      case BtfKind::kVar:
+        if (!need(4)) return terr("truncated VAR");
+        t.extra = Load32(p);
+        p += 4;
+        if (t.extra > 2) return terr("VAR linkage ", t.extra, " is unknown");
+        break;
+      case BtfKind::kDatasec: {
+        if (!need(size_t{t.vlen} * 12)) return terr("truncated DATASEC entries");
+        t.first = static_cast<uint32_t>(btf.secinfos_.size());
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          btf.secinfos_.push_back({Load32(p), Load32(p + 4), Load32(p + 8)});
+        }
+        break;
+      }
+      case BtfKind::kDeclTag:
+        if (!need(4)) return terr("truncated DECL_TAG");
+        t.extra = Load32(p);
+        p += 4;
+        break;
+      case BtfKind::kFunc:
+        if (t.vlen > 2) return terr("FUNC linkage ", t.vlen, " is unknown");
+        break;
+      default:
+        break;
+    }
+    btf.types_.push_back(t);
+    ++id;
+  }
+  if (absl::Status st = btf.Validate(what); !st.ok()) return st;
+  btf.BuildNameIndex();
+  return btf;
+}
+
+absl::Status Btf::Validate(absl::string_view what) const {
+  const uint32_t n = NumTypes();
+  auto err = [&](uint32_t id, auto&&... args) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": type [", id, "] ", BtfKindName(types_[id].kind), " '",
+                     NameOf(id), "': ", args...));
+  };
+  for (uint32_t id = 1; id < n; ++id) {
+    const BtfType& t = types_[id];
+    auto check = [&](uint32_t ref, absl::string_view field) -> absl::Status {
+      if (ref >= n) return err(id, field, " refers to type ", ref, ", past the last id ", n - 1);
+      return absl::OkStatus();
+    };
+    absl::Status st;
+    switch (t.kind) {
+      case BtfKind::kPtr:
+      case BtfKind::kTypedef:
+      case BtfKind::kVolatile:
+      case BtfKind::kConst:
+      case BtfKind::kRestrict:
+      case BtfKind::kTypeTag:
+      case BtfKind::kFuncProto:
+        st = check(t.type(), "type");
+        break;
+      case BtfKind::kFunc:
+        st = check(t.type(), "type");
+        if (st.ok() && types_[t.type()].kind != BtfKind::kFuncProto) {
+          return err(id, "type ", t.type(), " is not a FUNC_PROTO");
+        }
+        break;
+      case BtfKind::kVar:
+        st = check(t.type(), "type");
+        break;
+      case BtfKind::kDeclTag:
+        st = check(t.type(), "type");
+        break;
+      case BtfKind::kArray:
+        st = check(t.extra, "element type");
+        if (st.ok()) st = check(t.array_index_type, "index type");
+        break;
+      case BtfKind::kStruct:
+      case BtfKind::kUnion:
+        for (const BtfMember& m : Members(t)) {
+          if (m.type >= n) return err(id, "member '", String(m.name_off), "' refers to type ",
+                                      m.type, ", past the last id ", n - 1);
+          if (t.kind_flag == false && m.bit_offset > uint64_t{t.size()} * 8) {
+            return err(id, "member '", String(m.name_off), "' at bit ", m.bit_offset,
+                       " is past the struct size ", t.size());
+          }
+        }
+        break;
+      case BtfKind::kDatasec:
+        for (const BtfVarSecinfo& v : Secinfos(t)) {
+          if (v.type >= n || v.type == 0) return err(id, "entry refers to type ", v.type);
+        }
+        break;
+      default:
+        break;
+    }
+    if (!st.ok()) return st;
+    if (t.kind == BtfKind::kFuncProto) {
+      for (const BtfMember& m : Members(t)) {
+        if (m.type >= n) return err(id, "parameter refers to type ", m.type);
+      }
+    }
+  }
+  // Chains through typedefs, modifiers, arrays and vars must end: a loop
+  // there has no size and would send every resolver around forever.
+  // Pointers break chains legitimately (a list node points to itself).
+  std::vector<uint8_t> state(n, 0);  // 0 new, 1 on the current path, 2 done
+  std::vector<uint32_t> path;
+  auto next = [&](uint32_t id) -> uint32_t {
+    const BtfType& t = types_[id];
+    switch (t.kind) {
+      case BtfKind::kTypedef:
+      case BtfKind::kVolatile:
+      case BtfKind::kConst:
+      case BtfKind::kRestrict:
+      case BtfKind::kTypeTag:
+      case BtfKind::kVar:
+      case BtfKind::kDeclTag:
+        return t.type();
+      case BtfKind::kArray:
+        return t.extra;
+      default:
+        return 0;
+    }
+  };
+  for (uint32_t start = 1; start < n; ++start) {
+    path.clear();
+    uint32_t cur = start;
+    while (cur != 0 && state[cur] == 0) {
+      state[cur] = 1;
+      path.push_back(cur);
+      cur = next(cur);
+    }
+    if (cur != 0 && state[cur] == 1) {
+      return err(cur, "is part of a reference cycle (", path.size(),
+                 " types starting at id ", start, ")");
+    }
+    for (uint32_t p : path) state[p] = 2;
+  }
+  return absl::OkStatus();
+}
+
+void Btf::BuildNameIndex() {
+  name_ranges_.clear();
+  name_ids_.clear();
+  const std::string& s = *strings_;
+  auto name_at = [&](uint32_t off) {
+    const char* b = s.data() + off;
+    return absl::string_view(b, strlen(b));  // terminated: checked at parse
+  };
+  // Sorting ids by name offset groups equal names without hashing each
+  // type: deduplicated BTF (vmlinux) stores every name once, so only one
+  // hash insert per distinct name remains.
+  std::vector<std::pair<uint32_t, uint32_t>> by_off;  // (name_off, id)
+  by_off.reserve(types_.size());
+  for (uint32_t id = 1; id < types_.size(); ++id) {
+    if (types_[id].name_off != 0) by_off.emplace_back(types_[id].name_off, id);
+  }
+  std::sort(by_off.begin(), by_off.end());
+  name_ids_.resize(by_off.size());
+  bool duplicate_strings = false;
+  for (size_t i = 0; i < by_off.size();) {
+    size_t j = i;
+    while (j < by_off.size() && by_off[j].first == by_off[i].first) {
+      name_ids_[j] = by_off[j].second;
+      ++j;
+    }
+    auto [it, inserted] = name_ranges_.try_emplace(
+        name_at(by_off[i].first), static_cast<uint32_t>(i), static_cast<uint32_t>(j - i));
+    if (!inserted) duplicate_strings = true;
+    i = j;
+  }
+  if (!duplicate_strings) return;
+  // The same name at several offsets (BTF nobody deduplicated): regroup
+  // by string, in id order.
+  name_ranges_.clear();
+  for (const auto& [off, id] : by_off) ++name_ranges_[name_at(off)].second;
+  uint32_t start = 0;
+  for (auto& [name, range] : name_ranges_) {
+    range.first = start;
+    start += range.second;
+    range.second = 0;
+  }
+  for (uint32_t id = 1; id < types_.size(); ++id) {
+    if (types_[id].name_off == 0) continue;
+    auto& range = name_ranges_[name_at(types_[id].name_off)];
+    name_ids_[range.first + range.second++] = id;
+  }
+}
+
+absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys::ErrnoStatus(errno, path, "open");
+  std::vector<uint8_t> buf;
+  struct stat st;
+  // sysfs reports the real size of the BTF file; read straight into place.
+  size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? st.st_size + 1 : 1 << 20;
+  buf.resize(cap);
+  size_t len = 0;
+  for (;;) {
+    if (len == buf.size()) buf.resize(buf.size() * 2);
+    ssize_t r = read(fd, buf.data() + len, buf.size() - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      return sys::ErrnoStatus(e, path, "read");
+    }
+    if (r == 0) break;
+    len += r;
+  }
+  buf.resize(len);
+  close(fd);
+  return Parse(buf, path);
+}
+
+const BtfType* Btf::TypeById(uint32_t id) const {
+  return id < types_.size() ? &types_[id] : nullptr;
+}
+BtfType* Btf::MutableTypeById(uint32_t id) { return id < types_.size() ? &types_[id] : nullptr; }
+
+absl::StatusOr<const BtfType*> Btf::Type(uint32_t id) const {
+  if (id >= types_.size()) {
+    return absl::NotFoundError(absl::StrCat("BTF type id ", id, " does not exist (",
+                                            types_.size() - 1, " types)"));
+  }
+  return &types_[id];
+}
+
+absl::string_view Btf::String(uint32_t off) const {
+  const std::string& s = *strings_;
+  if (off >= s.size()) return {};
+  const char* b = s.data() + off;
+  return absl::string_view(b, strlen(b));
+}
+
+absl::string_view Btf::NameOf(uint32_t id) const {
+  const BtfType* t = TypeById(id);
+  return t ? String(t->name_off) : absl::string_view();
+}
+
+absl::Span<const uint32_t> Btf::IdsByName(absl::string_view name) const {
+  auto it = name_ranges_.find(name);
+  if (it == name_ranges_.end()) return {};
+  return absl::MakeConstSpan(name_ids_).subspan(it->second.first, it->second.second);
+}
+
+absl::optional<uint32_t> Btf::FindByNameKind(absl::string_view name, BtfKind kind) const {
+  for (uint32_t id : IdsByName(name)) {
+    if (types_[id].kind == kind) return id;
+  }
+  return absl::nullopt;
+}
+
+absl::Span<const BtfMember> Btf::Members(const BtfType& t) const {
+  if (!t.is_composite() && t.kind != BtfKind::kFuncProto) return {};
+  return absl::MakeConstSpan(members_).subspan(t.first, t.vlen);
+}
+absl::Span<BtfMember> Btf::MutableMembers(const BtfType& t) {
+  if (!t.is_composite() && t.kind != BtfKind::kFuncProto) return {};
+  return absl::MakeSpan(members_).subspan(t.first, t.vlen);
+}
+absl::Span<const BtfEnumValue> Btf::EnumValues(const BtfType& t) const {
+  if (t.kind != BtfKind::kEnum && t.kind != BtfKind::kEnum64) return {};
+  return absl::MakeConstSpan(enums_).subspan(t.first, t.vlen);
+}
+absl::Span<const BtfVarSecinfo> Btf::Secinfos(const BtfType& t) const {
+  if (t.kind != BtfKind::kDatasec) return {};
+  return absl::MakeConstSpan(secinfos_).subspan(t.first, t.vlen);
+}
+absl::Span<BtfVarSecinfo> Btf::MutableSecinfos(const BtfType& t) {
+  if (t.kind != BtfKind::kDatasec) return {};
+  return absl::MakeSpan(secinfos_).subspan(t.first, t.vlen);
+}
+
+uint32_t Btf::SkipModifiers(uint32_t id, bool skip_typedefs) const {
+  // Validate() proved these chains finite; the bound guards hand-edited types.
+  for (int i = 0; i < kMaxResolveDepth && id < types_.size(); ++i) {
+    const BtfType& t = types_[id];
+    if (t.is_modifier() || (skip_typedefs && t.kind == BtfKind::kTypedef)) {
+      id = t.type();
+    } else {
+      break;
+    }
+  }
+  return id;
+}
+
+uint32_t Btf::SkipQualifiers(uint32_t id) const { return SkipModifiers(id, true); }
+
+absl::StatusOr<uint64_t> Btf::SizeOf(uint32_t id) const {
+  uint64_t mult = 1;
+  for (int i = 0; i < kMaxResolveDepth; ++i) {
+    if (id >= types_.size()) return absl::NotFoundError(absl::StrCat("BTF type ", id, " does not exist"));
+    const BtfType& t = types_[id];
+    switch (t.kind) {
+      case BtfKind::kInt:
+      case BtfKind::kEnum:
+      case BtfKind::kEnum64:
+      case BtfKind::kStruct:
+      case BtfKind::kUnion:
+      case BtfKind::kDatasec:
+      case BtfKind::kFloat:
+        return mult * t.size();
+      case BtfKind::kPtr:
+        return mult * 8;
+      case BtfKind::kArray:
+        if (t.array_nelems != 0 && mult > (uint64_t{1} << 40) / t.array_nelems) {
+          return absl::InvalidArgumentError(absl::StrCat("BTF type ", id, ": array size overflows"));
+        }
+        mult *= t.array_nelems;
+        id = t.extra;
+        break;
+      case BtfKind::kTypedef:
+      case BtfKind::kVolatile:
+      case BtfKind::kConst:
+      case BtfKind::kRestrict:
+      case BtfKind::kTypeTag:
+      case BtfKind::kVar:
+      case BtfKind::kDeclTag:
+        id = t.type();
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat("BTF type [", id, "] ", BtfKindName(t.kind),
+                                                       " '", Name(t), "' has no size"));
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("BTF type ", id, ": reference chain too long"));
+}
+
+namespace {
+absl::StatusOr<uint32_t> AlignOfImpl(const Btf& btf, uint32_t id, int depth) {
+  if (depth > kMaxResolveDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("BTF type ", id, ": nested too deeply (a struct containing itself?)"));
+  }
+  id = btf.SkipQualifiers(id);
+  const BtfType* t = btf.TypeById(id);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("BTF type ", id, " does not exist"));
+  switch (t->kind) {
+    case BtfKind::kInt:
+    case BtfKind::kEnum:
+    case BtfKind::kEnum64:
+    case BtfKind::kFloat: {
+      uint32_t s = t->size();
+      return s == 0 ? 1 : std::min<uint32_t>(s, 8);
+    }
+    case BtfKind::kPtr:
+      return 8;
+    case BtfKind::kArray:
+      return AlignOfImpl(btf, t->extra, depth + 1);
+    case BtfKind::kStruct:
+    case BtfKind::kUnion: {
+      uint32_t a = 1;
+      for (const BtfMember& m : btf.Members(*t)) {
+        auto ma = AlignOfImpl(btf, m.type, depth + 1);
+        if (!ma.ok()) return ma.status();
+        a = std::max(a, *ma);
+      }
+      return a;
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("BTF type [", id, "] ", BtfKindName(t->kind),
+                                                     " has no alignment"));
+  }
+}
+}  // namespace
+
+absl::StatusOr<uint32_t> Btf::AlignOf(uint32_t id) const { return AlignOfImpl(*this, id, 0); }
+
+absl::StatusOr<Btf::MemberLocation> Btf::FindMember(uint32_t struct_id,
+                                                    absl::string_view name) const {
+  // Anonymous members are searched breadth-first like C name lookup would
+  // find them; depth is bounded by kMaxResolveDepth.
+  struct Pending {
+    uint32_t id;
+    uint32_t base_bits;
+    int depth;
+  };
+  std::vector<Pending> queue = {{SkipQualifiers(struct_id), 0, 0}};
+  for (size_t qi = 0; qi < queue.size(); ++qi) {
+    Pending cur = queue[qi];
+    const BtfType* t = TypeById(cur.id);
+    if (t == nullptr || !t->is_composite()) {
+      if (qi == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("BTF type ", struct_id, " is not a struct or union"));
+      }
+      continue;
+    }
+    for (const BtfMember& m : Members(*t)) {
+      if (m.name_off == 0) {
+        if (cur.depth < kMaxResolveDepth) {
+          queue.push_back({SkipQualifiers(m.type), cur.base_bits + m.bit_offset, cur.depth + 1});
+        }
+        continue;
+      }
+      if (String(m.name_off) == name) {
+        return MemberLocation{m.type, cur.base_bits + m.bit_offset, m.bitfield_size};
+      }
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("BTF type [", struct_id, "] '", NameOf(struct_id),
+                                          "' has no member '", name, "'"));
+}
+
+std::vector<uint8_t> Btf::Marshal() const {
+  std::vector<uint8_t> types;
+  types.reserve(types_.size() * 16);
+  for (uint32_t id = 1; id < types_.size(); ++id) {
+    const BtfType& t = types_[id];
+    Put32(&types, t.name_off);
+    Put32(&types, Info(t.kind, t.kind_flag, t.vlen));
+    Put32(&types, t.size_or_type);
+    switch (t.kind) {
+      case BtfKind::kInt:
+      case BtfKind::kVar:
+      case BtfKind::kDeclTag:
+        Put32(&types, t.extra);
+        break;
+      case BtfKind::kArray:
+        Put32(&types, t.extra);
+        Put32(&types, t.array_index_type);
+        Put32(&types, t.array_nelems);
+        break;
+      case BtfKind::kStruct:
+      case BtfKind::kUnion:
+        for (const BtfMember& m : Members(t)) {
+          Put32(&types, m.name_off);
+          Put32(&types, m.type);
+          Put32(&types, t.kind_flag ? (m.bitfield_size << 24) | (m.bit_offset & 0xffffff)
+                                    : m.bit_offset);
+        }
+        break;
+      case BtfKind::kFuncProto:
+        for (const BtfMember& m : Members(t)) {
+          Put32(&types, m.name_off);
+          Put32(&types, m.type);
+        }
+        break;
+      case BtfKind::kEnum:
+        for (const BtfEnumValue& v : EnumValues(t)) {
+          Put32(&types, v.name_off);
+          Put32(&types, static_cast<uint32_t>(v.value));
+        }
+        break;
+      case BtfKind::kEnum64:
+        for (const BtfEnumValue& v : EnumValues(t)) {
+          Put32(&types, v.name_off);
+          Put32(&types, static_cast<uint32_t>(v.value));
+          Put32(&types, static_cast<uint32_t>(v.value >> 32));
+        }
+        break;
+      case BtfKind::kDatasec:
+        for (const BtfVarSecinfo& v : Secinfos(t)) {
+          Put32(&types, v.type);
+          Put32(&types, v.offset);
+          Put32(&types, v.size);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  std::vector<uint8_t> out;
+  out.reserve(kBtfHeaderMinLen + types.size() + strings_->size());
+  out.push_back(kBtfMagic & 0xff);
+  out.push_back(kBtfMagic >> 8);
+  out.push_back(1);  // version
+  out.push_back(0);  // flags
+  Put32(&out, kBtfHeaderMinLen);
+  Put32(&out, 0);
+  Put32(&out, static_cast<uint32_t>(types.size()));
+  Put32(&out, static_cast<uint32_t>(types.size()));
+  Put32(&out, static_cast<uint32_t>(strings_->size()));
+  out.insert(out.end(), types.begin(), types.end());
+  out.insert(out.end(), strings_->begin(), strings_->end());
+  return out;
+}
+
+// --- .BTF.ext ------------------------------------------------------------------
+
+absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& btf) {
+  auto err = [&](auto&&... args) {
+    return absl::InvalidArgumentError(absl::StrCat(".BTF.ext: ", args...));
+  };
+  if (data.size() < 24) return err("header truncated: ", data.size(), " bytes, need 24");
+  uint16_t magic;
+  memcpy(&magic, data.data(), 2);
+  if (magic != kBtfMagic) return err(absl::StrFormat("bad magic 0x%04x at offset 0", magic));
+  if (data[2] != 1) return err("unsupported version ", data[2], " at offset 2");
+  uint32_t hdr_len = Load32(&data[4]);
+  if (hdr_len < 24 || hdr_len > data.size()) {
+    return err("header length ", hdr_len, " at offset 4 is outside [24, ", data.size(), "]");
+  }
+  struct Part {
+    const char* what;
+    uint32_t off = 0, len = 0;
+    uint32_t min_rec;
+  };
+  Part parts[3] = {{"func_info", 0, 0, 8}, {"line_info", 0, 0, 16}, {"core_relo", 0, 0, 16}};
+  parts[0].off = Load32(&data[8]);
+  parts[0].len = Load32(&data[12]);
+  parts[1].off = Load32(&data[16]);
+  parts[1].len = Load32(&data[20]);
+  if (hdr_len >= 32) {
+    parts[2].off = Load32(&data[24]);
+    parts[2].len = Load32(&data[28]);
+  }
+  BtfExt ext;
+  uint64_t body = data.size() - hdr_len;
+  for (int pi = 0; pi < 3; ++pi) {
+    const Part& part = parts[pi];
+    if (part.len == 0) continue;
+    if (uint64_t{part.off} + part.len > body) {
+      return err(part.what, " [", part.off, ", +", part.len, ") exceeds the ", body,
+                 " bytes after the header");
+    }
+    const uint8_t* p = data.data() + hdr_len + part.off;
+    const uint8_t* end = p + part.len;
+    if (part.len < 4) return err(part.what, ": truncated record size");
+    uint32_t rec_size = Load32(p);
+    p += 4;
+    if (rec_size < part.min_rec || rec_size % 4 != 0 || rec_size > 1024) {
+      return err(part.what, ": record size ", rec_size, " is not supported (minimum ",
+                 part.min_rec, ")");
+    }
+    while (p < end) {
+      size_t at = part.off + static_cast<size_t>(p - (data.data() + hdr_len + part.off));
+      if (end - p < 8) return err(part.what, ": truncated section header at offset ", at);
+      uint32_t name_off = Load32(p), num = Load32(p + 4);
+      p += 8;
+      absl::string_view sec = btf.String(name_off);
+      if (sec.empty()) {
+        return err(part.what, ": section name offset ", name_off, " at offset ", at,
+                   " is not a string in .BTF");
+      }
+      if (uint64_t{num} * rec_size > static_cast<uint64_t>(end - p)) {
+        return err(part.what, ": section '", sec, "' claims ", num, " records of ", rec_size,
+                   " bytes at offset ", at, ", past the end");
+      }
+      BtfExtSection& out = ext.sections[std::string(sec)];
+      for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+        uint32_t byte_off = Load32(p);
+        if (byte_off % 8 != 0) {
+          return err(part.what, ": section '", sec, "' record ", i, " has instruction offset ",
+                     byte_off, ", not a multiple of 8");
+        }
+        uint32_t insn = byte_off / 8;
+        if (pi == 0) {
+          out.func_info.push_back({insn, Load32(p + 4)});
+        } else if (pi == 1) {
+          out.line_info.push_back({insn, Load32(p + 4), Load32(p + 8), Load32(p + 12)});
+        } else {
+          uint32_t kind = Load32(p + 12);
+          if (kind > static_cast<uint32_t>(CoreReloKind::kTypeMatches)) {
+            return err("core_relo: section '", sec, "' record ", i, " has unknown kind ", kind);
+          }
+          out.core_relos.push_back(
+              {insn, Load32(p + 4), Load32(p + 8), static_cast<CoreReloKind>(kind)});
+        }
+      }
+    }
+  }
+  return ext;
+}
+
+// --- kernel compatibility -------------------------------------------------------
+
+namespace {
+
+// Builds tiny BTF blobs for the probes: types as raw words plus strings.
+class RawBtf {
+ public:
+  uint32_t Str(absl::string_view s) {
+    uint32_t off = static_cast<uint32_t>(strs_.size());
+    strs_.append(s.data(), s.size());
+    strs_.push_back('\0');
+    return off;
+  }
+  void Words(std::initializer_list<uint32_t> w) { words_.insert(words_.end(), w); }
+  std::vector<uint8_t> Build() const {
+    std::vector<uint8_t> out = {0x9f, 0xeb, 1, 0};
+    uint32_t tl = static_cast<uint32_t>(words_.size() * 4);
+    for (uint32_t v : {24u, 0u, tl, tl, static_cast<uint32_t>(strs_.size())}) Put32(&out, v);
+    for (uint32_t w : words_) Put32(&out, w);
+    out.insert(out.end(), strs_.begin(), strs_.end());
+    return out;
+  }
+
+ private:
+  std::vector<uint32_t> words_;
+  std::string strs_ = std::string(1, '\0');
+};
+
+bool ProbeLoads(const RawBtf& raw) {
+  std::vector<uint8_t> blob = raw.Build();
+  return sys::BtfLoad(blob).ok();  // the fd closes on return
+}
+
+uint32_t IntWords(RawBtf* r) {
+  uint32_t name = r->Str("int");
+  r->Words({name, Info(BtfKind::kInt, false, 0), 4, (1u << 24) | 32});
+  return 1;
+}
+
+BtfFeatures Probe() {
+  BtfFeatures f;
+  {
+    RawBtf r;
+    IntWords(&r);
+    r.Words({0, Info(BtfKind::kFuncProto, false, 0), 1});
+    r.Words({r.Str("f"), Info(BtfKind::kFunc, false, 0), 2});
+    f.func = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    IntWords(&r);
+    r.Words({0, Info(BtfKind::kFuncProto, false, 0), 1});
+    r.Words({r.Str("f"), Info(BtfKind::kFunc, false, 1), 2});
+    f.func_global = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    IntWords(&r);
+    r.Words({r.Str("x"), Info(BtfKind::kVar, false, 0), 1, 1});
+    r.Words({r.Str(".data"), Info(BtfKind::kDatasec, false, 1), 4, 2, 0, 4});
+    f.datasec = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    r.Words({r.Str("float"), Info(BtfKind::kFloat, false, 0), 4});
+    f.float_kind = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    IntWords(&r);
+    r.Words({r.Str("x"), Info(BtfKind::kVar, false, 0), 1, 1});
+    r.Words({r.Str("tag"), Info(BtfKind::kDeclTag, false, 0), 2, 0xffffffffu});
+    f.decl_tag = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    IntWords(&r);
+    r.Words({r.Str("tag"), Info(BtfKind::kTypeTag, false, 0), 1});
+    r.Words({0, Info(BtfKind::kPtr, false, 0), 2});
+    f.type_tag = ProbeLoads(r);
+  }
+  {
+    RawBtf r;
+    r.Words({r.Str("e"), Info(BtfKind::kEnum64, false, 1), 8, r.Str("v"), 0, 1});
+    f.enum64 = ProbeLoads(r);
+  }
+  return f;
+}
+
+}  // namespace
+
+const BtfFeatures& KernelBtfFeatures() {
+  static const BtfFeatures features = Probe();
+  return features;
+}
+
+std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& features) {
+  std::vector<uint8_t> blob = btf.Marshal();
+  // The marshalled layout is ours: a 24-byte header, types, then strings.
+  uint32_t type_len = Load32(&blob[12]);
+  std::vector<uint8_t> types(blob.begin() + 24, blob.begin() + 24 + type_len);
+  std::string strings(blob.begin() + 24 + type_len, blob.end());
+  auto w32 = [&](size_t off, uint32_t v) { memcpy(&types[off], &v, 4); };
+  auto r32 = [&](size_t off) { return Load32(&types[off]); };
+  uint32_t placeholder_id = 0;
+  bool need_placeholder = false;
+  const uint32_t n = btf.NumTypes();
+  size_t off = 0;
+  for (uint32_t id = 1; id < n; ++id) {
+    const BtfType& t = *btf.TypeById(id);
+    size_t start = off;
+    off += 12;
+    size_t tail = 0;
+    switch (t.kind) {
+      case BtfKind::kInt: case BtfKind::kVar: case BtfKind::kDeclTag: tail = 4; break;
+      case BtfKind::kArray: tail = 12; break;
+      case BtfKind::kStruct: case BtfKind::kUnion: case BtfKind::kDatasec:
+      case BtfKind::kEnum64: tail = 12u * t.vlen; break;
+      case BtfKind::kEnum: case BtfKind::kFuncProto: tail = 8u * t.vlen; break;
+      default: break;
+    }
+    switch (t.kind) {
+      case BtfKind::kVar:
+        if (!features.datasec) {
+          w32(start + 4, Info(BtfKind::kInt, false, 0));
+          w32(start + 8, 1);
+          w32(start + 12, 8);  // 8 bits, no encoding
+        }
+        break;
+      case BtfKind::kDatasec:
+        if (!features.datasec) {
+          // Same record layout as struct members: {name, type, offset},
+          // where the struct wants the var's name and a bit offset.
+          w32(start + 4, Info(BtfKind::kStruct, false, t.vlen));
+          for (uint32_t i = 0; i < t.vlen; ++i) {
+            size_t m = start + 12 + 12 * i;
+            uint32_t var = r32(m);
+            uint32_t var_off = r32(m + 4);
+            const BtfType* vt = btf.TypeById(var);
+            w32(m, vt ? vt->name_off : 0);
+            w32(m + 4, var);
+            w32(m + 8, var_off * 8);
+          }
+          // Section names like ".data" are not C identifiers.
+          for (size_t i = t.name_off; i < strings.size() && strings[i]; ++i) {
+            if (strings[i] == '.') strings[i] = '_';
+          }
+        }
+        break;
+      case BtfKind::kFuncProto:
+        if (!features.func) {
+          // Params {name, type} have the layout of enum values {name, val}.
+          w32(start + 4, Info(BtfKind::kEnum, false, t.vlen));
+          w32(start + 8, 4);
+          for (uint32_t i = 0; i < t.vlen; ++i) w32(start + 12 + 8 * i + 4, 0);
+        }
+        break;
+      case BtfKind::kFunc:
+        if (!features.func) {
+          w32(start + 4, Info(BtfKind::kTypedef, false, 0));
+        } else if (!features.func_global && t.vlen != 0) {
+          w32(start + 4, Info(BtfKind::kFunc, false, 0));
+        }
+        break;
+      case BtfKind::kFloat:
+        if (!features.float_kind) {
+          w32(start, 0);  // "float" is not a valid struct name
+          w32(start + 4, Info(BtfKind::kStruct, false, 0));
+        }
+        break;
+      case BtfKind::kDeclTag:
+        if (!features.decl_tag) {
+          w32(start, 0);
+          w32(start + 4, Info(BtfKind::kInt, false, 0));
+          w32(start + 8, 1);
+          w32(start + 12, 8);
+        }
+        break;
+      case BtfKind::kTypeTag:
+        if (!features.type_tag) {
+          w32(start, 0);
+          w32(start + 4, Info(BtfKind::kConst, false, 0));
+        }
+        break;
+      case BtfKind::kEnum:
+        if (!features.enum64 && t.kind_flag) w32(start + 4, Info(BtfKind::kEnum, false, t.vlen));
+        break;
+      case BtfKind::kEnum64:
+        if (!features.enum64) {
+          // ENUM64 values {name, lo, hi} become union members {name, type,
+          // offset}: all of the placeholder type at offset 0.
+          need_placeholder = true;
+          placeholder_id = n;
+          w32(start + 4, Info(BtfKind::kUnion, false, t.vlen));
+          for (uint32_t i = 0; i < t.vlen; ++i) {
+            w32(start + 12 + 12 * i + 4, placeholder_id);
+            w32(start + 12 + 12 * i + 8, 0);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    off += tail;
+  }
+  if (need_placeholder) {
+    uint32_t name = static_cast<uint32_t>(strings.size());
+    strings += "enum64_placeholder";
+    strings.push_back('\0');
+    for (uint32_t v : {name, Info(BtfKind::kInt, false, 0), 1u, 8u}) {
+      uint8_t b[4];
+      memcpy(b, &v, 4);
+      types.insert(types.end(), b, b + 4);
+    }
+  }
+  std::vector<uint8_t> out(blob.begin(), blob.begin() + 24);
+  uint32_t tl = static_cast<uint32_t>(types.size());
+  uint32_t sl = static_cast<uint32_t>(strings.size());
+  memcpy(&out[12], &tl, 4);
+  memcpy(&out[16], &tl, 4);
+  memcpy(&out[20], &sl, 4);
+  out.insert(out.end(), types.begin(), types.end());
+  out.insert(out.end(), strings.begin(), strings.end());
+  return out;
+}
+
+}  // namespace tether

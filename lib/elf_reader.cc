@@ -1,0 +1,1164 @@
+// Reads a BPF ELF relocatable object into a CollectionSpec.
+//
+// The image is checked by hand before libelf sees it: section headers,
+// symbol and string tables must lie inside the file, string tables must
+// end in NUL and every relocation must name an existing symbol and land on
+// an instruction. After that, nothing reads outside the copy we own.
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "sys/bpf.h"
+#include "tether/collection_spec.h"
+#include "tether/section_names.h"
+
+#ifndef EM_BPF
+#define EM_BPF 247
+#endif
+
+namespace tether {
+namespace {
+
+constexpr uint8_t kLdImm64 = BPF_LD | BPF_IMM | BPF_DW;
+constexpr uint8_t kCall = BPF_JMP | BPF_CALL;
+constexpr uint32_t kBpfFLink = 1u << 13;  // BPF_F_LINK, for .struct_ops.link maps
+
+struct Section {
+  uint32_t index = 0;
+  std::string name;
+  GElf_Shdr hdr{};
+  absl::Span<const uint8_t> data;  // empty for NOBITS
+  bool exec() const { return hdr.sh_type == SHT_PROGBITS && (hdr.sh_flags & SHF_EXECINSTR); }
+};
+
+struct Symbol {
+  uint32_t index = 0;
+  std::string name;
+  uint64_t value = 0;
+  uint64_t size = 0;
+  uint8_t type = 0;
+  uint8_t bind = 0;
+  uint8_t visibility = 0;
+  uint16_t shndx = 0;
+};
+
+struct Reloc {
+  uint64_t offset = 0;
+  uint32_t sym = 0;
+  uint32_t type = 0;
+  size_t entry = 0;
+};
+
+// A function symbol inside an exec section, with its extent.
+struct FuncRange {
+  const Symbol* sym = nullptr;
+  uint32_t start = 0;  // in instructions, within the section
+  uint32_t end = 0;
+  std::string key;  // the unique name in the spec
+  bool is_program = false;
+};
+
+bool IsDataSectionName(absl::string_view n) {
+  return n == ".data" || n == ".rodata" || n == ".bss" || absl::StartsWith(n, ".data.") ||
+         absl::StartsWith(n, ".rodata.") || absl::StartsWith(n, ".bss.");
+}
+
+bool AllZero(absl::Span<const uint8_t> b) {
+  return std::all_of(b.begin(), b.end(), [](uint8_t c) { return c == 0; });
+}
+
+uint32_t Load32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+// Map types for which key_size 0 is what the kernel wants.
+bool KeylessMapType(uint32_t type) {
+  return type == BPF_MAP_TYPE_QUEUE || type == BPF_MAP_TYPE_STACK ||
+         type == BPF_MAP_TYPE_BLOOM_FILTER || type == BPF_MAP_TYPE_RINGBUF ||
+         type == BPF_MAP_TYPE_USER_RINGBUF || type == sys::uapi::kMapTypeArena;
+}
+
+// The kernel fixes these sizes; objects often leave them out.
+void DefaultMapSizes(MapSpec* m) {
+  switch (m->type) {
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+    case BPF_MAP_TYPE_CGROUP_ARRAY:
+    case BPF_MAP_TYPE_PROG_ARRAY:
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
+    case BPF_MAP_TYPE_HASH_OF_MAPS:
+      if (m->key_size == 0 && m->type != BPF_MAP_TYPE_HASH_OF_MAPS) m->key_size = 4;
+      if (m->value_size == 0) m->value_size = 4;
+      break;
+    default:
+      break;
+  }
+}
+
+class ElfReader {
+ public:
+  ElfReader(absl::Span<const uint8_t> image, absl::string_view what)
+      : image_(image.begin(), image.end()), what_(what) {}
+  ~ElfReader() {
+    if (elf_ != nullptr) elf_end(elf_);
+  }
+
+  absl::StatusOr<CollectionSpec> Read();
+
+ private:
+  template <typename... Args>
+  absl::Status Err(const Args&... args) const {
+    return absl::InvalidArgumentError(absl::StrCat(what_, ": ", args...));
+  }
+  std::string SecName(uint32_t idx) const {
+    return idx < sections_.size() && !sections_[idx].name.empty()
+               ? absl::StrCat("section ", sections_[idx].name)
+               : absl::StrCat("section #", idx);
+  }
+
+  absl::Status ReadHeaders();
+  absl::Status ReadSymbols();
+  absl::Status ReadBtf();
+  absl::Status ReadLegacyMaps(const Section& sec);
+  absl::Status ReadBtfMaps(const Section& sec);
+  absl::StatusOr<MapSpec> ReadBtfMapDef(absl::string_view name, uint32_t type_id,
+                                         const Section& sec, uint64_t def_off,
+                                         uint64_t def_size, int depth);
+  absl::Status ReadDataSection(const Section& sec);
+  absl::Status ReadStructOps(const Section& sec);
+  absl::Status ReadExterns();
+  absl::Status ReadPrograms();
+  absl::Status ReadRelocations(const Section& rel, std::vector<Reloc>* out);
+  absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
+                                const Reloc* reloc, FunctionCode* code);
+  const FuncRange* FuncAt(uint32_t shndx, uint32_t insn) const;
+  const Section* FindSection(absl::string_view name) const;
+  const Section* RelSectionFor(uint32_t target) const;
+
+  std::vector<uint8_t> image_;
+  std::string what_;
+  Elf* elf_ = nullptr;
+  std::vector<Section> sections_;
+  std::vector<Symbol> symbols_;
+  absl::flat_hash_map<uint32_t, const Section*> rel_for_;  // target index -> rel section
+  absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
+  // Legacy and BTF map sections: offset of each definition -> map name.
+  absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
+  CollectionSpec spec_;
+  absl::optional<BtfExt> ext_;
+};
+
+absl::Status ElfReader::ReadHeaders() {
+  if (image_.empty()) return Err("empty file");
+  if (image_.size() < sizeof(Elf64_Ehdr)) {
+    return Err("truncated ELF header: ", image_.size(), " bytes, need ", sizeof(Elf64_Ehdr));
+  }
+  Elf64_Ehdr eh;
+  memcpy(&eh, image_.data(), sizeof(eh));
+  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return Err("not an ELF file (bad magic)");
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64) return Err("not a 64-bit ELF file");
+  if (eh.e_ident[EI_DATA] != ELFDATA2LSB) {
+    return Err("big-endian ELF is not supported (this host is little-endian)");
+  }
+  if (eh.e_type != ET_REL) return Err("ELF type ", eh.e_type, " is not a relocatable object");
+  if (eh.e_machine != EM_BPF && eh.e_machine != EM_NONE) {
+    return Err("ELF machine ", eh.e_machine, " is not BPF (247)");
+  }
+  if (eh.e_shnum == 0) {
+    if (eh.e_shoff != 0) return Err("extended section numbering is not supported");
+    return Err("no section header table");
+  }
+  if (eh.e_shentsize != sizeof(Elf64_Shdr)) {
+    return Err("section header size ", eh.e_shentsize, " is not ", sizeof(Elf64_Shdr));
+  }
+  uint64_t table_end = eh.e_shoff + uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr);
+  if (eh.e_shoff > image_.size() || table_end > image_.size()) {
+    return Err("section header table at offset ", eh.e_shoff, " (", eh.e_shnum,
+               " entries) extends past the end of the ", image_.size(), "-byte file");
+  }
+  if (eh.e_shstrndx == SHN_UNDEF || eh.e_shstrndx >= eh.e_shnum) {
+    return Err("section name table index ", eh.e_shstrndx, " is out of range (", eh.e_shnum,
+               " sections)");
+  }
+  // Check every section's extent and the name table before libelf reads.
+  std::vector<Elf64_Shdr> raw(eh.e_shnum);
+  memcpy(raw.data(), image_.data() + eh.e_shoff, eh.e_shnum * sizeof(Elf64_Shdr));
+  for (uint32_t i = 0; i < eh.e_shnum; ++i) {
+    const Elf64_Shdr& s = raw[i];
+    if (s.sh_type == SHT_NOBITS || s.sh_type == SHT_NULL) continue;
+    if (s.sh_offset > image_.size() || s.sh_size > image_.size() - s.sh_offset) {
+      return Err("section #", i, ": data [", s.sh_offset, ", +", s.sh_size,
+                 ") extends past the end of the ", image_.size(), "-byte file");
+    }
+  }
+  const Elf64_Shdr& strh = raw[eh.e_shstrndx];
+  if (strh.sh_type != SHT_STRTAB) return Err("section name table #", eh.e_shstrndx, " is not SHT_STRTAB");
+  absl::Span<const uint8_t> shstr(image_.data() + strh.sh_offset, strh.sh_size);
+  if (shstr.empty() || shstr.back() != 0) {
+    return Err("section name table #", eh.e_shstrndx, " is not NUL-terminated");
+  }
+
+  elf_version(EV_CURRENT);
+  elf_ = elf_memory(reinterpret_cast<char*>(image_.data()), image_.size());
+  if (elf_ == nullptr || elf_kind(elf_) != ELF_K_ELF) {
+    return Err("libelf refuses the file: ", elf_errmsg(-1));
+  }
+  sections_.resize(eh.e_shnum);
+  for (uint32_t i = 0; i < eh.e_shnum; ++i) {
+    Section& sec = sections_[i];
+    sec.index = i;
+    Elf_Scn* scn = elf_getscn(elf_, i);
+    if (scn == nullptr || gelf_getshdr(scn, &sec.hdr) == nullptr) {
+      return Err("section #", i, ": cannot read header: ", elf_errmsg(-1));
+    }
+    if (sec.hdr.sh_name >= shstr.size()) {
+      return Err("section #", i, ": name offset ", sec.hdr.sh_name,
+                 " is outside the section name table");
+    }
+    sec.name = reinterpret_cast<const char*>(shstr.data() + sec.hdr.sh_name);
+    if (sec.hdr.sh_type != SHT_NOBITS && sec.hdr.sh_type != SHT_NULL) {
+      sec.data = absl::MakeConstSpan(image_.data() + sec.hdr.sh_offset, sec.hdr.sh_size);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadSymbols() {
+  const Section* symtab = nullptr;
+  for (const Section& s : sections_) {
+    if (s.hdr.sh_type != SHT_SYMTAB) continue;
+    if (symtab != nullptr) return Err("more than one symbol table (", SecName(s.index), ")");
+    symtab = &s;
+  }
+  if (symtab == nullptr) return Err("no symbol table");
+  if (symtab->hdr.sh_link >= sections_.size() ||
+      sections_[symtab->hdr.sh_link].hdr.sh_type != SHT_STRTAB) {
+    return Err(SecName(symtab->index), ": string table link ", symtab->hdr.sh_link,
+               " is not a string table");
+  }
+  const Section& strtab = sections_[symtab->hdr.sh_link];
+  if (strtab.data.empty() || strtab.data.back() != 0) {
+    return Err(SecName(strtab.index), ": string table is not NUL-terminated");
+  }
+  if (symtab->data.size() % sizeof(Elf64_Sym) != 0) {
+    return Err(SecName(symtab->index), ": size ", symtab->data.size(),
+               " is not a multiple of the symbol size");
+  }
+  size_t n = symtab->data.size() / sizeof(Elf64_Sym);
+  symbols_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    Elf64_Sym raw;
+    memcpy(&raw, symtab->data.data() + i * sizeof(Elf64_Sym), sizeof(raw));
+    Symbol& sym = symbols_[i];
+    sym.index = static_cast<uint32_t>(i);
+    if (raw.st_name >= strtab.data.size()) {
+      return Err("symbol #", i, ": name offset ", raw.st_name, " is outside ",
+                 SecName(strtab.index));
+    }
+    sym.name = reinterpret_cast<const char*>(strtab.data.data() + raw.st_name);
+    sym.value = raw.st_value;
+    sym.size = raw.st_size;
+    sym.type = ELF64_ST_TYPE(raw.st_info);
+    sym.bind = ELF64_ST_BIND(raw.st_info);
+    sym.visibility = ELF64_ST_VISIBILITY(raw.st_other);
+    sym.shndx = raw.st_shndx;
+    if (sym.type == STT_SECTION && sym.shndx < sections_.size()) {
+      sym.name = sections_[sym.shndx].name;
+    }
+    if (sym.shndx != SHN_UNDEF && sym.shndx < SHN_LORESERVE && sym.shndx >= sections_.size()) {
+      return Err("symbol '", sym.name, "' refers to section #", sym.shndx, ", which does not exist");
+    }
+  }
+  for (const Section& s : sections_) {
+    if (s.hdr.sh_type == SHT_RELA) {
+      if (s.hdr.sh_info < sections_.size() && sections_[s.hdr.sh_info].exec()) {
+        return Err(SecName(s.index), ": RELA relocations are not used by BPF and not supported");
+      }
+      continue;
+    }
+    if (s.hdr.sh_type != SHT_REL) continue;
+    if (s.hdr.sh_info >= sections_.size()) {
+      return Err(SecName(s.index), ": applies to section #", s.hdr.sh_info, ", which does not exist");
+    }
+    rel_for_[s.hdr.sh_info] = &s;
+  }
+  return absl::OkStatus();
+}
+
+const Section* ElfReader::FindSection(absl::string_view name) const {
+  for (const Section& s : sections_) {
+    if (s.name == name && s.hdr.sh_type != SHT_NULL) return &s;
+  }
+  return nullptr;
+}
+
+const Section* ElfReader::RelSectionFor(uint32_t target) const {
+  auto it = rel_for_.find(target);
+  return it == rel_for_.end() ? nullptr : it->second;
+}
+
+absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* out) {
+  if (rel.data.size() % sizeof(Elf64_Rel) != 0) {
+    return Err(SecName(rel.index), ": size ", rel.data.size(), " is not a multiple of ",
+               sizeof(Elf64_Rel));
+  }
+  size_t n = rel.data.size() / sizeof(Elf64_Rel);
+  const Section& target = sections_[rel.hdr.sh_info];
+  uint64_t target_size = target.hdr.sh_size;
+  for (size_t i = 0; i < n; ++i) {
+    Elf64_Rel r;
+    memcpy(&r, rel.data.data() + i * sizeof(r), sizeof(r));
+    Reloc out_r{r.r_offset, static_cast<uint32_t>(ELF64_R_SYM(r.r_info)),
+                static_cast<uint32_t>(ELF64_R_TYPE(r.r_info)), i};
+    if (out_r.sym >= symbols_.size()) {
+      return Err(SecName(rel.index), " entry ", i, " at offset ", r.r_offset,
+                 ": symbol index ", out_r.sym, " is out of range (", symbols_.size(), " symbols)");
+    }
+    if (r.r_offset >= target_size) {
+      return Err(SecName(rel.index), " entry ", i, ": offset ", r.r_offset, " is outside ",
+                 SecName(target.index), " (", target_size, " bytes)");
+    }
+    out->push_back(out_r);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadBtf() {
+  const Section* btf_sec = FindSection(".BTF");
+  if (btf_sec == nullptr) return absl::OkStatus();
+  auto btf = Btf::Parse(btf_sec->data, absl::StrCat(what_, ": section .BTF"));
+  if (!btf.ok()) return btf.status();
+  spec_.btf = std::move(*btf);
+  if (const Section* ext_sec = FindSection(".BTF.ext")) {
+    auto ext = ParseBtfExt(ext_sec->data, *spec_.btf);
+    if (!ext.ok()) return Err("section .BTF.ext: ", ext.status().message());
+    ext_ = std::move(*ext);
+  }
+  // clang leaves DATASEC sizes and VAR offsets at 0 for the linker to fill
+  // in; the kernel wants them, and the ELF symbols have them.
+  Btf& b = *spec_.btf;
+  for (uint32_t id = 1; id < b.NumTypes(); ++id) {
+    BtfType* t = b.MutableTypeById(id);
+    if (t->kind != BtfKind::kDatasec) continue;
+    std::string sname(b.Name(*t));
+    const Section* sec = FindSection(sname);
+    if (sec == nullptr) continue;  // .kconfig/.ksyms: laid out in ReadExterns
+    t->size_or_type = static_cast<uint32_t>(sec->hdr.sh_size);
+    for (BtfVarSecinfo& vsi : b.MutableSecinfos(*t)) {
+      const BtfType* var = b.TypeById(vsi.type);
+      if (var == nullptr || var->kind != BtfKind::kVar) continue;
+      absl::string_view vname = b.Name(*var);
+      for (const Symbol& sym : symbols_) {
+        if (sym.shndx == sec->index && sym.name == vname && sym.type == STT_OBJECT) {
+          vsi.offset = static_cast<uint32_t>(sym.value);
+          break;
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
+  std::vector<const Symbol*> syms;
+  for (const Symbol& s : symbols_) {
+    if (s.shndx == sec.index && (s.type == STT_OBJECT || s.type == STT_NOTYPE) && !s.name.empty()) {
+      syms.push_back(&s);
+    }
+  }
+  std::sort(syms.begin(), syms.end(),
+            [](const Symbol* a, const Symbol* b) { return a->value < b->value; });
+  for (const Symbol* s : syms) {
+    uint64_t size = s->size;
+    // Old compilers emitted no symbol sizes; then all definitions share
+    // the section equally.
+    if (size == 0) size = sec.hdr.sh_size / syms.size();
+    if (s->value > sec.hdr.sh_size || size > sec.hdr.sh_size - s->value) {
+      return Err("section maps: map '", s->name, "' at offset ", s->value, " size ", size,
+                 " extends past the section (", sec.hdr.sh_size, " bytes)");
+    }
+    if (size < 16) {
+      return Err("section maps: map '", s->name, "' at offset ", s->value, " is ", size,
+                 " bytes, too small for a map definition (16)");
+    }
+    if (sec.data.empty()) return Err("section maps: has no data");
+    const uint8_t* p = sec.data.data() + s->value;
+    MapSpec m;
+    m.name = s->name;
+    m.section = sec.name;
+    m.type = Load32(p);
+    m.key_size = Load32(p + 4);
+    m.value_size = Load32(p + 8);
+    m.max_entries = Load32(p + 12);
+    if (size >= 20) m.flags = Load32(p + 16);
+    if (size == 36) {
+      // iproute2's struct bpf_elf_map.
+      m.iproute2_id = Load32(p + 20);
+      uint32_t pin = Load32(p + 24);
+      m.iproute2_inner_id = Load32(p + 28);
+      m.iproute2_inner_idx = Load32(p + 32);
+      if (pin == 1) {
+        m.pinning = PinType::kObjectNs;
+      } else if (pin == 2) {
+        m.pinning = PinType::kByName;
+      } else if (pin != 0) {
+        m.extra.assign(p + 24, p + 28);
+        spec_.warnings.push_back(absl::StrCat("map '", m.name, "': unknown iproute2 pinning ", pin));
+      }
+    } else if (size > 20) {
+      m.extra.assign(p + 20, p + size);
+      if (!AllZero(m.extra)) {
+        spec_.warnings.push_back(absl::StrCat("map '", m.name, "': ", size - 20,
+                                              " trailing bytes at section maps offset ",
+                                              s->value + 20, " are not understood"));
+      }
+    }
+    DefaultMapSizes(&m);
+    if (m.key_size == 0 && !KeylessMapType(m.type)) {
+      spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));
+    }
+    map_syms_[sec.index][s->value] = s;
+    if (spec_.maps.count(m.name)) return Err("section maps: duplicate map '", m.name, "'");
+    spec_.maps.emplace(m.name, std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_t type_id,
+                                                  const Section& sec, uint64_t def_off,
+                                                  uint64_t def_size, int depth) {
+  const Btf& b = *spec_.btf;
+  auto err = [&](auto&&... args) -> absl::Status {
+    return Err("section .maps: map '", name, "': ", args...);
+  };
+  uint32_t sid = b.SkipQualifiers(type_id);
+  const BtfType* st = b.TypeById(sid);
+  if (st == nullptr || st->kind != BtfKind::kStruct) {
+    return err("definition is a ", st ? BtfKindName(st->kind) : "missing type", ", not a struct");
+  }
+  MapSpec m;
+  m.name = std::string(name);
+  m.section = sec.name;
+  bool key_set = false, value_set = false;
+  // __uint(name, N) is `int (*name)[N]`; __ulong is an enum with one value.
+  auto uint_of = [&](const BtfMember& mem) -> absl::StatusOr<uint64_t> {
+    const BtfType* t = b.TypeById(b.SkipQualifiers(mem.type));
+    if (t != nullptr && t->kind == BtfKind::kPtr) {
+      const BtfType* arr = b.TypeById(t->type());
+      if (arr != nullptr && arr->kind == BtfKind::kArray) return uint64_t{arr->array_nelems};
+    }
+    if (t != nullptr && (t->kind == BtfKind::kEnum || t->kind == BtfKind::kEnum64) && t->vlen == 1) {
+      return b.EnumValues(*t)[0].value;
+    }
+    return err("field '", b.String(mem.name_off), "' is not an integer encoding (",
+               t ? BtfKindName(t->kind) : "?", ")");
+  };
+  auto u32_of = [&](const BtfMember& mem) -> absl::StatusOr<uint32_t> {
+    auto v = uint_of(mem);
+    if (!v.ok()) return v.status();
+    if (*v > 0xffffffffu) return err("field '", b.String(mem.name_off), "' value ", *v, " exceeds 32 bits");
+    return static_cast<uint32_t>(*v);
+  };
+  auto pointee = [&](const BtfMember& mem) -> absl::StatusOr<uint32_t> {
+    const BtfType* t = b.TypeById(b.SkipQualifiers(mem.type));
+    if (t == nullptr || t->kind != BtfKind::kPtr) {
+      return err("field '", b.String(mem.name_off), "' is not a pointer");
+    }
+    return t->type();
+  };
+  const BtfMember* values_member = nullptr;
+  for (const BtfMember& mem : b.Members(*st)) {
+    absl::string_view f = b.String(mem.name_off);
+    absl::Status st_err;
+    auto set32 = [&](uint32_t* dst) {
+      auto v = u32_of(mem);
+      if (!v.ok()) {
+        st_err = v.status();
+      } else {
+        *dst = *v;
+      }
+    };
+    if (f == "type") {
+      set32(&m.type);
+    } else if (f == "max_entries") {
+      set32(&m.max_entries);
+    } else if (f == "map_flags") {
+      set32(&m.flags);
+    } else if (f == "numa_node") {
+      set32(&m.numa_node);
+    } else if (f == "key_size") {
+      set32(&m.key_size);
+      key_set = true;
+    } else if (f == "value_size") {
+      set32(&m.value_size);
+      value_set = true;
+    } else if (f == "pinning") {
+      uint32_t pin = 0;
+      set32(&pin);
+      if (st_err.ok() && pin > 1) return err("unsupported pinning ", pin);
+      m.pinning = pin == 1 ? PinType::kByName : PinType::kNone;
+    } else if (f == "map_extra") {
+      auto v = uint_of(mem);
+      if (!v.ok()) return v.status();
+      m.map_extra = *v;
+    } else if (f == "key" || f == "value") {
+      auto t = pointee(mem);
+      if (!t.ok()) return t.status();
+      auto size = b.SizeOf(*t);
+      if (!size.ok()) return err("field '", f, "': ", size.status().message());
+      if (*size > 0xffffffffu) return err("field '", f, "' type is too large");
+      if (f == "key") {
+        m.key_size = static_cast<uint32_t>(*size);
+        m.btf_key_type_id = *t;
+        key_set = true;
+      } else {
+        m.value_size = static_cast<uint32_t>(*size);
+        m.btf_value_type_id = *t;
+        value_set = true;
+      }
+    } else if (f == "values") {
+      values_member = &mem;
+    } else {
+      return err("unknown field '", f, "' in the map definition");
+    }
+    if (!st_err.ok()) return st_err;
+  }
+  if (values_member != nullptr) {
+    const BtfType* arr = b.TypeById(b.SkipQualifiers(values_member->type));
+    if (arr == nullptr || arr->kind != BtfKind::kArray) return err("field 'values' is not an array");
+    const BtfType* ptr = b.TypeById(b.SkipQualifiers(arr->extra));
+    if (ptr == nullptr || ptr->kind != BtfKind::kPtr) {
+      return err("field 'values' is not an array of pointers");
+    }
+    uint32_t target = b.SkipQualifiers(ptr->type());
+    const BtfType* tt = b.TypeById(target);
+    bool map_in_map = m.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m.type == BPF_MAP_TYPE_HASH_OF_MAPS;
+    if (map_in_map) {
+      if (depth > 0) return err("map-in-map nesting deeper than one level");
+      if (tt == nullptr || tt->kind != BtfKind::kStruct) {
+        return err("field 'values' of a map-in-map must point to a map definition struct");
+      }
+      auto inner = ReadBtfMapDef(absl::StrCat(name, ".inner"), target, sec, def_off, def_size,
+                                 depth + 1);
+      if (!inner.ok()) return inner.status();
+      m.inner = std::make_unique<MapSpec>(std::move(*inner));
+    } else if (m.type == BPF_MAP_TYPE_PROG_ARRAY) {
+      if (tt == nullptr || tt->kind != BtfKind::kFuncProto) {
+        return err("field 'values' of a prog array must point to a function prototype");
+      }
+    } else {
+      return err("field 'values' is only supported for prog arrays and map-in-map types (type ",
+                 m.type, ")");
+    }
+    if (value_set && m.value_size != 4) {
+      return err("value_size ", m.value_size, " conflicts with 'values' (must be 4)");
+    }
+    m.value_size = 4;
+    if (!key_set) m.key_size = 4;
+    if (m.max_entries == 0 && arr->array_nelems != 0) m.max_entries = arr->array_nelems;
+    // Slots come from relocations against this definition's values array.
+    if (depth == 0) {
+      if (const Section* rel = RelSectionFor(sec.index)) {
+        std::vector<Reloc> relocs;
+        if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+        uint64_t base = def_off + values_member->bit_offset / 8;
+        // A flexible `values[]` grows the symbol, not the BTF array.
+        uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
+                                                : def_off + def_size;
+        for (const Reloc& r : relocs) {
+          if (r.offset < base || r.offset >= limit) continue;
+          if ((r.offset - base) % 8 != 0) {
+            return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
+          }
+          const Symbol& sym = symbols_[r.sym];
+          uint32_t key = static_cast<uint32_t>((r.offset - base) / 8);
+          if (m.max_entries != 0 && key >= m.max_entries) {
+            return err("'values' slot ", key, " (symbol '", sym.name, "') is past max_entries ",
+                       m.max_entries);
+          }
+          m.init.push_back({key, sym.name});
+        }
+      }
+    }
+  }
+  if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m.btf_value_type_id != 0) {
+    // Its values are perf event fds whatever type the object names; the
+    // kernel accepts only 4-byte values and no BTF for this map type.
+    m.key_size = 4;
+    m.value_size = 4;
+    m.btf_key_type_id = 0;
+    m.btf_value_type_id = 0;
+  }
+  DefaultMapSizes(&m);
+  if (m.key_size == 0 && !KeylessMapType(m.type)) {
+    spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));
+  }
+  return m;
+}
+
+absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
+  if (!spec_.btf) return Err("section .maps: BTF-defined maps need a .BTF section");
+  const Btf& b = *spec_.btf;
+  auto ds = b.FindByNameKind(".maps", BtfKind::kDatasec);
+  if (!ds) return Err("section .maps: no DATASEC '.maps' in BTF");
+  for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
+    const BtfType* var = b.TypeById(vsi.type);
+    if (var == nullptr || var->kind != BtfKind::kVar) {
+      return Err("section .maps: DATASEC entry type ", vsi.type, " is not a VAR");
+    }
+    std::string name(b.Name(*var));
+    const Symbol* sym = nullptr;
+    for (const Symbol& s : symbols_) {
+      if (s.shndx == sec.index && s.name == name && s.type == STT_OBJECT) sym = &s;
+    }
+    if (sym == nullptr) return Err("section .maps: map '", name, "' has no ELF symbol");
+    uint64_t size = sym->size ? sym->size : vsi.size;
+    if (sym->value > sec.hdr.sh_size || size > sec.hdr.sh_size - sym->value) {
+      return Err("section .maps: map '", name, "' at offset ", sym->value, " size ", size,
+                 " extends past the section");
+    }
+    if (!sec.data.empty()) {
+      auto bytes = sec.data.subspan(sym->value, size);
+      for (size_t i = 0; i < bytes.size(); ++i) {
+        if (bytes[i] != 0) {
+          return Err("section .maps: map '", name, "': non-zero initialiser at offset ",
+                     sym->value + i, " is not supported (only .values may be initialised)");
+        }
+      }
+    }
+    auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, size, 0);
+    if (!m.ok()) return m.status();
+    map_syms_[sec.index][sym->value] = sym;
+    if (spec_.maps.count(name)) return Err("section .maps: duplicate map '", name, "'");
+    spec_.maps.emplace(name, std::move(*m));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadDataSection(const Section& sec) {
+  if (sec.hdr.sh_size == 0) return absl::OkStatus();
+  if (sec.hdr.sh_size > 0xffffffffu) return Err(SecName(sec.index), ": too large for a map value");
+  MapSpec m;
+  m.name = sec.name;
+  m.section = sec.name;
+  m.type = BPF_MAP_TYPE_ARRAY;
+  m.key_size = 4;
+  m.value_size = static_cast<uint32_t>(sec.hdr.sh_size);
+  m.max_entries = 1;
+  if (sec.hdr.sh_type == SHT_NOBITS) {
+    m.contents.assign(sec.hdr.sh_size, 0);
+  } else {
+    m.contents.assign(sec.data.begin(), sec.data.end());
+  }
+  bool rodata = absl::StartsWith(sec.name, ".rodata");
+  if (rodata) {
+    m.flags |= BPF_F_RDONLY_PROG;
+    m.freeze = true;
+  }
+  if (spec_.btf) {
+    const Btf& b = *spec_.btf;
+    if (auto ds = b.FindByNameKind(sec.name, BtfKind::kDatasec)) {
+      m.btf_value_type_id = *ds;
+      for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
+        const BtfType* var = b.TypeById(vsi.type);
+        if (var == nullptr || var->kind != BtfKind::kVar) continue;
+        // Static and hidden variables are private to the object, as in
+        // libbpf skeletons.
+        if (var->var_linkage() == BtfLinkage::kStatic) continue;
+        bool hidden = false;
+        for (const Symbol& sym : symbols_) {
+          if (sym.shndx == sec.index && sym.name == b.Name(*var)) {
+            hidden = sym.visibility == STV_HIDDEN || sym.bind == STB_LOCAL;
+          }
+        }
+        if (hidden) continue;
+        if (uint64_t{vsi.offset} + vsi.size > m.value_size) {
+          return Err(SecName(sec.index), ": variable '", b.Name(*var), "' at offset ", vsi.offset,
+                     " size ", vsi.size, " is outside the section");
+        }
+        VariableSpec v{std::string(b.Name(*var)), sec.name, vsi.offset, vsi.size, var->type(),
+                       rodata};
+        spec_.variables[v.name] = std::move(v);
+      }
+    }
+  } else {
+    for (const Symbol& s : symbols_) {
+      if (s.shndx != sec.index || s.type != STT_OBJECT || s.bind == STB_LOCAL ||
+          s.visibility == STV_HIDDEN) {
+        continue;
+      }
+      if (s.value > m.value_size || s.size > m.value_size - s.value) continue;
+      spec_.variables[s.name] = VariableSpec{s.name, sec.name, static_cast<uint32_t>(s.value),
+                                             static_cast<uint32_t>(s.size), 0, rodata};
+    }
+  }
+  spec_.maps.emplace(m.name, std::move(m));
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadStructOps(const Section& sec) {
+  // Each variable is one struct_ops map; its function pointers are filled
+  // by relocations, recorded as init entries keyed by byte offset.
+  if (!spec_.btf) return Err(SecName(sec.index), ": struct_ops maps need BTF");
+  const Btf& b = *spec_.btf;
+  auto ds = b.FindByNameKind(sec.name, BtfKind::kDatasec);
+  if (!ds) return Err(SecName(sec.index), ": no DATASEC in BTF");
+  std::vector<Reloc> relocs;
+  if (const Section* rel = RelSectionFor(sec.index)) {
+    if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+  }
+  for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
+    const BtfType* var = b.TypeById(vsi.type);
+    if (var == nullptr || var->kind != BtfKind::kVar) continue;
+    if (uint64_t{vsi.offset} + vsi.size > sec.hdr.sh_size) {
+      return Err(SecName(sec.index), ": variable '", b.Name(*var), "' is outside the section");
+    }
+    MapSpec m;
+    m.name = std::string(b.Name(*var));
+    m.section = sec.name;
+    m.type = BPF_MAP_TYPE_STRUCT_OPS;
+    m.key_size = 4;
+    m.value_size = vsi.size;
+    m.max_entries = 1;
+    m.btf_value_type_id = b.SkipQualifiers(var->type());
+    if (absl::EndsWith(sec.name, ".link")) m.flags |= kBpfFLink;
+    if (!sec.data.empty()) {
+      auto bytes = sec.data.subspan(vsi.offset, vsi.size);
+      m.contents.assign(bytes.begin(), bytes.end());
+    } else {
+      m.contents.assign(vsi.size, 0);
+    }
+    for (const Reloc& r : relocs) {
+      if (r.offset >= vsi.offset && r.offset < uint64_t{vsi.offset} + vsi.size) {
+        m.init.push_back({static_cast<uint32_t>(r.offset - vsi.offset), symbols_[r.sym].name});
+      }
+    }
+    spec_.maps.emplace(m.name, std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ElfReader::ReadExterns() {
+  if (!spec_.btf) return absl::OkStatus();
+  Btf& b = *spec_.btf;
+  auto weak = [&](absl::string_view name) {
+    for (const Symbol& s : symbols_) {
+      if (s.shndx == SHN_UNDEF && s.name == name) return s.bind == STB_WEAK;
+    }
+    return false;
+  };
+  if (auto ks = b.FindByNameKind(".ksyms", BtfKind::kDatasec)) {
+    for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ks))) {
+      const BtfType* t = b.TypeById(vsi.type);
+      if (t == nullptr) continue;
+      ExternSpec e;
+      e.name = std::string(b.Name(*t));
+      e.kind = ExternSpec::Kind::kKsym;
+      e.is_func = t->kind == BtfKind::kFunc;
+      e.btf_id = vsi.type;
+      e.type_id = t->kind == BtfKind::kVar ? b.SkipQualifiers(t->type()) : t->type();
+      e.weak = weak(e.name);
+      spec_.externs[e.name] = std::move(e);
+    }
+  }
+  if (auto kc = b.FindByNameKind(".kconfig", BtfKind::kDatasec)) {
+    BtfType* ds = b.MutableTypeById(*kc);
+    uint32_t off = 0;
+    for (BtfVarSecinfo& vsi : b.MutableSecinfos(*ds)) {
+      const BtfType* t = b.TypeById(vsi.type);
+      if (t == nullptr || t->kind != BtfKind::kVar) continue;
+      std::string name(b.Name(*t));
+      auto size = b.SizeOf(t->type());
+      auto align = b.AlignOf(t->type());
+      if (!size.ok() || !align.ok() || *size == 0 || *size > 4096) {
+        return Err(".kconfig: extern '", name, "' has no usable type");
+      }
+      off = (off + *align - 1) / *align * *align;
+      vsi.offset = off;
+      vsi.size = static_cast<uint32_t>(*size);
+      ExternSpec e;
+      e.name = name;
+      e.kind = ExternSpec::Kind::kKconfig;
+      e.btf_id = vsi.type;
+      e.type_id = t->type();
+      e.offset = off;
+      e.size = vsi.size;
+      e.weak = weak(name);
+      spec_.externs[name] = std::move(e);
+      off += vsi.size;
+    }
+    uint32_t total = (off + 7) / 8 * 8;
+    ds->size_or_type = total;
+    if (total > 0) {
+      MapSpec m;
+      m.name = ".kconfig";
+      m.section = ".kconfig";
+      m.type = BPF_MAP_TYPE_ARRAY;
+      m.key_size = 4;
+      m.value_size = total;
+      m.max_entries = 1;
+      m.flags = BPF_F_RDONLY_PROG;
+      m.freeze = true;
+      m.contents.assign(total, 0);
+      m.btf_value_type_id = *kc;
+      spec_.maps.emplace(m.name, std::move(m));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const FuncRange* ElfReader::FuncAt(uint32_t shndx, uint32_t insn) const {
+  auto it = funcs_.find(shndx);
+  if (it == funcs_.end()) return nullptr;
+  for (const FuncRange& f : it->second) {
+    if (f.start == insn) return &f;
+  }
+  return nullptr;
+}
+
+absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
+                                         const Reloc* reloc, FunctionCode* code) {
+  bpf_insn& insn = code->insns[idx];
+  uint64_t byte_off = (uint64_t{fn.start} + idx) * 8;
+  auto where = [&]() {
+    return absl::StrCat("section ", sec.name, " offset ", byte_off, " (function ", fn.sym->name,
+                        ", insn ", idx, ")");
+  };
+  bool ld64 = insn.code == kLdImm64;
+  bool call = insn.code == kCall;
+  if (ld64 && idx + 1 >= code->insns.size()) {
+    return Err(where(), ": ld_imm64 is missing its second half");
+  }
+  auto target_func = [&](uint32_t shndx, int64_t target, absl::string_view what)
+      -> absl::StatusOr<const FuncRange*> {
+    const FuncRange* f = target >= 0 ? FuncAt(shndx, static_cast<uint32_t>(target)) : nullptr;
+    if (f == nullptr) {
+      return Err(where(), ": ", what, " targets instruction ", target, " of ", SecName(shndx),
+                 ", where no function starts");
+    }
+    return f;
+  };
+  if (reloc == nullptr) {
+    // Calls within a section need no relocation: imm is already relative.
+    if (call && insn.src_reg == BPF_PSEUDO_CALL) {
+      auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "call");
+      if (!f.ok()) return f.status();
+      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+    } else if (ld64 && insn.src_reg == BPF_PSEUDO_FUNC) {
+      auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "callback");
+      if (!f.ok()) return f.status();
+      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+    }
+    return absl::OkStatus();
+  }
+  const Symbol& sym = symbols_[reloc->sym];
+  if (reloc->type != R_BPF_64_64 && reloc->type != R_BPF_64_32) {
+    return Err(where(), ": relocation type ", reloc->type, " against '", sym.name,
+               "' is not supported in code");
+  }
+  if (!ld64 && !call) {
+    return Err(where(), ": relocation against '", sym.name, "' applies to opcode ",
+               absl::StrFormat("0x%02x", insn.code), ", which is neither ld_imm64 nor call");
+  }
+  if (sym.shndx == SHN_UNDEF) {
+    auto ext = spec_.externs.find(sym.name);
+    if (ext == spec_.externs.end()) {
+      if (call) {
+        code->references.push_back({idx, ReferenceKind::kUnresolved, sym.name, 0});
+      } else {
+        // An ld_imm64 of a symbol nobody defines (inline asm constants):
+        // the immediate the compiler wrote, usually 0, stays.
+        spec_.warnings.push_back(absl::StrCat(where(), ": undefined symbol '", sym.name,
+                                              "' left as its immediate ", insn.imm));
+      }
+      return absl::OkStatus();
+    }
+    const ExternSpec& e = ext->second;
+    if (call) {
+      if (!e.is_func) return Err(where(), ": call of extern '", sym.name, "', which is not a function");
+      insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
+      insn.imm = 0;
+      code->references.push_back({idx, ReferenceKind::kKfunc, sym.name, 0});
+    } else if (e.kind == ExternSpec::Kind::kKconfig) {
+      int64_t off = int64_t{e.offset} + insn.imm;
+      insn.src_reg = BPF_PSEUDO_MAP_VALUE;
+      insn.imm = 0;
+      code->insns[idx + 1].imm = static_cast<int32_t>(off);
+      code->references.push_back({idx, ReferenceKind::kKconfig, sym.name, static_cast<uint32_t>(off)});
+    } else {
+      // Also for a kfunc whose address is taken: the loader resolves both
+      // through kernel BTF or kallsyms.
+      code->references.push_back({idx, ReferenceKind::kKsym, sym.name, 0});
+    }
+    return absl::OkStatus();
+  }
+  if (sym.shndx >= sections_.size()) {
+    return Err(where(), ": symbol '", sym.name, "' is in special section ", sym.shndx);
+  }
+  const Section& tsec = sections_[sym.shndx];
+  if (tsec.exec()) {
+    if (sym.type != STT_FUNC && sym.type != STT_SECTION && sym.type != STT_NOTYPE) {
+      return Err(where(), ": code reference to '", sym.name, "', which is not a function");
+    }
+    if (call) {
+      if (insn.src_reg != BPF_PSEUDO_CALL) {
+        return Err(where(), ": relocation against function '", sym.name,
+                   "' on a helper call (src_reg ", int{insn.src_reg}, ")");
+      }
+      if (sym.value % 8 != 0) return Err(where(), ": function '", sym.name, "' is misaligned");
+      auto f = target_func(sym.shndx, int64_t(sym.value / 8) + insn.imm + 1, "call");
+      if (!f.ok()) return f.status();
+      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+    } else {
+      int64_t target = int64_t(sym.value) + insn.imm;
+      if (target % 8 != 0) return Err(where(), ": callback address ", target, " is misaligned");
+      auto f = target_func(sym.shndx, target / 8, "callback");
+      if (!f.ok()) return f.status();
+      insn.src_reg = BPF_PSEUDO_FUNC;
+      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+    }
+    return absl::OkStatus();
+  }
+  if (call) {
+    return Err(where(), ": call relocation against '", sym.name, "' in ", SecName(sym.shndx),
+               ", which is not code");
+  }
+  auto msyms = map_syms_.find(sym.shndx);
+  if (msyms != map_syms_.end()) {
+    uint64_t off = sym.value + (sym.type == STT_SECTION ? static_cast<uint32_t>(insn.imm) : 0);
+    auto it = msyms->second.find(off);
+    if (it == msyms->second.end()) {
+      return Err(where(), ": reference to ", SecName(sym.shndx), " offset ", off,
+                 ", where no map is defined");
+    }
+    const Symbol* ms = it->second;
+    if (tsec.name == "maps" && ms->bind == STB_LOCAL) {
+      return Err(where(), ": reference to static map '", ms->name, "' in section maps; "
+                 "legacy maps must be global (possible erroneous static qualifier)");
+    }
+    insn.src_reg = BPF_PSEUDO_MAP_FD;
+    insn.imm = 0;
+    code->references.push_back({idx, ReferenceKind::kMap, ms->name, 0});
+    return absl::OkStatus();
+  }
+  auto data_map = spec_.maps.find(tsec.name);
+  if (data_map != spec_.maps.end() && data_map->second.is_data_section()) {
+    int64_t off = int64_t(sym.value) + insn.imm;
+    if (off < 0 || uint64_t(off) > tsec.hdr.sh_size) {
+      return Err(where(), ": reference to ", SecName(sym.shndx), " offset ", off,
+                 " is outside the section (", tsec.hdr.sh_size, " bytes)");
+    }
+    insn.src_reg = BPF_PSEUDO_MAP_VALUE;
+    insn.imm = 0;
+    code->insns[idx + 1].imm = static_cast<int32_t>(off);
+    code->references.push_back({idx, ReferenceKind::kMapValue, tsec.name, static_cast<uint32_t>(off)});
+    return absl::OkStatus();
+  }
+  return Err(where(), ": reference to '", sym.name, "' in ", SecName(sym.shndx),
+             ", which is neither a map, a data section nor code");
+}
+
+absl::Status ElfReader::ReadPrograms() {
+  // Pass 1: functions of every exec section, with unique keys.
+  absl::flat_hash_map<std::string, int> used;
+  for (const Section& sec : sections_) {
+    if (!sec.exec() || sec.hdr.sh_size == 0) continue;
+    if (sec.hdr.sh_size % 8 != 0) {
+      return Err(SecName(sec.index), ": size ", sec.hdr.sh_size, " is not a multiple of 8");
+    }
+    uint32_t n = static_cast<uint32_t>(sec.hdr.sh_size / 8);
+    std::vector<FuncRange> fs;
+    for (const Symbol& s : symbols_) {
+      if (s.shndx != sec.index || s.type != STT_FUNC) continue;
+      if (s.value % 8 != 0 || s.value / 8 >= n) {
+        return Err(SecName(sec.index), ": function '", s.name, "' at offset ", s.value,
+                   " is misaligned or outside the section");
+      }
+      FuncRange f;
+      f.sym = &s;
+      f.start = static_cast<uint32_t>(s.value / 8);
+      fs.push_back(f);
+    }
+    std::sort(fs.begin(), fs.end(), [](const FuncRange& a, const FuncRange& b) {
+      return a.start < b.start || (a.start == b.start && a.sym->bind > b.sym->bind);
+    });
+    // Aliases at the same address: keep the strongest binding only.
+    fs.erase(std::unique(fs.begin(), fs.end(),
+                         [](const FuncRange& a, const FuncRange& b) { return a.start == b.start; }),
+             fs.end());
+    if (fs.empty()) {
+      return Err(SecName(sec.index), ": code without any function symbol");
+    }
+    if (fs[0].start != 0) {
+      return Err(SecName(sec.index), ": instructions before the first function '",
+                 fs[0].sym->name, "'");
+    }
+    bool program_section = sec.name != ".text";
+    for (size_t i = 0; i < fs.size(); ++i) {
+      fs[i].end = i + 1 < fs.size() ? fs[i + 1].start : n;
+      fs[i].is_program = program_section && fs[i].sym->bind != STB_LOCAL;
+      std::string key = fs[i].sym->name;
+      if (used.count(key)) key = absl::StrCat(key, "@", sec.name);
+      while (used.count(key)) key = absl::StrCat(key, "+", fs[i].start);
+      used[key] = 1;
+      fs[i].key = key;
+    }
+    funcs_[sec.index] = std::move(fs);
+  }
+  // Pass 2: code, references and BTF.ext records of each function.
+  for (auto& [shndx, fs] : funcs_) {
+    const Section& sec = sections_[shndx];
+    std::vector<Reloc> relocs;
+    if (const Section* rel = RelSectionFor(shndx)) {
+      if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+    }
+    absl::flat_hash_map<uint64_t, const Reloc*> by_off;
+    for (const Reloc& r : relocs) {
+      if (r.offset % 8 != 0) {
+        return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
+                   " in ", SecName(shndx), " is not on an instruction boundary");
+      }
+      by_off[r.offset] = &r;
+    }
+    const BtfExtSection* ext = nullptr;
+    if (ext_) {
+      auto it = ext_->sections.find(sec.name);
+      if (it != ext_->sections.end()) ext = &it->second;
+    }
+    SectionInfo info = ParseSectionName(sec.name);
+    for (const FuncRange& f : fs) {
+      FunctionCode code;
+      code.insns.resize(f.end - f.start);
+      memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
+      for (uint32_t i = 0; i < code.insns.size(); ++i) {
+        auto r = by_off.find((uint64_t{f.start} + i) * 8);
+        absl::Status s = ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code);
+        if (!s.ok()) return s;
+        if (code.insns[i].code == kLdImm64) {
+          ++i;
+          if (by_off.count((uint64_t{f.start} + i) * 8)) {
+            return Err(SecName(shndx), " offset ", (uint64_t{f.start} + i) * 8,
+                       ": relocation on the second half of an ld_imm64");
+          }
+        }
+      }
+      if (ext) {
+        auto in = [&](uint32_t off) { return off >= f.start && off < f.end; };
+        for (const FuncInfo& fi : ext->func_info) {
+          if (in(fi.insn_off)) code.func_info.push_back({fi.insn_off - f.start, fi.type_id});
+        }
+        for (LineInfo li : ext->line_info) {
+          if (in(li.insn_off)) {
+            li.insn_off -= f.start;
+            code.line_info.push_back(li);
+          }
+        }
+        for (CoreRelo cr : ext->core_relos) {
+          if (in(cr.insn_off)) {
+            cr.insn_off -= f.start;
+            code.core_relos.push_back(cr);
+          }
+        }
+      }
+      if (f.is_program) {
+        ProgramSpec p;
+        p.name = f.key;
+        p.section = sec.name;
+        p.section_offset = f.start;
+        p.type = info.prog_type;
+        p.expected_attach_type = info.expected_attach_type;
+        p.attach_to = info.attach_to;
+        p.flags = info.prog_flags;
+        p.return_probe = info.return_probe;
+        p.license = spec_.license;
+        p.kernel_version = spec_.kernel_version;
+        p.code = std::move(code);
+        spec_.programs.emplace(p.name, std::move(p));
+      } else {
+        FunctionSpec fn;
+        fn.name = f.key;
+        fn.section = sec.name;
+        fn.section_offset = f.start;
+        fn.global = f.sym->bind != STB_LOCAL;
+        fn.code = std::move(code);
+        spec_.functions.emplace(fn.name, std::move(fn));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CollectionSpec> ElfReader::Read() {
+  if (absl::Status s = ReadHeaders(); !s.ok()) return s;
+  if (absl::Status s = ReadSymbols(); !s.ok()) return s;
+  if (const Section* lic = FindSection("license")) {
+    auto d = lic->data;
+    auto nul = std::find(d.begin(), d.end(), 0);
+    spec_.license.assign(d.begin(), nul);
+  }
+  if (const Section* ver = FindSection("version")) {
+    if (ver->data.size() != 4) {
+      return Err("section version: ", ver->data.size(), " bytes, want 4");
+    }
+    spec_.kernel_version = Load32(ver->data.data());
+  }
+  if (absl::Status s = ReadBtf(); !s.ok()) return s;
+  for (const Section& sec : sections_) {
+    absl::Status s;
+    if (sec.name == "maps" && sec.hdr.sh_type != SHT_NULL) {
+      s = ReadLegacyMaps(sec);
+    } else if (sec.name == ".maps") {
+      s = ReadBtfMaps(sec);
+    } else if (IsDataSectionName(sec.name) &&
+               (sec.hdr.sh_type == SHT_PROGBITS || sec.hdr.sh_type == SHT_NOBITS) &&
+               !(sec.hdr.sh_flags & SHF_EXECINSTR)) {
+      s = ReadDataSection(sec);
+    } else if (sec.name == ".struct_ops" || sec.name == ".struct_ops.link") {
+      s = ReadStructOps(sec);
+    }
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = ReadExterns(); !s.ok()) return s;
+  if (absl::Status s = ReadPrograms(); !s.ok()) return s;
+  return std::move(spec_);
+}
+
+}  // namespace
+
+absl::StatusOr<CollectionSpec> CollectionSpec::FromMemory(absl::Span<const uint8_t> elf,
+                                                          absl::string_view what) {
+  ElfReader reader(elf, what);
+  return reader.Read();
+}
+
+absl::StatusOr<CollectionSpec> CollectionSpec::FromFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys::ErrnoStatus(errno, path, "open");
+  std::vector<uint8_t> buf;
+  uint8_t chunk[1 << 16];
+  for (;;) {
+    ssize_t r = read(fd, chunk, sizeof(chunk));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      return sys::ErrnoStatus(e, path, "read");
+    }
+    if (r == 0) break;
+    buf.insert(buf.end(), chunk, chunk + r);
+  }
+  close(fd);
+  return FromMemory(buf, path);
+}
+
+}  // namespace tether

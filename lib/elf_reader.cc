@@ -1006,6 +1006,10 @@ absl::Status ElfReader::ReadPrograms() {
     bool program_section = sec.name != ".text";
     for (size_t i = 0; i < fs.size(); ++i) {
       fs[i].end = i + 1 < fs.size() ? fs[i + 1].start : n;
+      // The static linker leaves the code of dropped weak definitions in
+      // place, without a symbol: a sized symbol ends where its size says.
+      uint64_t sized_end = fs[i].start + fs[i].sym->size / 8;
+      if (fs[i].sym->size > 0 && sized_end < fs[i].end) fs[i].end = static_cast<uint32_t>(sized_end);
       fs[i].is_program = program_section && fs[i].sym->bind != STB_LOCAL;
       std::string key = fs[i].sym->name;
       if (used.count(key)) key = absl::StrCat(key, "@", sec.name);

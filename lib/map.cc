@@ -215,8 +215,8 @@ absl::StatusOr<Map> Map::Adopt(int raw_fd, absl::string_view how) {
   sys::Fd fd(raw_fd);
   auto kinfo = sys::GetMapInfo(fd.get());
   if (!kinfo.ok()) {
-    return absl::Status(kinfo.status().code(),
-                        absl::StrCat("map (", how, "): ", kinfo.status().message()));
+    return sys::ErrnoStatus(sys::StatusErrno(kinfo.status()), absl::StrCat("map ", how),
+                            "BPF_OBJ_GET_INFO_BY_FD");
   }
   if (kinfo->id == 0) return absl::InternalError(absl::StrCat("map (", how, "): kernel reported id 0"));
   MapInfo info = ToMapInfo(*kinfo);
@@ -250,7 +250,7 @@ absl::StatusOr<Map> Map::Create(const MapOptions& o) {
         "BPF_MAP_CREATE");
     return st;
   }
-  auto map = Adopt(fd->Release(), absl::StrCat("created as '", o.name, "'"));
+  auto map = Adopt(fd->Release(), absl::StrCat("'", o.name, "' (just created)"));
   if (map.ok() && o.lifetime_policy != LifetimePolicy::kDefault) {
     map->SetLifetimePolicy(o.lifetime_policy);
   }

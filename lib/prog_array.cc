@@ -39,7 +39,7 @@ absl::StatusOr<ProgramArray> ProgramArray::Create(const std::string& name, uint3
   return ProgramArray(std::move(*map));
 }
 
-absl::StatusOr<ProgramArray> ProgramArray::FromMap(Map map) {
+absl::StatusOr<ProgramArray> ProgramArray::FromMap(Map map, bool read_entries) {
   if (!map) return absl::InvalidArgumentError("program array: the map handle is empty");
   if (map.type() != BPF_MAP_TYPE_PROG_ARRAY) {
     return absl::InvalidArgumentError(absl::StrFormat("map '%s' (id %u) is a %s, not a prog_array",
@@ -47,7 +47,7 @@ absl::StatusOr<ProgramArray> ProgramArray::FromMap(Map map) {
   }
   // Learn the entries someone else may have set. This costs one lookup per
   // slot, paid once per adoption and never on the hot path.
-  for (uint32_t i = 0; i < map.max_entries(); ++i) {
+  for (uint32_t i = 0; read_entries && i < map.max_entries(); ++i) {
     uint32_t prog_id = 0;
     int ret = sys::MapLookupElem(map.fd(), &i, &prog_id, 0);
     if (ret == 0) {

@@ -94,8 +94,8 @@ absl::StatusOr<Program> Program::Adopt(int raw_fd, absl::string_view how) {
   sys::Fd fd(raw_fd);
   auto info = ReadInfo(fd.get());
   if (!info.ok()) {
-    return absl::Status(info.status().code(),
-                        absl::StrCat("program (", how, "): ", info.status().message()));
+    return sys::ErrnoStatus(sys::StatusErrno(info.status()), absl::StrCat("program ", how),
+                            "BPF_OBJ_GET_INFO_BY_FD");
   }
   return Program(RefPtr<detail::ProgramObject>(
       new detail::ProgramObject(fd.Release(), std::move(*info))));
@@ -143,7 +143,7 @@ absl::StatusOr<Program> Program::Load(const ProgramLoadOptions& o) {
     return st;
   }
   if (o.log) *o.log = std::move(loaded->log);
-  return Adopt(loaded->fd.Release(), absl::StrCat("loaded as '", o.name, "'"));
+  return Adopt(loaded->fd.Release(), absl::StrCat("'", o.name, "' (just loaded)"));
 }
 
 absl::StatusOr<Program> Program::FromFd(int fd) {

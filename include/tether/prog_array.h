@@ -25,7 +25,8 @@ class ProgramArray {
   // Wraps an existing map, which must be a program array. For an adopted
   // array (FromId, LoadPinned) the entries are read from the kernel into
   // the graph: a user-space lookup on a program array yields program ids.
-  static absl::StatusOr<ProgramArray> FromMap(Map map);
+  // A freshly created array has none: pass read_entries = false to skip.
+  static absl::StatusOr<ProgramArray> FromMap(Map map, bool read_entries = true);
 
   // Points slot `index` at `program`.
   absl::Status Set(uint32_t index, const Program& program) const;

@@ -2,6 +2,9 @@
 #ifndef TETHER_TETHER_H_
 #define TETHER_TETHER_H_
 
+#include "tether/btf.h"
+#include "tether/collection.h"
+#include "tether/collection_spec.h"
 #include "tether/graph.h"
 #include "tether/insn.h"
 #include "tether/lifetime.h"

@@ -1,0 +1,95 @@
+// Collection: the kernel objects made from a CollectionSpec, loaded all
+// or nothing.
+//
+// Load order: maps (honouring pins and replacements), global data (then
+// .rodata is frozen), programs (relocated, with func_info and line_info),
+// static initialisers of program arrays and map-in-maps. The object graph
+// learns every edge on the way. If any step fails, everything the load
+// created is closed and every pin it made is removed, and the Status names
+// the object that failed (with the verifier log for programs).
+#ifndef TETHER_COLLECTION_H_
+#define TETHER_COLLECTION_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tether/collection_spec.h"
+#include "tether/lifetime.h"
+#include "tether/map.h"
+#include "tether/program.h"
+
+namespace tether {
+
+struct CollectionOptions {
+  // Where maps with pinning = by-name live: <pin_dir>/<map name>. Must be
+  // on bpffs. Empty: such maps are refused with a clear error.
+  std::string pin_dir;
+  // Use these maps instead of creating the ones with the same names. Each
+  // must be compatible with its spec (type, sizes, max_entries, flags).
+  absl::flat_hash_map<std::string, Map> replace_maps;
+  // Verifier log for every program (0: only on failure, at level 1).
+  uint32_t log_level = 0;
+  uint32_t log_size_cap = 16u << 20;
+  // Program type for programs whose section says nothing, and per-name
+  // overrides (which win over the section).
+  uint32_t default_program_type = 0;
+  absl::flat_hash_map<std::string, uint32_t> program_types;
+  // Lifetime policy of the maps created, by name, and for all others.
+  absl::flat_hash_map<std::string, LifetimePolicy> map_policies;
+  LifetimePolicy default_map_policy = LifetimePolicy::kDefault;
+  // Kernel config for .kconfig externs; read from the running kernel when
+  // absent and the object needs it.
+  const KernelConfig* kernel_config = nullptr;
+};
+
+// Distinct error for a pinned map that does not match its spec. The
+// Status is FailedPrecondition; this tells which field differed.
+bool IsIncompatiblePin(const absl::Status& status, std::string* field = nullptr);
+
+class Collection {
+ public:
+  Collection() = default;
+
+  static absl::StatusOr<Collection> Load(const CollectionSpec& spec,
+                                         const CollectionOptions& options = {});
+
+  const std::map<std::string, Map>& maps() const { return maps_; }
+  const std::map<std::string, Program>& programs() const { return programs_; }
+  // Empty handle if absent.
+  Map map(absl::string_view name) const;
+  Program program(absl::string_view name) const;
+  // Pins the load made (not pins it reused).
+  const std::vector<std::string>& created_pins() const { return created_pins_; }
+
+ private:
+  friend class CollectionLoader;
+  std::map<std::string, Map> maps_;
+  std::map<std::string, Program> programs_;
+  std::vector<std::string> created_pins_;
+};
+
+// LoadAndAssign: load only what the caller asks for, plus what it needs.
+//
+// C++ has no reflection, so the caller lists its bindings. Only the
+// programs and maps named are loaded, with their dependencies: the maps the
+// programs use, and the programs and maps that static initialisers of those
+// maps refer to. The load is refused if a program array it would create has
+// static entries yet would end up with no user reference: neither bound
+// here, nor pinned, nor replaced. The kernel would clear it at once.
+struct Assignment {
+  std::vector<std::pair<std::string, Map*>> maps;
+  std::vector<std::pair<std::string, Program*>> programs;
+};
+
+absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,
+                           const CollectionOptions& options = {});
+
+}  // namespace tether
+
+#endif  // TETHER_COLLECTION_H_

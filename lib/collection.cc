@@ -1,0 +1,632 @@
+#include "tether/collection.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <deque>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "graph_internal.h"
+#include "kernel_btf.h"
+#include "pin_internal.h"
+#include "sys/bpf.h"
+#include "tether/btf.h"
+#include "tether/pin.h"
+#include "tether/prog_array.h"
+
+namespace tether {
+namespace {
+
+static_assert(sizeof(FuncInfo) == sizeof(bpf_func_info), "FuncInfo is the kernel's record");
+static_assert(sizeof(LineInfo) == sizeof(bpf_line_info), "LineInfo is the kernel's record");
+
+constexpr char kIncompatiblePinPayload[] = "tether/incompatible-pin";
+
+bool IsMapInMap(uint32_t type) {
+  return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+// Kernel object names allow [A-Za-z0-9_.] and 15 bytes.
+std::string KernelName(absl::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (out.size() == BPF_OBJ_NAME_LEN - 1) break;
+    out.push_back(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ? c : '_');
+  }
+  return out;
+}
+
+uint32_t PageSize() { return static_cast<uint32_t>(sysconf(_SC_PAGESIZE)); }
+
+// What the kernel will report for a map made from `spec`: flags it adds
+// itself and sizes it rounds, so a pin made from the same spec compares
+// equal.
+struct Normalised {
+  uint32_t type, key_size, value_size, max_entries, flags;
+  uint64_t map_extra;
+};
+Normalised Normalise(uint32_t type, uint32_t key, uint32_t value, uint32_t max, uint32_t flags,
+                     uint64_t extra) {
+  if (type == BPF_MAP_TYPE_DEVMAP || type == BPF_MAP_TYPE_DEVMAP_HASH) flags &= ~BPF_F_RDONLY_PROG;
+  if (type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_USER_RINGBUF) {
+    uint32_t page = PageSize();
+    max = (max + page - 1) / page * page;
+  }
+  if (type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && max == 0) max = 0;  // sized at load; any pin fits
+  return {type, key, value, max, flags, extra};
+}
+
+absl::Status CheckCompatible(const MapSpec& spec, const Map& existing, absl::string_view where) {
+  Normalised want = Normalise(spec.type, spec.key_size, spec.value_size, spec.max_entries,
+                              spec.flags, spec.map_extra);
+  Normalised have = Normalise(existing.type(), existing.key_size(), existing.value_size(),
+                              existing.max_entries(), existing.flags(), existing.info().map_extra);
+  auto mismatch = [&](absl::string_view field, uint64_t h, uint64_t w) {
+    absl::Status st = absl::FailedPreconditionError(absl::StrFormat(
+        "map '%s': %s is incompatible: %s is %u there but %u in the spec", spec.name, where, field,
+        h, w));
+    st.SetPayload(kIncompatiblePinPayload, absl::Cord(std::string(field)));
+    return st;
+  };
+  if (have.type != want.type) return mismatch("type", have.type, want.type);
+  if (have.key_size != want.key_size) return mismatch("key_size", have.key_size, want.key_size);
+  if (have.value_size != want.value_size) return mismatch("value_size", have.value_size, want.value_size);
+  if (want.max_entries != 0 && have.max_entries != want.max_entries)
+    return mismatch("max_entries", have.max_entries, want.max_entries);
+  if (have.flags != want.flags) return mismatch("flags", have.flags, want.flags);
+  if (have.map_extra != want.map_extra) return mismatch("map_extra", have.map_extra, want.map_extra);
+  return absl::OkStatus();
+}
+
+absl::Status Annotate(const absl::Status& st, absl::string_view prefix) {
+  absl::Status out(st.code(), absl::StrCat(prefix, ": ", st.message()));
+  st.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
+
+// The kernel symbol a tracing program attaches to, and the BTF kind
+// naming it in vmlinux.
+struct AttachTarget {
+  std::string name;
+  BtfKind kind;
+};
+absl::optional<AttachTarget> TracingTarget(const ProgramSpec& p) {
+  if (p.attach_to.empty()) return absl::nullopt;
+  switch (p.type) {
+    case BPF_PROG_TYPE_TRACING:
+      if (p.expected_attach_type == BPF_TRACE_RAW_TP)
+        return AttachTarget{absl::StrCat("btf_trace_", p.attach_to), BtfKind::kTypedef};
+      if (p.expected_attach_type == BPF_TRACE_ITER)
+        return AttachTarget{absl::StrCat("bpf_iter_", p.attach_to), BtfKind::kFunc};
+      return AttachTarget{p.attach_to, BtfKind::kFunc};
+    case BPF_PROG_TYPE_LSM:
+      return AttachTarget{absl::StrCat("bpf_lsm_", p.attach_to), BtfKind::kFunc};
+    default:
+      return absl::nullopt;
+  }
+}
+
+absl::StatusOr<uint64_t> KallsymsAddress(absl::string_view name) {
+  std::ifstream in("/proc/kallsyms");
+  std::string addr, type, sym;
+  while (in >> addr >> type >> sym) {
+    std::string rest;
+    std::getline(in, rest);  // module name, if any
+    if (sym == name) {
+      uint64_t v = std::stoull(addr, nullptr, 16);
+      if (v == 0) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "ksym '", name, "': /proc/kallsyms shows address 0 (kptr_restrict; run as root)"));
+      }
+      return v;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("ksym '", name, "': not in /proc/kallsyms"));
+}
+
+}  // namespace
+
+bool IsIncompatiblePin(const absl::Status& status, std::string* field) {
+  auto payload = status.GetPayload(kIncompatiblePinPayload);
+  if (!payload) return false;
+  if (field) *field = std::string(*payload);
+  return true;
+}
+
+// Builds a Collection step by step; on any error, Rollback() undoes it.
+class CollectionLoader {
+ public:
+  CollectionLoader(const CollectionSpec& spec, const CollectionOptions& options)
+      : spec_(spec), opt_(options) {}
+
+  ~CollectionLoader() {
+    if (!committed_) Rollback();
+  }
+
+  // Resolves what to load: every object, or the requested ones and their
+  // dependencies, with an explicit worklist.
+  absl::Status Resolve(const std::set<std::string>* want_programs,
+                       const std::set<std::string>* want_maps) {
+    std::deque<std::pair<bool, std::string>> work;  // (is_program, name)
+    if (want_programs == nullptr && want_maps == nullptr) {
+      for (const auto& [name, p] : spec_.programs) work.emplace_back(true, name);
+      for (const auto& [name, m] : spec_.maps) work.emplace_back(false, name);
+    } else {
+      if (want_programs)
+        for (const auto& n : *want_programs) work.emplace_back(true, n);
+      if (want_maps)
+        for (const auto& n : *want_maps) work.emplace_back(false, n);
+    }
+    while (!work.empty()) {
+      auto [is_program, name] = work.front();
+      work.pop_front();
+      if (is_program) {
+        if (!programs_wanted_.insert(name).second) continue;
+        if (!spec_.programs.count(name)) {
+          return absl::NotFoundError(absl::StrCat("collection: no program '", name, "' in the object"));
+        }
+        auto linked = LinkProgram(spec_, name);
+        if (!linked.ok()) return Annotate(linked.status(), absl::StrCat("program '", name, "'"));
+        for (const Fixup& f : linked->fixups) {
+          if (f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
+              f.kind == Fixup::Kind::kKconfig) {
+            work.emplace_back(false, f.name);
+            users_[f.name].insert(name);
+          }
+        }
+        linked_.emplace(name, std::move(*linked));
+      } else {
+        if (!maps_wanted_.insert(name).second) continue;
+        auto it = spec_.maps.find(name);
+        if (it == spec_.maps.end()) {
+          return absl::NotFoundError(absl::StrCat("collection: no map '", name, "' in the object"));
+        }
+        for (const MapInitEntry& e : it->second.init) {
+          work.emplace_back(it->second.type == BPF_MAP_TYPE_PROG_ARRAY, e.name);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The LoadAndAssign refusal: an array with static entries that nothing
+  // would reference once the load returns.
+  absl::Status CheckNoOrphanedArrays(const std::set<std::string>& assigned_maps) const {
+    for (const std::string& name : maps_wanted_) {
+      const MapSpec& m = spec_.maps.at(name);
+      if (m.type != BPF_MAP_TYPE_PROG_ARRAY || m.init.empty()) continue;
+      if (assigned_maps.count(name) || opt_.replace_maps.count(name)) continue;
+      if (m.pinning == PinType::kByName && !opt_.pin_dir.empty()) continue;
+      std::vector<std::string> slots;
+      for (const MapInitEntry& e : m.init) slots.push_back(absl::StrCat("[", e.key, "]=", e.name));
+      std::vector<std::string> callers;
+      if (auto it = users_.find(name); it != users_.end()) callers.assign(it->second.begin(), it->second.end());
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "LoadAndAssign: program array '%s' has static entries %s but would have no user "
+          "reference after the load (not assigned, not pinned, not replaced), so the kernel "
+          "would clear it at once and tail calls from %s would miss. Assign it, pin it "
+          "(pinning by name with a pin directory), or replace it with a Map you hold.",
+          name, absl::StrJoin(slots, ", "),
+          callers.empty() ? std::string("its programs") : absl::StrJoin(callers, ", ")));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadBtf() {
+    if (!spec_.btf) return absl::OkStatus();
+    std::vector<uint8_t> blob = SanitizeBtfForKernel(*spec_.btf, KernelBtfFeatures());
+    auto loaded = sys::BtfLoad(blob);
+    if (!loaded.ok()) {
+      // Like libbpf: without BTF the maps and programs still load, only
+      // without source lines in verifier logs. A transient failure is
+      // different: it would fail the next step too.
+      int err = sys::StatusErrno(loaded.status());
+      if (err == ENOMEM || err == EMFILE || err == ENFILE) {
+        return Annotate(loaded.status(), "collection: loading the object's BTF");
+      }
+      btf_warning_ = std::string(loaded.status().message());
+      return absl::OkStatus();
+    }
+    btf_fd_ = std::move(loaded->fd);
+    return absl::OkStatus();
+  }
+
+  absl::Status CreateMaps() {
+    // Inner-map templates and initialisers name other maps; create in
+    // dependency order: plain maps first, then map-in-maps.
+    std::vector<std::string> order;
+    for (const auto& n : maps_wanted_)
+      if (!IsMapInMap(spec_.maps.at(n).type)) order.push_back(n);
+    for (const auto& n : maps_wanted_)
+      if (IsMapInMap(spec_.maps.at(n).type)) order.push_back(n);
+    for (const std::string& name : order) {
+      absl::Status st = CreateMap(name, spec_.maps.at(name));
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadPrograms() {
+    for (const std::string& name : programs_wanted_) {
+      absl::Status st = LoadProgram(name);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status InitialiseMaps() {
+    for (const std::string& name : maps_wanted_) {
+      const MapSpec& m = spec_.maps.at(name);
+      // Replaced and reused maps get the static entries too: they must
+      // point at the programs this load made, not at older ones.
+      if (m.init.empty()) continue;
+      const Map& map = result_.maps_.at(name);
+      if (m.type == BPF_MAP_TYPE_PROG_ARRAY) {
+        auto array = ProgramArray::FromMap(map, /*read_entries=*/false);
+        if (!array.ok()) return array.status();
+        for (const MapInitEntry& e : m.init) {
+          auto prog = result_.programs_.find(e.name);
+          if (prog == result_.programs_.end()) {
+            return absl::NotFoundError(absl::StrFormat(
+                "map '%s': static entry [%u] names program '%s', which was not loaded", name, e.key, e.name));
+          }
+          absl::Status st = array->Set(e.key, prog->second);
+          if (!st.ok()) return Annotate(st, "collection: static initialisation");
+        }
+      } else if (IsMapInMap(m.type)) {
+        for (const MapInitEntry& e : m.init) {
+          auto inner = result_.maps_.find(e.name);
+          if (inner == result_.maps_.end()) {
+            return absl::NotFoundError(absl::StrFormat(
+                "map '%s': static entry [%u] names map '%s', which was not created", name, e.key, e.name));
+          }
+          uint32_t fd = static_cast<uint32_t>(inner->second.fd());
+          int ret = sys::MapUpdateElem(map.fd(), &e.key, &fd, BPF_ANY);
+          if (ret < 0) {
+            return sys::ErrnoStatus(-ret, absl::StrFormat("map '%s' (id %u)", name, map.id()),
+                                    absl::StrFormat("static entry [%u] = map '%s'", e.key, e.name));
+          }
+          detail::GraphSetInnerMap(map.object(), e.key, inner->second.id());
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Collection Commit() {
+    committed_ = true;
+    return std::move(result_);
+  }
+
+ private:
+  LifetimePolicy PolicyFor(const std::string& name) const {
+    auto it = opt_.map_policies.find(name);
+    return it != opt_.map_policies.end() ? it->second : opt_.default_map_policy;
+  }
+
+  absl::StatusOr<Map> NewMap(const std::string& name, const MapSpec& m) {
+    absl::Status creatable = CheckCreatable(m);
+    if (!creatable.ok()) return creatable;
+    MapOptions o;
+    o.type = m.type;
+    o.key_size = m.key_size;
+    o.value_size = m.value_size;
+    o.max_entries = m.max_entries;
+    o.flags = m.flags;
+    o.numa_node = m.numa_node;
+    o.map_extra = m.map_extra;
+    o.name = KernelName(name);
+    o.lifetime_policy = PolicyFor(name);
+    if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && o.max_entries == 0) {
+      // libbpf's convention: one slot per possible CPU.
+      o.max_entries = PossibleCpus();
+    }
+    if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
+      if (o.key_size == 0) o.key_size = 4;
+      if (o.value_size == 0) o.value_size = 4;
+    }
+    Map inner;
+    if (IsMapInMap(m.type)) {
+      if (!m.inner) {
+        return absl::InvalidArgumentError(absl::StrCat("map '", name, "': a map-in-map without an inner map template"));
+      }
+      auto made = NewMap(name + ".inner", *m.inner);
+      if (!made.ok()) return Annotate(made.status(), absl::StrCat("map '", name, "': inner map template"));
+      inner = *made;
+      inner.SetLifetimePolicy(LifetimePolicy::kIgnore);
+      o.inner_map = &inner;
+    }
+    if (btf_fd_.valid() && m.btf_value_type_id != 0) {
+      o.btf_fd = btf_fd_.get();
+      o.btf_key_type_id = m.btf_key_type_id;
+      o.btf_value_type_id = m.btf_value_type_id;
+      auto with_btf = Map::Create(o);
+      if (with_btf.ok()) return with_btf;
+      int err = sys::StatusErrno(with_btf.status());
+      if (err == ENOMEM || err == EMFILE || err == ENFILE || err == EPERM) return with_btf.status();
+      // Some kernels refuse BTF for some map types; the map works without.
+      o.btf_fd = -1;
+      o.btf_key_type_id = o.btf_value_type_id = 0;
+    }
+    return Map::Create(o);
+  }
+
+  absl::Status CreateMap(const std::string& name, const MapSpec& m) {
+    Map map;
+    if (auto it = opt_.replace_maps.find(name); it != opt_.replace_maps.end()) {
+      absl::Status st = CheckCompatible(m, it->second, "the replacement map");
+      if (!st.ok()) return st;
+      map = it->second;
+      reused_.insert(name);
+    } else if (m.pinning == PinType::kByName) {
+      if (opt_.pin_dir.empty()) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "map '%s' is pinned by name, but CollectionOptions::pin_dir is empty", name));
+      }
+      absl::Status on_fs = CheckOnBpffs(opt_.pin_dir);
+      if (!on_fs.ok()) return Annotate(on_fs, absl::StrCat("map '", name, "': pin directory"));
+      std::string path = absl::StrCat(opt_.pin_dir, "/", name);
+      struct stat st;
+      if (stat(path.c_str(), &st) == 0) {
+        auto pinned = Map::LoadPinned(path);
+        if (!pinned.ok()) return Annotate(pinned.status(), absl::StrCat("map '", name, "'"));
+        absl::Status compat = CheckCompatible(m, *pinned, absl::StrCat("the pin at ", path));
+        if (!compat.ok()) return compat;
+        map = *pinned;
+        reused_.insert(name);
+      } else {
+        auto made = NewMap(name, m);
+        if (!made.ok()) return made.status();
+        map = *made;
+        absl::Status pin = map.Pin(path);
+        if (!pin.ok()) return pin;
+        result_.created_pins_.push_back(path);
+      }
+    } else {
+      auto made = NewMap(name, m);
+      if (!made.ok()) return made.status();
+      map = *made;
+    }
+    result_.maps_.emplace(name, map);
+    if (reused_.count(name)) return absl::OkStatus();
+    return Populate(name, m, map);
+  }
+
+  // Global data goes in before programs load, and .rodata is frozen, so
+  // the verifier can treat its values as constants.
+  absl::Status Populate(const std::string& name, const MapSpec& m, const Map& map) {
+    std::vector<uint8_t> contents = m.contents;
+    if (m.section == ".kconfig") {
+      auto kconfig = KconfigContents();
+      if (!kconfig.ok()) return Annotate(kconfig.status(), absl::StrCat("map '", name, "'"));
+      contents = std::move(*kconfig);
+    }
+    if (!contents.empty()) {
+      if (contents.size() != map.value_size()) {
+        return absl::InternalError(absl::StrFormat("map '%s': %u bytes of data for a %u-byte value",
+                                                   name, contents.size(), map.value_size()));
+      }
+      uint32_t zero = 0;
+      absl::Status st = map.Update(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&zero), 4), contents);
+      if (!st.ok()) return Annotate(st, "collection: writing global data");
+    }
+    if (m.freeze) {
+      absl::Status st = map.Freeze();
+      if (!st.ok()) return Annotate(st, "collection: freezing");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> KconfigContents() {
+    if (opt_.kernel_config) return ResolveKconfig(spec_, *opt_.kernel_config);
+    auto config = KernelConfig::Load();
+    if (!config.ok()) return config.status();
+    return ResolveKconfig(spec_, *config);
+  }
+
+  absl::Status PatchExterns(const std::string& prog_name, LinkedProgram& lp) {
+    for (const Fixup& f : lp.fixups) {
+      bpf_insn& in = lp.insns[f.insn];
+      switch (f.kind) {
+        case Fixup::Kind::kMapFd:
+        case Fixup::Kind::kMapValue:
+        case Fixup::Kind::kKconfig: {
+          auto it = result_.maps_.find(f.name);
+          if (it == result_.maps_.end()) {
+            return absl::InternalError(absl::StrFormat("program '%s': map '%s' was not created", prog_name, f.name));
+          }
+          in.imm = it->second.fd();
+          break;
+        }
+        case Fixup::Kind::kKsym: {
+          if (f.btf_type_id != 0) {
+            auto vmlinux = KernelBtf();
+            if (!vmlinux.ok()) return Annotate(vmlinux.status(), absl::StrCat("program '", prog_name, "'"));
+            auto id = (*vmlinux)->FindByNameKind(f.name, BtfKind::kVar);
+            if (!id) {
+              if (f.weak) break;
+              return absl::NotFoundError(absl::StrFormat(
+                  "program '%s': typed ksym '%s' is not in the kernel's BTF", prog_name, f.name));
+            }
+            in.src_reg = BPF_PSEUDO_BTF_ID;
+            in.imm = static_cast<int32_t>(*id);
+            lp.insns[f.insn + 1].imm = 0;
+          } else {
+            auto addr = KallsymsAddress(f.name);
+            if (!addr.ok()) {
+              if (f.weak && addr.status().code() == absl::StatusCode::kNotFound) break;
+              return Annotate(addr.status(), absl::StrCat("program '", prog_name, "'"));
+            }
+            in.imm = static_cast<int32_t>(*addr & 0xffffffffu);
+            lp.insns[f.insn + 1].imm = static_cast<int32_t>(*addr >> 32);
+          }
+          break;
+        }
+        case Fixup::Kind::kKfunc: {
+          auto vmlinux = KernelBtf();
+          if (!vmlinux.ok()) return Annotate(vmlinux.status(), absl::StrCat("program '", prog_name, "'"));
+          auto id = (*vmlinux)->FindByNameKind(f.name, BtfKind::kFunc);
+          if (!id) {
+            if (f.weak) break;  // guarded by bpf_ksym_exists(); dead code for the verifier
+            return absl::NotFoundError(absl::StrFormat(
+                "program '%s': kfunc '%s' is not in the kernel's BTF (kernel modules are not "
+                "searched yet)", prog_name, f.name));
+          }
+          in.imm = static_cast<int32_t>(*id);
+          in.off = 0;
+          break;
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadProgram(const std::string& name) {
+    const ProgramSpec& p = spec_.programs.at(name);
+    LinkedProgram& lp = linked_.at(name);
+    std::string what = absl::StrFormat("program '%s' (section %s)", name, p.section);
+    if (!lp.core_relos.empty()) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: has %u CO-RE relocations, and CO-RE relocation is not implemented yet",
+          what, lp.core_relos.size()));
+    }
+    absl::Status patched = PatchExterns(name, lp);
+    if (!patched.ok()) return patched;
+
+    ProgramLoadOptions o;
+    o.type = p.type;
+    if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) o.type = it->second;
+    if (o.type == BPF_PROG_TYPE_UNSPEC) o.type = opt_.default_program_type;
+    if (o.type == BPF_PROG_TYPE_UNSPEC) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: the section does not say what kind of program this is; set "
+          "CollectionOptions::program_types[\"%s\"] or default_program_type",
+          what, name));
+    }
+    o.instructions = lp.insns;
+    o.name = KernelName(name);
+    o.license = p.license.empty() ? spec_.license : p.license;
+    o.expected_attach_type = p.expected_attach_type;
+    o.flags = p.flags;
+    o.kernel_version = p.kernel_version ? p.kernel_version : spec_.kernel_version;
+    if (o.kernel_version == 0 && o.type == BPF_PROG_TYPE_KPROBE) {
+      // Kernels before 5.0 checked it; newer ones ignore it.
+      auto cfg = KernelConfig::Load();
+      if (cfg.ok()) o.kernel_version = cfg->linux_kernel_version;
+    }
+    if (auto target = TracingTarget(p)) {
+      auto vmlinux = KernelBtf();
+      if (!vmlinux.ok()) return Annotate(vmlinux.status(), what);
+      auto id = (*vmlinux)->FindByNameKind(target->name, target->kind);
+      if (!id) {
+        return absl::NotFoundError(absl::StrFormat("%s: attach target '%s' is not in the kernel's BTF",
+                                                   what, target->name));
+      }
+      o.attach_btf_id = *id;
+    }
+    if (btf_fd_.valid() && !lp.func_info.empty()) {
+      o.btf_fd = btf_fd_.get();
+      o.func_info = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(lp.func_info.data()),
+                                        lp.func_info.size() * sizeof(FuncInfo));
+      o.func_info_rec_size = sizeof(FuncInfo);
+      o.line_info = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(lp.line_info.data()),
+                                        lp.line_info.size() * sizeof(LineInfo));
+      o.line_info_rec_size = sizeof(LineInfo);
+    }
+    o.log_level = opt_.log_level;
+    o.log_size_cap = opt_.log_size_cap;
+    auto prog = Program::Load(o);
+    if (!prog.ok()) return Annotate(prog.status(), absl::StrCat("collection: ", what));
+    result_.programs_.emplace(name, *prog);
+    return absl::OkStatus();
+  }
+
+  void Rollback() {
+    // A half-built collection must vanish without tripping lifetime
+    // policies: nothing it made is in use yet.
+    for (auto& [name, map] : result_.maps_) {
+      if (!reused_.count(name)) map.SetLifetimePolicy(LifetimePolicy::kIgnore);
+    }
+    for (const std::string& path : result_.created_pins_) {
+      unlink(path.c_str());
+      detail::GraphRemovePin(path);
+    }
+    result_ = Collection();
+  }
+
+  const CollectionSpec& spec_;
+  const CollectionOptions& opt_;
+  std::set<std::string> programs_wanted_;
+  std::set<std::string> maps_wanted_;
+  std::map<std::string, LinkedProgram> linked_;
+  std::map<std::string, std::set<std::string>> users_;  // map -> programs using it
+  std::set<std::string> reused_;                         // replaced or pinned before
+  sys::Fd btf_fd_;
+  std::string btf_warning_;
+  Collection result_;
+  bool committed_ = false;
+};
+
+namespace {
+
+absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
+  for (auto step : {&CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
+                    &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
+    absl::Status st = (loader.*step)();
+    if (!st.ok()) return st;
+  }
+  return loader.Commit();
+}
+
+}  // namespace
+
+absl::StatusOr<Collection> Collection::Load(const CollectionSpec& spec, const CollectionOptions& options) {
+  CollectionLoader loader(spec, options);
+  absl::Status st = loader.Resolve(nullptr, nullptr);
+  if (!st.ok()) return st;
+  return LoadResolved(loader);
+}
+
+Map Collection::map(absl::string_view name) const {
+  auto it = maps_.find(std::string(name));
+  return it == maps_.end() ? Map() : it->second;
+}
+
+Program Collection::program(absl::string_view name) const {
+  auto it = programs_.find(std::string(name));
+  return it == programs_.end() ? Program() : it->second;
+}
+
+absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,
+                           const CollectionOptions& options) {
+  std::set<std::string> programs, maps;
+  for (const auto& [name, out] : assignment.programs) {
+    if (out == nullptr) return absl::InvalidArgumentError(absl::StrCat("LoadAndAssign: program '", name, "': null output"));
+    programs.insert(name);
+  }
+  for (const auto& [name, out] : assignment.maps) {
+    if (out == nullptr) return absl::InvalidArgumentError(absl::StrCat("LoadAndAssign: map '", name, "': null output"));
+    maps.insert(name);
+  }
+  CollectionLoader loader(spec, options);
+  absl::Status st = loader.Resolve(&programs, &maps);
+  if (!st.ok()) return st;
+  st = loader.CheckNoOrphanedArrays(maps);
+  if (!st.ok()) return st;
+  auto coll = LoadResolved(loader);
+  if (!coll.ok()) return coll.status();
+  for (const auto& [name, out] : assignment.programs) *out = coll->program(name);
+  for (const auto& [name, out] : assignment.maps) *out = coll->map(name);
+  // Everything else goes with `coll`: dependency programs stay alive
+  // through the arrays that hold them, and used maps through programs.
+  return absl::OkStatus();
+}
+
+}  // namespace tether

@@ -1,0 +1,319 @@
+// Collections on the live kernel: load order, static initialisers, global
+// data, pins by name, LoadAndAssign's refusal, and all-or-nothing loads
+// proven by failing every bpf() call of a load in turn.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "sys/bpf.h"
+#include "test_programs.h"
+#include "test_support.h"
+#include "tether/collection.h"
+#include "tether/graph.h"
+
+using namespace tether;
+using testing::RunValue;
+
+namespace {
+
+CollectionSpec Spec() {
+  auto spec = CollectionSpec::FromFile(testing::BpfObjectPath("collection"));
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  return *std::move(spec);
+}
+
+CollectionOptions Options(const testing::TempPinDir& dir) {
+  CollectionOptions o;
+  o.pin_dir = dir.path();
+  return o;
+}
+
+size_t EntriesUnder(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (struct dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a collection loads, initialises its array and runs the chain", "[collection]") {
+  testing::TempPinDir dir;
+  auto coll = Collection::Load(Spec(), Options(dir));
+  INFO(coll.status().ToString());
+  REQUIRE(coll.ok());
+  CHECK(coll->programs().size() == 3);
+  Program entry = coll->program("entry");
+  REQUIRE(entry);
+  CHECK(RunValue(entry) == 42);  // entry -> stage_one -> stage_two, via .values
+
+  // The graph knows the static entries and what uses the array.
+  Map jmp = coll->map("jmp_table");
+  REQUIRE(jmp);
+  auto breaks = graph().WhatBreaks(jmp);
+  REQUIRE_FALSE(breaks.empty());
+  CHECK_THAT(breaks[0], Catch::Contains("jmp_table[0..1] will miss"));
+
+  // Global data: .data was written before load, .bss counts runs.
+  Map bss = coll->map(".bss");
+  REQUIRE(bss);
+  std::vector<uint8_t> value(bss.value_size());
+  uint32_t zero = 0;
+  REQUIRE(bss.Lookup(absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&zero), 4), absl::MakeSpan(value)).ok());
+  uint64_t runs = 0;
+  memcpy(&runs, value.data(), 8);
+  CHECK(runs == 1);
+  // .rodata is frozen: user space cannot change it any more.
+  Map rodata = coll->map(".rodata");
+  REQUIRE(rodata);
+  std::vector<uint8_t> ro(rodata.value_size(), 0);
+  CHECK_FALSE(rodata.Update(absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&zero), 4), ro).ok());
+  // The by-name pin exists, in the directory given.
+  CHECK(coll->created_pins() == std::vector<std::string>{dir.Sub("shared_counter")});
+  REQUIRE(coll->map("shared_counter").Unpin().ok());
+}
+
+TEST_CASE("a constant rewritten in the spec changes what the program returns", "[collection]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  REQUIRE(spec.SetVariable("stage_two_result", uint32_t{7}).ok());
+  CHECK_FALSE(spec.SetVariable("stage_two_result", uint64_t{7}).ok());  // wrong size
+  auto coll = Collection::Load(spec, Options(dir));
+  REQUIRE(coll.ok());
+  CHECK(RunValue(coll->program("entry")) == 7);
+  REQUIRE(coll->map("shared_counter").Unpin().ok());
+}
+
+TEST_CASE("pins by name are reused, checked, and refused when incompatible", "[collection][pin]") {
+  testing::TempPinDir dir;
+  uint32_t first_id;
+  {
+    auto a = Collection::Load(Spec(), Options(dir));
+    REQUIRE(a.ok());
+    first_id = a->map("shared_counter").id();
+    RunValue(a->program("entry"));
+  }
+  // Every handle is gone, but the pin keeps the counter, which the next
+  // load reuses instead of creating.
+  auto b = Collection::Load(Spec(), Options(dir));
+  REQUIRE(b.ok());
+  CHECK(b->map("shared_counter").id() == first_id);
+  CHECK(b->created_pins().empty());
+  RunValue(b->program("entry"));
+  uint64_t count = 0;
+  REQUIRE(b->map("shared_counter").Lookup(uint32_t{0}, &count).ok());
+  CHECK(count == 2);
+
+  CollectionSpec bigger = Spec();
+  bigger.FindMap("shared_counter")->max_entries = 2;
+  auto c = Collection::Load(bigger, Options(dir));
+  REQUIRE_FALSE(c.ok());
+  std::string field;
+  CHECK(IsIncompatiblePin(c.status(), &field));
+  CHECK(field == "max_entries");
+  CHECK_THAT(std::string(c.status().message()), Catch::Contains("shared_counter") &&
+                                                     Catch::Contains("max_entries is 1 there but 2"));
+  REQUIRE(b->map("shared_counter").Unpin().ok());
+
+  CollectionOptions tmp;
+  tmp.pin_dir = "/tmp";
+  auto d = Collection::Load(Spec(), tmp);
+  REQUIRE_FALSE(d.ok());
+  CHECK_THAT(std::string(d.status().message()), Catch::Contains("not on bpffs"));
+}
+
+TEST_CASE("LoadAndAssign refuses to orphan a statically initialised array", "[collection][assign]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  Program entry;
+  Map jmp;
+  size_t fds = testing::CountOpenFds();
+  auto refused = LoadAndAssign(spec, {{}, {{"entry", &entry}}}, Options(dir));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(refused.message()),
+             Catch::Contains("jmp_table") && Catch::Contains("entry") && Catch::Contains("[0]=stage_one"));
+  CHECK_FALSE(entry);
+  CHECK(testing::CountOpenFds() == fds);
+  CHECK(EntriesUnder(dir.path()) == 0);  // refused before anything was made
+
+  REQUIRE(LoadAndAssign(spec, {{{"jmp_table", &jmp}}, {{"entry", &entry}}}, Options(dir)).ok());
+  // stage_one and stage_two were loaded as dependencies and their handles
+  // dropped; the array holds them.
+  CHECK(RunValue(entry) == 42);
+  auto ex = graph().Explain(jmp);
+  CHECK_THAT(ex.ToString(), Catch::Contains("used by program 'entry'"));
+  REQUIRE(Map::LoadPinned(dir.Sub("shared_counter"))->Unpin().ok());
+}
+
+TEST_CASE("LoadAndAssign accepts an array that is pinned or replaced", "[collection][assign]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  spec.FindMap("jmp_table")->pinning = PinType::kByName;
+  Program entry;
+  REQUIRE(LoadAndAssign(spec, {{}, {{"entry", &entry}}}, Options(dir)).ok());
+  CHECK(RunValue(entry) == 42);
+  REQUIRE(Map::LoadPinned(dir.Sub("jmp_table"))->Unpin().ok());
+  REQUIRE(Map::LoadPinned(dir.Sub("shared_counter"))->Unpin().ok());
+  // After the unpin, nothing holds the array: the chain breaks.
+  CHECK(testing::Eventually([&] { return RunValue(entry) == 100; }));
+
+  CollectionSpec plain = Spec();
+  auto mine = ProgramArray::Create("my_jmp", 4, LifetimePolicy::kIgnore);
+  REQUIRE(mine.ok());
+  CollectionOptions o = Options(dir);
+  o.replace_maps.emplace("jmp_table", mine->map());
+  Program entry2;
+  REQUIRE(LoadAndAssign(plain, {{}, {{"entry", &entry2}}}, o).ok());
+  CHECK(RunValue(entry2) == 42);  // the static entries went into my array
+  CHECK(mine->Get(0)->has_value());
+  REQUIRE(Map::LoadPinned(dir.Sub("shared_counter"))->Unpin().ok());
+}
+
+TEST_CASE("a failure at any bpf() call of a load leaves no fd and no pin", "[collection][faults]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  // Count the calls of a good load, then fail each one in turn.
+  size_t fds_before = testing::CountOpenFds();
+  sys::testing::StartCounting();
+  {
+    auto ok = Collection::Load(spec, Options(dir));
+    REQUIRE(ok.ok());
+    REQUIRE(ok->map("shared_counter").Unpin().ok());
+  }
+  uint64_t calls = sys::testing::CallCount();
+  sys::testing::ClearFault();
+  REQUIRE(calls > 10);
+  REQUIRE(testing::CountOpenFds() == fds_before);
+
+  SetDiagnosticSink([](const Diagnostic&) {});
+  for (uint64_t n = 1; n <= calls; ++n) {
+    for (int err : {ENOMEM, EPERM, EMFILE}) {
+      INFO("failing call " << n << " of " << calls << " with errno " << err);
+      sys::testing::InjectFault(n, err);
+      auto coll = Collection::Load(spec, Options(dir));
+      sys::testing::ClearFault();
+      if (coll.ok()) {
+        // Some calls are allowed to fail (probing BTF, retrying without
+        // it); the load must then still be whole.
+        CHECK(RunValue(coll->program("entry")) == 42);
+        REQUIRE(coll->map("shared_counter").Unpin().ok());
+        continue;
+      }
+      std::string msg(coll.status().message());
+      CHECK_THAT(msg, Catch::Contains(std::string(sys::ErrnoName(err))));
+      INFO(msg);
+      CHECK((msg.find("map '") != std::string::npos || msg.find("program '") != std::string::npos ||
+             msg.find("BTF") != std::string::npos));
+    }
+    CHECK(testing::CountOpenFds() == fds_before);
+    CHECK(EntriesUnder(dir.path()) == 0);
+  }
+  // EINTR and EAGAIN are retried, so the load succeeds.
+  for (int err : {EINTR}) {
+    for (uint64_t n = 1; n <= calls; n += 3) {
+      sys::testing::InjectFault(n, err);
+      auto coll = Collection::Load(spec, Options(dir));
+      sys::testing::ClearFault();
+      INFO("EINTR at call " << n);
+      REQUIRE(coll.ok());
+      REQUIRE(coll->map("shared_counter").Unpin().ok());
+    }
+  }
+  SetDiagnosticSink(nullptr);
+  CHECK(testing::CountOpenFds() == fds_before);
+}
+
+TEST_CASE("a verifier failure names the program and carries the log", "[collection]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  ProgramSpec* p = spec.FindProgram("stage_two");
+  REQUIRE(p != nullptr);
+  // A body that exits before r0 is set, which the verifier rejects.
+  p->code.insns = {insn::Exit()};
+  p->code.references.clear();
+  p->code.func_info.clear();
+  p->code.line_info.clear();
+  size_t fds = testing::CountOpenFds();
+  auto coll = Collection::Load(spec, Options(dir));
+  REQUIRE_FALSE(coll.ok());
+  std::string msg(coll.status().message());
+  CHECK_THAT(msg, Catch::Contains("program 'stage_two'") && Catch::Contains("verifier log") &&
+                      Catch::Contains("R0 !read_ok"));
+  CHECK(testing::CountOpenFds() == fds);
+  CHECK(EntriesUnder(dir.path()) == 0);  // the pin the load made is gone again
+}
+
+namespace {
+
+struct CorpusRow {
+  std::string file, parse, load, exercises, note;
+};
+
+std::vector<CorpusRow> CorpusRows(const std::string& dir) {
+  std::vector<CorpusRow> rows;
+  std::ifstream in(dir + "/EXPECTED.tsv");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> cols;
+    std::stringstream ss(line);
+    std::string col;
+    while (std::getline(ss, col, '\t')) cols.push_back(col);
+    cols.resize(5);
+    rows.push_back({cols[0], cols[1], cols[2], cols[3], cols[4]});
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("corpus: objects loadable here load", "[collection][corpus]") {
+  std::string dir = std::string(TETHER_SOURCE_DIR) + "/test/corpus";
+  auto rows = CorpusRows(dir);
+  REQUIRE(rows.size() == 36);
+  testing::TempPinDir pins;
+  int loaded = 0;
+  for (const CorpusRow& row : rows) {
+    if (row.load != "ok") continue;
+    INFO(row.file << ": " << row.exercises);
+    auto spec = CollectionSpec::FromFile(dir + "/" + row.file);
+    REQUIRE(spec.ok());
+    bool has_core = false;
+    for (const auto& [name, p] : spec->programs) {
+      auto lp = LinkProgram(*spec, name);
+      if (lp.ok() && !lp->core_relos.empty()) has_core = true;
+    }
+    if (has_core) {
+      WARN(row.file << ": has CO-RE relocations; CO-RE is not implemented yet");
+      continue;
+    }
+    CollectionOptions o;
+    o.pin_dir = pins.path();
+    // Sections such as "other" say nothing; the corpus runs them as socket filters.
+    o.default_program_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    auto coll = Collection::Load(*spec, o);
+    INFO(coll.status().ToString());
+    CHECK(coll.ok());
+    if (!coll.ok()) continue;
+    ++loaded;
+    if (row.file.rfind("loader-", 0) == 0 || row.file == "loader_nobtf-el.elf") {
+      Program xdp = coll->program("xdp_prog");
+      REQUIRE(xdp);
+      std::vector<uint8_t> pkt(64, 0);
+      RunOptions ro;
+      ro.data = pkt;
+      auto r = xdp.Run(ro);
+      REQUIRE(r.ok());
+      CHECK(r->return_value == 7);
+    }
+    for (const std::string& pin : coll->created_pins()) unlink(pin.c_str());
+  }
+  CHECK(loaded >= 10);
+}

@@ -172,23 +172,23 @@ void BM_DeleteReinsert(benchmark::State& state) {
 }
 
 #define REGISTER_ELEM(op, impl, hash, label)                                              \
-  BENCHMARK(BM_##op<impl, hash>)->Name(std::string(#op "/") + label)
+  BENCHMARK(BM_##op<impl, hash>)->Name(label)
 
-REGISTER_ELEM(Lookup, kTether, false, "array/tether");
-REGISTER_ELEM(Lookup, kRaw, false, "array/raw");
-REGISTER_ELEM(Lookup, kLibbpf, false, "array/libbpf");
-REGISTER_ELEM(Lookup, kTether, true, "hash/tether");
-REGISTER_ELEM(Lookup, kRaw, true, "hash/raw");
-REGISTER_ELEM(Lookup, kLibbpf, true, "hash/libbpf");
-REGISTER_ELEM(Update, kTether, false, "array/tether");
-REGISTER_ELEM(Update, kRaw, false, "array/raw");
-REGISTER_ELEM(Update, kLibbpf, false, "array/libbpf");
-REGISTER_ELEM(Update, kTether, true, "hash/tether");
-REGISTER_ELEM(Update, kRaw, true, "hash/raw");
-REGISTER_ELEM(Update, kLibbpf, true, "hash/libbpf");
-BENCHMARK(BM_DeleteReinsert<kTether>)->Name("DeleteReinsert/hash/tether");
-BENCHMARK(BM_DeleteReinsert<kRaw>)->Name("DeleteReinsert/hash/raw");
-BENCHMARK(BM_DeleteReinsert<kLibbpf>)->Name("DeleteReinsert/hash/libbpf");
+REGISTER_ELEM(Lookup, kTether, false, "map_lookup_array/tether");
+REGISTER_ELEM(Lookup, kRaw, false, "map_lookup_array/raw_syscall");
+REGISTER_ELEM(Lookup, kLibbpf, false, "map_lookup_array/libbpf");
+REGISTER_ELEM(Lookup, kTether, true, "map_lookup_hash/tether");
+REGISTER_ELEM(Lookup, kRaw, true, "map_lookup_hash/raw_syscall");
+REGISTER_ELEM(Lookup, kLibbpf, true, "map_lookup_hash/libbpf");
+REGISTER_ELEM(Update, kTether, false, "map_update_array/tether");
+REGISTER_ELEM(Update, kRaw, false, "map_update_array/raw_syscall");
+REGISTER_ELEM(Update, kLibbpf, false, "map_update_array/libbpf");
+REGISTER_ELEM(Update, kTether, true, "map_update_hash/tether");
+REGISTER_ELEM(Update, kRaw, true, "map_update_hash/raw_syscall");
+REGISTER_ELEM(Update, kLibbpf, true, "map_update_hash/libbpf");
+BENCHMARK(BM_DeleteReinsert<kTether>)->Name("map_delete_reinsert_hash/tether");
+BENCHMARK(BM_DeleteReinsert<kRaw>)->Name("map_delete_reinsert_hash/raw_syscall");
+BENCHMARK(BM_DeleteReinsert<kLibbpf>)->Name("map_delete_reinsert_hash/libbpf");
 
 // --- iterating the 10k hash --------------------------------------------------------
 
@@ -204,7 +204,7 @@ void BM_IterateBatch(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kEntries);
 }
-BENCHMARK(BM_IterateBatch)->Name("Iterate10k/batch")->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_IterateBatch)->Name("batch_iterate_10k/tether_batch")->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond);
 
 // Key by key: get_next_key then lookup, as a program without batches does.
 void BM_IteratePerKey(benchmark::State& state) {
@@ -217,7 +217,7 @@ void BM_IteratePerKey(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kEntries);
 }
-BENCHMARK(BM_IteratePerKey)->Name("Iterate10k/per_key")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_IteratePerKey)->Name("batch_iterate_10k/tether_per_key")->Unit(benchmark::kMicrosecond);
 
 // --- mmapable array vs lookup ---------------------------------------------------------
 
@@ -230,7 +230,7 @@ void BM_MmapRead(benchmark::State& state) {
     k = (k + 1) % kEntries;
   }
 }
-BENCHMARK(BM_MmapRead)->Name("MmapArray/read/mmap");
+BENCHMARK(BM_MmapRead)->Name("mmap_array_read/tether_mmap");
 
 void BM_MmapLookup(benchmark::State& state) {
   const auto& t = F().t_mmap;
@@ -242,7 +242,7 @@ void BM_MmapLookup(benchmark::State& state) {
     k = (k + 1) % kEntries;
   }
 }
-BENCHMARK(BM_MmapLookup)->Name("MmapArray/read/lookup");
+BENCHMARK(BM_MmapLookup)->Name("mmap_array_read/tether_lookup");
 
 // --- ring buffer -----------------------------------------------------------------
 
@@ -316,7 +316,7 @@ void BM_RingTether(benchmark::State& state) {
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations() * kRecordsPerRound);
 }
-BENCHMARK(BM_RingTether)->Name("Ringbuf/consume/tether")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RingTether)->Name("ringbuf_consume/tether")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 struct LibbpfCtx {
   uint64_t sum = 0;
@@ -352,7 +352,7 @@ void BM_RingLibbpf(benchmark::State& state) {
   benchmark::DoNotOptimize(ctx.sum);
   state.SetItemsProcessed(state.iterations() * kRecordsPerRound);
 }
-BENCHMARK(BM_RingLibbpf)->Name("Ringbuf/consume/libbpf")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RingLibbpf)->Name("ringbuf_consume/libbpf")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // --- ratios ------------------------------------------------------------------------
 

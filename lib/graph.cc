@@ -20,13 +20,7 @@
 #include "tether/program.h"
 
 namespace tether {
-namespace {
-
-using detail::MapObject;
-using detail::ProgramObject;
-
-constexpr size_t kMaxCyclesPerEdge = 64;
-constexpr size_t kMaxCyclesKept = 4096;
+namespace detail {
 
 struct Edge {
   NodeRef from;
@@ -42,11 +36,6 @@ struct NodeData {
   std::vector<Edge> in;
 };
 
-struct PendingDiagnostic {
-  bool present = false;
-  Diagnostic diag;
-};
-
 class GraphState {
  public:
   absl::Mutex mu;
@@ -60,6 +49,26 @@ class GraphState {
 
   absl::Mutex sink_mu;
   DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);
+};
+
+
+}  // namespace detail
+
+namespace {
+
+using detail::Edge;
+using detail::GraphState;
+using detail::NodeData;
+
+using detail::MapObject;
+using detail::ProgramObject;
+
+constexpr size_t kMaxCyclesPerEdge = 64;
+constexpr size_t kMaxCyclesKept = 4096;
+
+struct PendingDiagnostic {
+  bool present = false;
+  Diagnostic diag;
 };
 
 // Leaked on purpose: handles may be destroyed during static destruction.
@@ -585,8 +594,19 @@ void SetDiagnosticSink(DiagnosticSink sink) {
 }
 
 ObjectGraph& graph() {
-  static ObjectGraph* g = new ObjectGraph();
+  static ObjectGraph* g = new ObjectGraph(&State());
   return *g;
+}
+
+ObjectGraph::ObjectGraph(detail::GraphState* state) : state_(state) {}
+
+std::unique_ptr<ObjectGraph> detail::NewStandaloneGraph() {
+  // Owns its state; used for snapshots of the whole system.
+  struct Owning : ObjectGraph {
+    explicit Owning(std::unique_ptr<GraphState> s) : ObjectGraph(s.get()), owned(std::move(s)) {}
+    std::unique_ptr<GraphState> owned;
+  };
+  return std::make_unique<Owning>(std::make_unique<GraphState>());
 }
 
 NodeRef NodeOf(const Map& map) { return NodeRef{NodeKind::kMap, map.id()}; }
@@ -596,27 +616,27 @@ NodeRef NodeOf(const Program& program) { return NodeRef{NodeKind::kProgram, prog
 
 void ObjectGraph::SetDefaultPolicy(LifetimePolicy policy) {
   if (policy == LifetimePolicy::kDefault) policy = LifetimePolicy::kWarn;
-  absl::MutexLock lock(&State().mu);
-  State().default_policy = policy;
+  absl::MutexLock lock(&(*state_).mu);
+  (*state_).default_policy = policy;
 }
 
 LifetimePolicy ObjectGraph::default_policy() const {
-  absl::MutexLock lock(&State().mu);
-  return State().default_policy;
+  absl::MutexLock lock(&(*state_).mu);
+  return (*state_).default_policy;
 }
 
 void ObjectGraph::SetPinDirectory(const std::string& dir) {
-  absl::MutexLock lock(&State().mu);
-  State().pin_dir = dir;
+  absl::MutexLock lock(&(*state_).mu);
+  (*state_).pin_dir = dir;
 }
 
 std::string ObjectGraph::pin_directory() const {
-  absl::MutexLock lock(&State().mu);
-  return State().pin_dir;
+  absl::MutexLock lock(&(*state_).mu);
+  return (*state_).pin_dir;
 }
 
 size_t ObjectGraph::ReleaseKept() {
-  GraphState& s = State();
+  GraphState& s = (*state_);
   std::vector<int> fds;
   {
     absl::MutexLock lock(&s.mu);
@@ -643,10 +663,10 @@ size_t ObjectGraph::ReleaseKept() {
 // --- queries ------------------------------------------------------------------------
 
 std::vector<GraphNode> ObjectGraph::Nodes() const {
-  absl::MutexLock lock(&State().mu);
+  absl::MutexLock lock(&(*state_).mu);
   std::vector<GraphNode> out;
-  out.reserve(State().nodes.size());
-  for (const auto& [ref, n] : State().nodes) {
+  out.reserve((*state_).nodes.size());
+  for (const auto& [ref, n] : (*state_).nodes) {
     out.push_back(n.node);
     out.back().kept_alive = n.kept_fd >= 0;
   }
@@ -657,9 +677,9 @@ std::vector<GraphNode> ObjectGraph::Nodes() const {
 }
 
 std::vector<GraphEdge> ObjectGraph::Edges() const {
-  absl::MutexLock lock(&State().mu);
+  absl::MutexLock lock(&(*state_).mu);
   std::vector<GraphEdge> out;
-  for (const auto& [ref, n] : State().nodes)
+  for (const auto& [ref, n] : (*state_).nodes)
     for (const Edge& e : n.out) out.push_back(GraphEdge{e.from, e.to, e.kind, e.slot});
   std::sort(out.begin(), out.end(), [](const GraphEdge& a, const GraphEdge& b) {
     return std::make_tuple(a.from.kind, a.from.id, a.kind, a.slot, a.to.kind, a.to.id) <
@@ -669,26 +689,26 @@ std::vector<GraphEdge> ObjectGraph::Edges() const {
 }
 
 absl::optional<GraphNode> ObjectGraph::Node(NodeRef ref) const {
-  absl::MutexLock lock(&State().mu);
-  auto it = State().nodes.find(ref);
-  if (it == State().nodes.end()) return absl::nullopt;
+  absl::MutexLock lock(&(*state_).mu);
+  auto it = (*state_).nodes.find(ref);
+  if (it == (*state_).nodes.end()) return absl::nullopt;
   GraphNode n = it->second.node;
   n.kept_alive = it->second.kept_fd >= 0;
   return n;
 }
 
 size_t ObjectGraph::node_count() const {
-  absl::MutexLock lock(&State().mu);
-  return State().nodes.size();
+  absl::MutexLock lock(&(*state_).mu);
+  return (*state_).nodes.size();
 }
 
 size_t ObjectGraph::edge_count() const {
-  absl::MutexLock lock(&State().mu);
-  return State().edge_count;
+  absl::MutexLock lock(&(*state_).mu);
+  return (*state_).edge_count;
 }
 
 std::vector<Cycle> ObjectGraph::Cycles() const {
-  GraphState& s = State();
+  GraphState& s = (*state_);
   absl::MutexLock lock(&s.mu);
   Locked g(s);
   // Drop the cycles that an edge removal has opened since.
@@ -699,7 +719,7 @@ std::vector<Cycle> ObjectGraph::Cycles() const {
 }
 
 Explanation ObjectGraph::Explain(NodeRef ref) const {
-  GraphState& s = State();
+  GraphState& s = (*state_);
   absl::MutexLock lock(&s.mu);
   Locked g(s);
   Explanation ex;
@@ -715,7 +735,7 @@ Explanation ObjectGraph::Explain(const Map& map) const { return Explain(NodeOf(m
 Explanation ObjectGraph::Explain(const Program& p) const { return Explain(NodeOf(p)); }
 
 std::vector<std::string> ObjectGraph::WhatBreaks(NodeRef ref) const {
-  GraphState& s = State();
+  GraphState& s = (*state_);
   absl::MutexLock lock(&s.mu);
   Locked g(s);
   std::vector<std::string> out;
@@ -737,7 +757,7 @@ std::string ObjectGraph::ToText() const {
   std::vector<GraphNode> nodes = Nodes();
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
-  GraphState& s = State();
+  GraphState& s = (*state_);
   absl::MutexLock lock(&s.mu);
   Locked g(s);
   std::string out;

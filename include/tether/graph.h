@@ -15,6 +15,7 @@
 #define TETHER_GRAPH_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,12 @@ namespace tether {
 class Map;
 class Program;
 class Link;
+class ObjectGraph;
+
+namespace detail {
+class GraphState;
+std::unique_ptr<ObjectGraph> NewStandaloneGraph();
+}  // namespace detail
 
 enum class NodeKind : uint8_t { kMap, kProgram, kLink, kPin };
 const char* NodeKindName(NodeKind kind);
@@ -83,6 +90,8 @@ struct Explanation {
 
 class ObjectGraph {
  public:
+  virtual ~ObjectGraph() = default;
+
   // --- policies ----------------------------------------------------------------
   void SetDefaultPolicy(LifetimePolicy policy);
   LifetimePolicy default_policy() const;
@@ -114,9 +123,14 @@ class ObjectGraph {
   std::string ToDot() const;
   std::string ToJson() const;
 
+ protected:
+  explicit ObjectGraph(detail::GraphState* state);
+
  private:
-  ObjectGraph() = default;
   friend ObjectGraph& graph();
+  friend std::unique_ptr<ObjectGraph> detail::NewStandaloneGraph();
+  friend class SystemScanner;
+  detail::GraphState* state_;
 };
 
 // The process-wide graph.

@@ -41,6 +41,9 @@ void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook);
 void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
                         const std::string& description);
 void GraphOnLinkReleased(uint32_t link_id);
+// LINK_UPDATE swapped the program (prog_id) or LINK_DETACH emptied the link
+// (prog_id 0): the link -> program edge follows.
+void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id);
 
 }  // namespace tether::detail
 

@@ -238,6 +238,7 @@ absl::StatusOr<Link> AttachKprobeMulti(const Program& program,
              reinterpret_cast<uintptr_t>(names.data()), 0, 0};  // 1: BPF_F_KPROBE_MULTI_RETURN
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
+  req.target_fd = 0;  // no target: the kernel insists on 0
   req.attach_type = BPF_TRACE_KPROBE_MULTI;
   req.extra = &multi;
   req.extra_size = sizeof(multi);
@@ -280,31 +281,16 @@ absl::StatusOr<Link> AttachUprobeMulti(const Program& program, const std::string
              pid < 0 ? 0u : static_cast<uint32_t>(pid)};
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
+  req.target_fd = 0;  // no target: the kernel insists on 0
   req.attach_type = sys::uapi::kAttachTraceUprobeMulti;
   req.extra = &multi;
   req.extra_size = sizeof(multi);
   return CreateLink(program, req, hook, LinkKind::kUprobeMulti);
 }
 
-absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name,
-                                         RawTracepointApi api) {
+absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name) {
   std::string hook = absl::StrCat("raw_tracepoint ", name);
   if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
-  if (api == RawTracepointApi::kAuto) {
-    api = probe::HaveLinkKind(LinkKind::kRawTracepointLink).ok() ? RawTracepointApi::kLinkCreate
-                                                                  : RawTracepointApi::kRawTracepointOpen;
-  }
-  if (api == RawTracepointApi::kLinkCreate) {
-    struct {
-      uint64_t name, cookie;
-    } raw = {reinterpret_cast<uintptr_t>(name.c_str()), 0};
-    sys::LinkCreateRequest req;
-    req.prog_fd = program.fd();
-    req.attach_type = BPF_TRACE_RAW_TP;
-    req.extra = &raw;
-    req.extra_size = sizeof(raw);
-    return CreateLink(program, req, hook, LinkKind::kRawTracepointLink);
-  }
   auto fd = sys::RawTracepointOpen(name.c_str(), program.fd());
   if (!fd.ok()) {
     absl::Status st = sys::ErrnoStatus(sys::StatusErrno(fd.status()),
@@ -349,24 +335,36 @@ absl::StatusOr<uint32_t> TracingTargetBtfId(uint32_t attach_type, const std::str
   return id;
 }
 
-absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type) {
+absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
+                                   TracingAttachApi api) {
   std::string hook = absl::StrCat("tracing attach type ", attach_type);
   if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
-  LinkKind kind = attach_type == BPF_TRACE_RAW_TP ? LinkKind::kTpBtf : LinkKind::kTrampoline;
-  sys::LinkCreateRequest req;
-  req.prog_fd = program.fd();
-  req.attach_type = attach_type;
-  auto fd = sys::LinkCreate(req);
-  if (fd.ok()) return Link::FromFd(fd->Release(), hook);
-  // Before 5.19 (tracing) and 6.10 (tp_btf) LINK_CREATE did not take these;
-  // RAW_TRACEPOINT_OPEN with no name attaches them at their load target.
-  if (sys::StatusErrno(fd.status()) == EINVAL) {
-    auto raw = sys::RawTracepointOpen(nullptr, program.fd());
-    if (raw.ok()) return Link::FromFd(raw->Release(), hook);
-    fd = raw.status();
+  bool tp_btf = attach_type == BPF_TRACE_RAW_TP;
+  LinkKind kind = tp_btf ? LinkKind::kTpBtf : LinkKind::kTrampoline;
+  absl::Status st;
+  if (api != TracingAttachApi::kRawTracepointOpen) {
+    sys::LinkCreateRequest req;
+    req.prog_fd = program.fd();
+    req.target_fd = 0;  // the load-time target; nonzero means a BPF program
+    req.attach_type = attach_type;
+    auto fd = sys::LinkCreate(req);
+    if (fd.ok()) return Link::FromFd(fd->Release(), hook);
+    st = sys::ErrnoStatus(sys::StatusErrno(fd.status()),
+                          absl::StrCat(ProgLabel(program), " on ", hook), "BPF_LINK_CREATE");
+    // Before 5.19 (trampolines) and 6.10 (tp_btf) LINK_CREATE refused
+    // these with EINVAL; RAW_TRACEPOINT_OPEN attaches them at their load
+    // target.
+    if (api == TracingAttachApi::kLinkCreate || sys::StatusErrno(st) != EINVAL) {
+      return AttachError(st, tp_btf && api == TracingAttachApi::kLinkCreate
+                                 ? LinkKind::kTpBtfLinkCreate
+                                 : kind);
+    }
   }
-  absl::Status st = sys::ErrnoStatus(sys::StatusErrno(fd.status()),
-                                     absl::StrCat(ProgLabel(program), " on ", hook), "attach");
+  auto raw = sys::RawTracepointOpen(nullptr, program.fd());
+  if (raw.ok()) return Link::FromFd(raw->Release(), hook);
+  st = sys::ErrnoStatus(sys::StatusErrno(raw.status()),
+                        absl::StrCat(ProgLabel(program), " on ", hook),
+                        "BPF_RAW_TRACEPOINT_OPEN");
   return AttachError(st, kind);
 }
 
@@ -386,6 +384,7 @@ absl::StatusOr<Link> AttachIter(const Program& program, const IterOptions& optio
   }
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
+  req.target_fd = 0;  // no target: the kernel insists on 0
   req.attach_type = BPF_TRACE_ITER;
   req.extra = &extra;
   req.extra_size = sizeof(extra);

@@ -41,8 +41,8 @@ void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook);
 void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
                         const std::string& description);
 void GraphOnLinkReleased(uint32_t link_id);
-// LINK_UPDATE swapped the program (prog_id) or LINK_DETACH emptied the link
-// (prog_id 0): the link -> program edge follows.
+// LINK_UPDATE swapped the link's program: the link -> program edge follows.
+// (LINK_DETACH does not call this: a detached link still holds its program.)
 void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id);
 
 }  // namespace tether::detail

@@ -61,7 +61,7 @@ std::string TargetOf(const bpf_link_info& k) {
     case BPF_LINK_TYPE_TRACING:
       return absl::StrCat("btf id ", k.tracing.target_btf_id, " attach type ",
                           k.tracing.attach_type);
-    case BPF_LINK_TYPE_RAW_TRACEPOINT: return "raw_tracepoint";
+    case BPF_LINK_TYPE_RAW_TRACEPOINT: return "";  // named by ReadInfo
     case BPF_LINK_TYPE_ITER: return "iterator";
     default: return LinkTypeName(k.type);
   }
@@ -75,12 +75,21 @@ absl::StatusOr<LinkInfo> ReadInfo(int fd) {
   info.type = k->type;
   info.prog_id = k->prog_id;
   info.target = TargetOf(*k);
+  if (k->type == BPF_LINK_TYPE_RAW_TRACEPOINT) {
+    // The tracepoint's name comes only into a buffer of ours.
+    char name[128] = {0};
+    bpf_link_info again;
+    memset(&again, 0, sizeof(again));
+    again.raw_tracepoint.tp_name = reinterpret_cast<uintptr_t>(name);
+    again.raw_tracepoint.tp_name_len = sizeof(name);
+    uint32_t len = sizeof(again);
+    if (sys::ObjGetInfoByFd(fd, &again, &len) == 0) info.target = name;
+  }
   return info;
 }
 
 std::string Describe(const detail::LinkObject& o) {
-  return absl::StrFormat("link %u (%s %s)", o.info().id, LinkTypeName(o.info().type),
-                         o.description());
+  return absl::StrFormat("link %u (%s)", o.info().id, o.description());
 }
 
 }  // namespace
@@ -89,8 +98,7 @@ namespace detail {
 
 LinkObject::LinkObject(int fd, LinkInfo info, std::string description)
     : fd_(fd), info_(std::move(info)), description_(std::move(description)) {
-  GraphOnLinkCreated(info_.id, info_.type, info_.prog_id,
-                     absl::StrCat(LinkTypeName(info_.type), " ", description_));
+  GraphOnLinkCreated(info_.id, info_.type, info_.prog_id, description_);
   if (info_.prog_id == 0) GraphOnLinkProgramChanged(info_.id, 0);
 }
 
@@ -109,7 +117,8 @@ absl::StatusOr<Link> Link::Adopt(int raw_fd, absl::string_view how,
     return absl::Status(info.status().code(),
                         absl::StrCat("link (", how, "): ", info.status().message()));
   }
-  std::string desc = description.empty() ? info->target : description;
+  std::string desc =
+      description.empty() ? absl::StrCat(LinkTypeName(info->type), " ", info->target) : description;
   return Link(RefPtr<detail::LinkObject>(
       new detail::LinkObject(fd.Release(), std::move(*info), std::move(desc))));
 }
@@ -204,7 +213,6 @@ absl::Status Link::Detach() const {
     }
     return st;
   }
-  detail::GraphOnLinkProgramChanged(obj_->info().id, 0);
   return absl::OkStatus();
 }
 

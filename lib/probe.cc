@@ -374,6 +374,7 @@ absl::Status ProbeLink(LinkKind kind) {
       } multi = {0, 1, syms, 0, 0};
       sys::LinkCreateRequest req;
       req.prog_fd = prog->get();
+      req.target_fd = 0;
       req.attach_type = BPF_TRACE_KPROBE_MULTI;
       req.extra = &multi;
       req.extra_size = sizeof(multi);
@@ -402,6 +403,7 @@ absl::Status ProbeLink(LinkKind kind) {
                  0, 0};
       sys::LinkCreateRequest req;
       req.prog_fd = prog->get();
+      req.target_fd = 0;
       req.attach_type = sys::uapi::kAttachTraceUprobeMulti;
       req.extra = &multi;
       req.extra_size = sizeof(multi);
@@ -416,20 +418,22 @@ absl::Status ProbeLink(LinkKind kind) {
       if (absl::IsUnimplemented(t)) return Missing(kind);
       return t;
     }
-    case LinkKind::kRawTracepointLink: {
-      auto prog = MinimalProgram(BPF_PROG_TYPE_RAW_TRACEPOINT);
+    case LinkKind::kTpBtfLinkCreate: {
+      absl::Status tp = HaveLinkKind(LinkKind::kTpBtf);
+      if (!tp.ok()) return tp;
+      auto id = detail::VmlinuxBtfTypeId("btf_trace_sys_enter", BTF_KIND_TYPEDEF);
+      if (!id.ok()) return id.status();
+      auto prog = MinimalProgram(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, *id);
       if (!prog.ok()) return prog.status();
-      struct {
-        uint64_t name, cookie;
-      } raw = {reinterpret_cast<uintptr_t>("tether_no_such_tracepoint"), 0};
+      // A real attachment, dropped at once: older kernels send tp_btf to
+      // the trampoline code, which refuses BPF_TRACE_RAW_TP with EINVAL.
       sys::LinkCreateRequest req;
       req.prog_fd = prog->get();
+      req.target_fd = 0;
       req.attach_type = BPF_TRACE_RAW_TP;
-      req.extra = &raw;
-      req.extra_size = sizeof(raw);
       auto link = sys::LinkCreate(req);
-      int err = link.ok() ? 0 : sys::StatusErrno(link.status());
-      if (err == ENOENT || err == 0) return absl::OkStatus();
+      if (link.ok()) return absl::OkStatus();
+      int err = sys::StatusErrno(link.status());
       if (err == EINVAL || err == EOPNOTSUPP || err == 524) return Missing(kind);
       return link.status();
     }
@@ -457,12 +461,8 @@ absl::Status ProbeLink(LinkKind kind) {
       }
       return prog.status();
     }
-    case LinkKind::kNetnsSkLookup: {
-      absl::Status t = HaveProgramType(BPF_PROG_TYPE_SK_LOOKUP);
-      if (absl::IsUnimplemented(t)) return Missing(kind);
-      if (!t.ok()) return t;
+    case LinkKind::kNetnsSkLookup:
       return LinkCreateReachesTarget(kind, BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP);
-    }
     case LinkKind::kNetnsFlowDissector:
       return LinkCreateReachesTarget(kind, BPF_PROG_TYPE_FLOW_DISSECTOR, BPF_FLOW_DISSECTOR);
   }
@@ -482,7 +482,7 @@ const char* LinkKindName(LinkKind kind) {
     case LinkKind::kUprobe: return "uprobe links";
     case LinkKind::kUprobeMulti: return "uprobe.multi links";
     case LinkKind::kRawTracepoint: return "raw tracepoints";
-    case LinkKind::kRawTracepointLink: return "raw tracepoint links through BPF_LINK_CREATE";
+    case LinkKind::kTpBtfLinkCreate: return "tp_btf links through BPF_LINK_CREATE";
     case LinkKind::kTpBtf: return "tp_btf (BTF raw tracepoint) programs";
     case LinkKind::kTrampoline: return "trampoline programs (fentry/fexit/fmod_ret/freplace/lsm)";
     case LinkKind::kIter: return "BPF iterators";
@@ -503,7 +503,7 @@ const char* LinkKindSince(LinkKind kind) {
     case LinkKind::kUprobe: return "5.15";
     case LinkKind::kUprobeMulti: return "6.6";
     case LinkKind::kRawTracepoint: return "4.17";
-    case LinkKind::kRawTracepointLink: return "6.10";
+    case LinkKind::kTpBtfLinkCreate: return "6.10";
     case LinkKind::kTpBtf: return "5.5";
     case LinkKind::kTrampoline: return "5.5";
     case LinkKind::kIter: return "5.8";

@@ -11,10 +11,27 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "tether/map.h"
 #include "tether/program.h"
 
 namespace tether::testing {
+
+inline std::string StatusText(const absl::Status& s) { return s.ToString(); }
+template <typename T>
+std::string StatusText(const absl::StatusOr<T>& s) {
+  return s.status().ToString();
+}
+// REQUIRE(x.ok()), showing the status when it fails.
+#define REQUIRE_OK(expr)                                \
+  do {                                                  \
+    const auto& req_ok_ = (expr);                       \
+    INFO(::tether::testing::StatusText(req_ok_));       \
+    REQUIRE(req_ok_.ok());                              \
+  } while (0)
 
 // An ARRAY map with one u64 slot, the counter of a counting program.
 Map CounterMap(const std::string& name = "counter");

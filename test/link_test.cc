@@ -52,7 +52,7 @@ constexpr int32_t kXdpPass = 2;
     absl::Status have_ = probe::HaveLinkKind(kind);                             \
     if (absl::IsUnimplemented(have_))                                           \
       TETHER_SKIP_FOR_PROBE(probe::LinkKindName(kind), have_.message());        \
-    REQUIRE(have_.ok());                                                        \
+    REQUIRE_OK(have_);                                                        \
   } while (0)
 
 void Getpids(int n) {
@@ -91,7 +91,7 @@ TEST_CASE("xdp link counts packets on a veth and drop stops them", "[link][xdp]"
   // Swap in a dropping program: packets are counted and never arrive.
   Map dropped = CounterMap("xdp_drops");
   Program drop = LoadCounter(dropped, {BPF_PROG_TYPE_XDP, 0, 0, kXdpDrop, "xdp_drop"});
-  REQUIRE(link.Update(drop).ok());
+  REQUIRE_OK(link.Update(drop));
   while (testing::ReceiveOne(rx)) {}
   net.SendAtoB(4000, 3);
   CHECK(ReadCounter(dropped) >= 3);
@@ -120,7 +120,7 @@ TEST_CASE("a pinned xdp link keeps counting after every handle is gone", "[link]
       if (l.ok()) link = *l;
     });
     REQUIRE(link);
-    REQUIRE(link.Pin(dir.Sub("xdp_link")).ok());
+    REQUIRE_OK(link.Pin(dir.Sub("xdp_link")));
     CHECK(link.PinPath() == dir.Sub("xdp_link"));
     link_id = link.id();
     map_id = counter.id();
@@ -133,16 +133,16 @@ TEST_CASE("a pinned xdp link keeps counting after every handle is gone", "[link]
   net.SendAtoB(4001, 5);
   {
     auto counter = Map::FromId(map_id);
-    REQUIRE(counter.ok());
+    REQUIRE_OK(counter);
     CHECK(ReadCounter(*counter) >= 5);
   }
 
   // Load it back from the pin, then unpin and drop it: the hook empties.
   auto back = Link::LoadPinned(dir.Sub("xdp_link"));
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->id() == link_id);
   CHECK(back->info().prog_id == prog_id);
-  REQUIRE(back->Unpin().ok());
+  REQUIRE_OK(back->Unpin());
   CHECK(access(dir.Sub("xdp_link").c_str(), F_OK) != 0);
   *back = Link();
   CHECK(Eventually([&] { return !KernelHasLink(link_id); }));
@@ -163,7 +163,7 @@ TEST_CASE("link update swaps programs atomically, checking the expected old one"
   });
   REQUIRE(link);
 
-  REQUIRE(link.Update(second, first).ok());
+  REQUIRE_OK(link.Update(second, first));
   CHECK(*link.ProgramId() == second.id());
   uint64_t first_before = ReadCounter(first_count);
   net.SendAtoB(4002, 4);
@@ -181,13 +181,17 @@ TEST_CASE("link update swaps programs atomically, checking the expected old one"
   CHECK(ExplainMentions(second, "held by link"));
   CHECK_FALSE(ExplainMentions(first, "held by link"));
 
-  // Detach: the link lives on, empty; the hook no longer runs anything.
-  REQUIRE(link.Detach().ok());
-  CHECK(*link.ProgramId() == 0);
+  // Detach: the hook stops running the program at once. The link lives
+  // on, no longer on the interface, and still holds its program.
+  REQUIRE_OK(link.Detach());
+  auto info = link.Refresh();
+  REQUIRE_OK(info);
+  CHECK(info->target == "ifindex 0");
+  CHECK(info->prog_id == second.id());
   uint64_t second_before = ReadCounter(second_count);
   net.SendAtoB(4002, 3);
   CHECK(ReadCounter(second_count) == second_before);
-  CHECK_FALSE(ExplainMentions(second, "held by link"));
+  CHECK(ExplainMentions(second, "held by link"));
 }
 
 // --- tcx ------------------------------------------------------------------------
@@ -222,7 +226,7 @@ TEST_CASE("tcx ingress and egress links count packets on a veth", "[link][tcx]")
   // TC_ACT_SHOT (2) drops.
   Map shot_count = CounterMap("tcx_shot");
   Program shot = LoadCounter(shot_count, {BPF_PROG_TYPE_SCHED_CLS, 0, 0, 2, "tcx_shot"});
-  REQUIRE(ingress.Update(shot, in).ok());
+  REQUIRE_OK(ingress.Update(shot, in));
   while (testing::ReceiveOne(rx)) {}
   net.SendAtoB(4003, 3);
   CHECK(ReadCounter(shot_count) >= 3);
@@ -242,9 +246,9 @@ TEST_CASE("cgroup_skb ingress and egress links count a child's packets", "[link]
   Program in = LoadCounter(in_count, {BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, 0, 1, "cg_in"});
   Program out = LoadCounter(out_count, {BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, 0, 1, "cg_out"});
   auto ingress = AttachCgroup(in, cg.path(), BPF_CGROUP_INET_INGRESS);
-  REQUIRE(ingress.ok());
+  REQUIRE_OK(ingress);
   auto egress = AttachCgroup(out, cg.path(), BPF_CGROUP_INET_EGRESS);
-  REQUIRE(egress.ok());
+  REQUIRE_OK(egress);
   CHECK(ingress->type() == BPF_LINK_TYPE_CGROUP);
 
   auto send_to_self = [] {
@@ -284,7 +288,7 @@ TEST_CASE("cgroup sock_create link refuses sockets in the cgroup until detached"
   Map count = CounterMap("sock_create");
   Program deny = LoadCounter(count, {BPF_PROG_TYPE_CGROUP_SOCK, BPF_CGROUP_INET_SOCK_CREATE, 0, 0, "deny_sock"});
   auto link = AttachCgroup(deny, cg.path(), BPF_CGROUP_INET_SOCK_CREATE);
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   auto make_socket = [] {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s >= 0) {
@@ -295,7 +299,7 @@ TEST_CASE("cgroup sock_create link refuses sockets in the cgroup until detached"
   };
   CHECK(cg.RunInChild(make_socket) == 1);
   CHECK(ReadCounter(count) == 1);
-  REQUIRE(link->Detach().ok());
+  REQUIRE_OK(link->Detach());
   CHECK(cg.RunInChild(make_socket) == 0);
   CHECK(ReadCounter(count) == 1);
 }
@@ -310,7 +314,7 @@ TEST_CASE("tracepoint link counts the syscalls this test makes", "[link][tracepo
   if (absl::IsNotFound(link.status())) {
     link = AttachTracepoint(prog, "raw_syscalls", "sys_enter");  // no CONFIG_FTRACE_SYSCALLS
   }
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_PERF_EVENT);
   Getpids(20);
   uint64_t counted = ReadCounter(count);
@@ -325,64 +329,72 @@ TEST_CASE("tracepoint link counts the syscalls this test makes", "[link][tracepo
   CHECK(absl::StrContains(missing.status().message(), "no_such_tracepoint_here"));
 }
 
-TEST_CASE("raw tracepoint through RAW_TRACEPOINT_OPEN and LINK_CREATE", "[link][raw_tp]") {
+TEST_CASE("raw tracepoint link through RAW_TRACEPOINT_OPEN counts sys_enter", "[link][raw_tp]") {
   REQUIRE_LINK_KIND(probe::LinkKind::kRawTracepoint);
   Map count = CounterMap("raw_tp");
   Program prog = LoadCounter(count, {BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0, 0, "raw_tp"});
+  auto link = AttachRawTracepoint(prog, "sys_enter");
+  REQUIRE_OK(link);
+  CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
+  Getpids(10);
+  CHECK(ReadCounter(count) >= 10);
+  *link = Link();
+  uint64_t after = ReadCounter(count);
+  CHECK(Eventually([&] {
+    uint64_t now = ReadCounter(count);
+    return now == ReadCounter(count) && now == after;
+  }));
+
+  auto bogus = AttachRawTracepoint(prog, "tether_no_such_tracepoint");
+  CHECK(absl::IsNotFound(bogus.status()));
+  CHECK(absl::StrContains(bogus.status().message(), "tether_no_such_tracepoint"));
+}
+
+TEST_CASE("tp_btf links through RAW_TRACEPOINT_OPEN and LINK_CREATE count sys_enter", "[link][tp_btf]") {
+  REQUIRE_LINK_KIND(probe::LinkKind::kTpBtf);
+  auto id = TracingTargetBtfId(BPF_TRACE_RAW_TP, "sys_enter");
+  REQUIRE_OK(id);
+  Map count = CounterMap("tp_btf");
+  Program prog = LoadCounter(count, {BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, *id, 0, "tp_btf"});
   SECTION("BPF_RAW_TRACEPOINT_OPEN") {
-    auto link = AttachRawTracepoint(prog, "sys_enter", RawTracepointApi::kRawTracepointOpen);
-    REQUIRE(link.ok());
+    auto link = AttachTracing(prog, BPF_TRACE_RAW_TP, TracingAttachApi::kRawTracepointOpen);
+    REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
     Getpids(10);
     CHECK(ReadCounter(count) >= 10);
   }
   SECTION("BPF_LINK_CREATE") {
-    REQUIRE_LINK_KIND(probe::LinkKind::kRawTracepointLink);
-    auto link = AttachRawTracepoint(prog, "sys_enter", RawTracepointApi::kLinkCreate);
-    REQUIRE(link.ok());
+    REQUIRE_LINK_KIND(probe::LinkKind::kTpBtfLinkCreate);
+    auto link = AttachTracing(prog, BPF_TRACE_RAW_TP, TracingAttachApi::kLinkCreate);
+    REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
     Getpids(10);
     CHECK(ReadCounter(count) >= 10);
   }
-  auto bogus = AttachRawTracepoint(prog, "tether_no_such_tracepoint");
-  CHECK(!bogus.ok());
-  CHECK(absl::StrContains(bogus.status().message(), "tether_no_such_tracepoint"));
-}
-
-TEST_CASE("tp_btf link counts sys_enter", "[link][tp_btf]") {
-  REQUIRE_LINK_KIND(probe::LinkKind::kTpBtf);
-  auto id = TracingTargetBtfId(BPF_TRACE_RAW_TP, "sys_enter");
-  REQUIRE(id.ok());
-  Map count = CounterMap("tp_btf");
-  Program prog = LoadCounter(count, {BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, *id, 0, "tp_btf"});
-  auto link = AttachTracing(prog, BPF_TRACE_RAW_TP);
-  REQUIRE(link.ok());
-  Getpids(10);
-  CHECK(ReadCounter(count) >= 10);
 }
 
 TEST_CASE("fentry, fexit and fmod_ret links on bpf_fentry_test1", "[link][trampoline]") {
   REQUIRE_LINK_KIND(probe::LinkKind::kTrampoline);
   auto id = TracingTargetBtfId(BPF_TRACE_FENTRY, "bpf_fentry_test1");
-  REQUIRE(id.ok());
+  REQUIRE_OK(id);
   // BPF_PROG_TEST_RUN of a tracing program calls bpf_fentry_test1..8 and
   // bpf_modify_return_test, so running any tracing program fires them.
   for (uint32_t attach : {uint32_t{BPF_TRACE_FENTRY}, uint32_t{BPF_TRACE_FEXIT}}) {
     Map count = CounterMap("tramp");
     Program prog = LoadCounter(count, {BPF_PROG_TYPE_TRACING, attach, *id, 0, "tramp"});
     auto link = AttachTracing(prog, attach);
-    REQUIRE(link.ok());
+    REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_TRACING);
-    REQUIRE(prog.Run().ok());
+    REQUIRE_OK(prog.Run());
     CHECK(ReadCounter(count) >= 1);
   }
   auto mr = TracingTargetBtfId(BPF_MODIFY_RETURN, "bpf_modify_return_test");
-  REQUIRE(mr.ok());
+  REQUIRE_OK(mr);
   Map count = CounterMap("fmod_ret");
   Program prog = LoadCounter(count, {BPF_PROG_TYPE_TRACING, BPF_MODIFY_RETURN, *mr, 0, "fmod_ret"});
   auto link = AttachTracing(prog, BPF_MODIFY_RETURN);
-  REQUIRE(link.ok());
-  REQUIRE(prog.Run().ok());
+  REQUIRE_OK(link);
+  REQUIRE_OK(prog.Run());
   CHECK(ReadCounter(count) >= 1);
 }
 
@@ -392,7 +404,7 @@ TEST_CASE("kprobe and kretprobe links count openat calls", "[link][kprobe]") {
     Map count = CounterMap("kprobe");
     Program prog = LoadCounter(count, {BPF_PROG_TYPE_KPROBE, 0, 0, 0, "kprobe"});
     auto link = ret ? AttachKretprobe(prog, "do_sys_openat2") : AttachKprobe(prog, "do_sys_openat2");
-    REQUIRE(link.ok());
+    REQUIRE_OK(link);
     for (int i = 0; i < 5; ++i) close(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
     CHECK(ReadCounter(count) >= 5);
   }
@@ -404,7 +416,7 @@ TEST_CASE("kprobe.multi link counts calls of several functions", "[link][kprobe]
   Program prog = LoadCounter(count, {BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, 0, 0, "kmulti"});
   std::vector<std::string> syms = {"do_sys_openat2", "__x64_sys_getpid"};
   auto link = AttachKprobeMulti(prog, syms);
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_KPROBE_MULTI);
   for (int i = 0; i < 5; ++i) close(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
   CHECK(ReadCounter(count) >= 5);
@@ -418,7 +430,7 @@ TEST_CASE("uprobe and uretprobe links count calls of a function in this binary",
     UprobeTarget target{"tether_uprobe_target_one", 0};
     auto link = ret ? AttachUretprobe(prog, "/proc/self/exe", target)
                     : AttachUprobe(prog, "/proc/self/exe", target);
-    REQUIRE(link.ok());
+    REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_PERF_EVENT);
     volatile int sink = 0;
     for (int i = 0; i < 7; ++i) sink = sink + tether_uprobe_target_one(i);
@@ -441,7 +453,7 @@ TEST_CASE("uprobe.multi link counts calls at several places", "[link][uprobe]") 
   std::vector<UprobeTarget> targets = {{"tether_uprobe_target_one", 0},
                                        {"tether_uprobe_target_two", 0}};
   auto link = AttachUprobeMulti(prog, "/proc/self/exe", targets, false, getpid());
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->type() == sys::uapi::kLinkTypeUprobeMulti);
   volatile int sink = 0;
   for (int i = 0; i < 3; ++i) sink = sink + tether_uprobe_target_one(i) + tether_uprobe_target_two(i);
@@ -453,7 +465,7 @@ TEST_CASE("uprobe.multi link counts calls at several places", "[link][uprobe]") 
 TEST_CASE("map element iterator writes every value of the map", "[link][iter]") {
   REQUIRE_LINK_KIND(probe::LinkKind::kIter);
   auto btf_id = TracingTargetBtfId(BPF_TRACE_ITER, "bpf_map_elem");
-  REQUIRE(btf_id.ok());
+  REQUIRE_OK(btf_id);
   MapOptions mo;
   mo.type = BPF_MAP_TYPE_ARRAY;
   mo.key_size = 4;
@@ -461,9 +473,9 @@ TEST_CASE("map element iterator writes every value of the map", "[link][iter]") 
   mo.max_entries = 3;
   mo.name = "iter_src";
   auto map = Map::Create(mo);
-  REQUIRE(map.ok());
+  REQUIRE_OK(map);
   const uint64_t values[3] = {0x1111222233334444ull, 0x5555666677778888ull, 0x99990000aaaabbbbull};
-  for (uint32_t i = 0; i < 3; ++i) REQUIRE(map->Update(i, values[i]).ok());
+  for (uint32_t i = 0; i < 3; ++i) REQUIRE_OK(map->Update(i, values[i]));
 
   // ctx: {meta, map, key, value}; write the 8-byte value to meta->seq.
   bpf_insn prog[] = {
@@ -484,20 +496,20 @@ TEST_CASE("map element iterator writes every value of the map", "[link][iter]") 
   o.instructions = prog;
   o.name = "dump_values";
   auto p = Program::Load(o);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   IterOptions io;
   io.map_fd = map->fd();
   auto link = AttachIter(*p, io);
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_ITER);
   auto out = ReadIter(*link);
-  REQUIRE(out.ok());
+  REQUIRE_OK(out);
   REQUIRE(out->size() == sizeof(values));
   CHECK(memcmp(out->data(), values, sizeof(values)) == 0);
   // Each read runs the iterator afresh and sees the map as it is now.
-  REQUIRE(map->Update(uint32_t{1}, uint64_t{7}).ok());
+  REQUIRE_OK(map->Update(uint32_t{1}, uint64_t{7}));
   auto again = ReadIter(*link);
-  REQUIRE(again.ok());
+  REQUIRE_OK(again);
   uint64_t second = 0;
   memcpy(&second, again->data() + 8, 8);
   CHECK(second == 7);
@@ -511,7 +523,7 @@ TEST_CASE("sk_lookup netns link sees and can drop lookups in its namespace", "[l
   Map count = CounterMap("sk_lookup");
   Program pass = LoadCounter(count, {BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, 0, 1, "sk_pass"});  // SK_PASS
   auto link = AttachNetns(pass, ns.fd(), BPF_SK_LOOKUP);
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_NETNS);
 
   int s = -1;
@@ -534,10 +546,10 @@ TEST_CASE("sk_lookup netns link sees and can drop lookups in its namespace", "[l
   CHECK(ReadCounter(count) >= 1);
 
   Program drop = LoadCounter(count, {BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, 0, 0, "sk_drop"});  // SK_DROP
-  REQUIRE(link->Update(drop).ok());
+  REQUIRE_OK(link->Update(drop));
   testing::SendLoopback(s, port);
   CHECK_FALSE(testing::ReceiveOne(s));
-  REQUIRE(link->Detach().ok());
+  REQUIRE_OK(link->Detach());
   testing::SendLoopback(s, port);
   CHECK(testing::ReceiveOne(s));
   close(s);
@@ -553,7 +565,7 @@ TEST_CASE("flow_dissector netns link runs when the stack hashes a packet", "[lin
   Program dissector = LoadCounter(
       dissected, {BPF_PROG_TYPE_FLOW_DISSECTOR, BPF_FLOW_DISSECTOR, 0, 0, "dissector"});  // BPF_OK
   auto link = AttachNetns(dissector, net.b.fd(), BPF_FLOW_DISSECTOR);
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
 
   Map hashed = CounterMap("hashed");
   CounterProgram rehash{BPF_PROG_TYPE_SCHED_CLS, 0, 0, 0, "rehash"};
@@ -584,7 +596,7 @@ TEST_CASE("SO_ATTACH_BPF filter drops a socket's packets and shows as a legacy h
   Map count = CounterMap("filtered");
   Program drop_all = LoadCounter(count, {BPF_PROG_TYPE_SOCKET_FILTER, 0, 0, 0, "drop_all"});
   uint32_t prog_id = drop_all.id();
-  REQUIRE(AttachSocketFilter(drop_all, s).ok());
+  REQUIRE_OK(AttachSocketFilter(drop_all, s));
 
   testing::SendLoopback(s, port);
   CHECK_FALSE(testing::ReceiveOne(s));
@@ -600,8 +612,8 @@ TEST_CASE("SO_ATTACH_BPF filter drops a socket's packets and shows as a legacy h
   CHECK_FALSE(testing::ReceiveOne(s));
 
   auto again = Program::FromId(prog_id);
-  REQUIRE(again.ok());
-  REQUIRE(DetachSocketFilter(*again, s).ok());
+  REQUIRE_OK(again);
+  REQUIRE_OK(DetachSocketFilter(*again, s));
   testing::SendLoopback(s, port);
   CHECK(testing::ReceiveOne(s));
   CHECK_FALSE(absl::StrContains(graph().Explain(*again).ToString(), "legacy hook"));
@@ -615,18 +627,18 @@ TEST_CASE("link handles are values and the graph shows link -> program", "[link]
   Map count = CounterMap("graph_tp");
   Program prog = LoadCounter(count, {BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0, 0, "graph_tp"});
   auto link = AttachRawTracepoint(prog, "sys_enter");
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
 
   Link copy = *link;
   CHECK(copy == *link);
   CHECK(std::hash<Link>()(copy) == std::hash<Link>()(*link));
   auto clone = link->Clone();
-  REQUIRE(clone.ok());
+  REQUIRE_OK(clone);
   CHECK(*clone != *link);
   CHECK(clone->id() == link->id());
   CHECK(clone->fd() != link->fd());
   auto by_id = Link::FromId(link->id());
-  REQUIRE(by_id.ok());
+  REQUIRE_OK(by_id);
   CHECK(by_id->info().prog_id == prog.id());
 
   bool edge = false;
@@ -636,6 +648,7 @@ TEST_CASE("link handles are values and the graph shows link -> program", "[link]
   CHECK(edge);
   std::string why = graph().Explain(prog).ToString();
   CHECK(absl::StrContains(why, "held by link"));
+  INFO(why);
   CHECK(absl::StrContains(why, "raw_tracepoint sys_enter"));
 
   // The program outlives its handle: the link holds it, and still runs it.

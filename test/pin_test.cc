@@ -35,16 +35,16 @@ TEST_CASE("a pinned map outlives its handles and goes with its pin", "[pin]") {
   uint32_t id = 0;
   {
     Map m = testing::CounterMap("pinned_map");
-    REQUIRE(m.Update(uint32_t{0}, uint64_t{1234}).ok());
-    REQUIRE(m.Pin(dir.Sub("m")).ok());
+    REQUIRE_OK(m.Update(uint32_t{0}, uint64_t{1234}));
+    REQUIRE_OK(m.Pin(dir.Sub("m")));
     id = m.id();
   }
   CHECK(KernelHasMap(id));
   auto back = Map::LoadPinned(dir.Sub("m"));
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->id() == id);
   CHECK(testing::ReadCounter(*back) == 1234);
-  REQUIRE(back->Unpin().ok());
+  REQUIRE_OK(back->Unpin());
   CHECK_FALSE(Exists(dir.Sub("m")));
   *back = Map();
   CHECK(Eventually([&] { return !KernelHasMap(id); }));
@@ -55,10 +55,10 @@ TEST_CASE("tail calls through a pinned program array work after every handle is 
   uint32_t array_id = 0, target_id = 0;
   {
     auto array = ProgramArray::Create("pinned_jmp", 4, LifetimePolicy::kIgnore);
-    REQUIRE(array.ok());
+    REQUIRE_OK(array);
     Program target = LoadReturning(kHit, "pin_target");
-    REQUIRE(array->Set(0, target).ok());
-    REQUIRE(array->map().Pin(dir.Sub("jmp")).ok());
+    REQUIRE_OK(array->Set(0, target));
+    REQUIRE_OK(array->map().Pin(dir.Sub("jmp")));
     array_id = array->map().id();
     target_id = target.id();
   }
@@ -68,7 +68,7 @@ TEST_CASE("tail calls through a pinned program array work after every handle is 
   CHECK(KernelHasProgram(target_id));
 
   auto pinned = Map::LoadPinned(dir.Sub("jmp"));
-  REQUIRE(pinned.ok());
+  REQUIRE_OK(pinned);
   // Loading the pin read the entries into the graph.
   std::string why = graph().Explain(NodeRef{NodeKind::kProgram, target_id}).ToString();
   CHECK(absl::StrContains(why, "entry [0]"));
@@ -79,8 +79,8 @@ TEST_CASE("tail calls through a pinned program array work after every handle is 
 
   // Unpinning takes the last user reference: the kernel clears the array.
   auto again = Map::LoadPinned(dir.Sub("jmp"));
-  REQUIRE(again.ok());
-  REQUIRE(again->Unpin().ok());
+  REQUIRE_OK(again);
+  REQUIRE_OK(again->Unpin());
   *again = Map();
   CHECK(Eventually([&] { return RunValue(caller) == kMiss; }));
   CHECK(Eventually([&] { return !KernelHasProgram(target_id); }));
@@ -95,8 +95,8 @@ TEST_CASE("a pinned link outlives its handles; unpinning detaches it", "[pin][li
     Map count = testing::CounterMap("pin_link");
     Program prog = testing::LoadCounter(count, {BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0, 0, "pin_link"});
     auto link = AttachRawTracepoint(prog, "sys_enter");
-    REQUIRE(link.ok());
-    REQUIRE(link->Pin(dir.Sub("a/b/link")).ok());  // missing parents are made
+    REQUIRE_OK(link);
+    REQUIRE_OK(link->Pin(dir.Sub("a/b/link")));  // missing parents are made
     link_id = link->id();
     prog_id = prog.id();
     map_id = count.id();
@@ -104,13 +104,13 @@ TEST_CASE("a pinned link outlives its handles; unpinning detaches it", "[pin][li
   CHECK(KernelHasLink(link_id));
   CHECK(KernelHasProgram(prog_id));
   auto count = Map::FromId(map_id);
-  REQUIRE(count.ok());
+  REQUIRE_OK(count);
   uint64_t before = testing::ReadCounter(*count);
   getppid();
   CHECK(testing::ReadCounter(*count) > before);  // still attached, still running
 
   auto link = Link::LoadPinned(dir.Sub("a/b/link"));
-  REQUIRE(link.ok());
+  REQUIRE_OK(link);
   CHECK(link->id() == link_id);
   CHECK(link->info().prog_id == prog_id);
   std::string why = graph().Explain(NodeRef{NodeKind::kProgram, prog_id}).ToString();
@@ -118,12 +118,12 @@ TEST_CASE("a pinned link outlives its handles; unpinning detaches it", "[pin][li
   CHECK(absl::StrContains(why, "pinned at " + dir.Sub("a/b/link")));
 
   // Re-pinning moves the pin.
-  REQUIRE(link->Pin(dir.Sub("moved")).ok());
+  REQUIRE_OK(link->Pin(dir.Sub("moved")));
   CHECK(Exists(dir.Sub("moved")));
   CHECK_FALSE(Exists(dir.Sub("a/b/link")));
   CHECK(link->PinPath() == dir.Sub("moved"));
 
-  REQUIRE(link->Unpin().ok());
+  REQUIRE_OK(link->Unpin());
   CHECK_FALSE(Exists(dir.Sub("moved")));
   *link = Link();
   CHECK(Eventually([&] { return !KernelHasLink(link_id); }));
@@ -135,38 +135,39 @@ TEST_CASE("pinning a program keeps it loaded", "[pin]") {
   uint32_t id = 0;
   {
     Program p = LoadReturning(kHit, "pinned_prog");
-    REQUIRE(p.Pin(dir.Sub("p")).ok());
+    REQUIRE_OK(p.Pin(dir.Sub("p")));
     id = p.id();
   }
   CHECK(KernelHasProgram(id));
   auto back = Program::LoadPinned(dir.Sub("p"));
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(RunValue(*back) == kHit);
-  REQUIRE(back->Unpin().ok());
+  REQUIRE_OK(back->Unpin());
   *back = Program();
   CHECK(Eventually([&] { return !KernelHasProgram(id); }));
 }
 
 TEST_CASE("pin paths outside bpffs are refused with a clear error", "[pin]") {
   Program p = LoadReturning(0, "nowhere");
-  absl::Status st = p.Pin("/tmp/x");
+  std::string path = "/tmp/tether-not-bpffs-" + std::to_string(getpid());
+  absl::Status st = p.Pin(path);
   CHECK(absl::IsFailedPrecondition(st));
   CHECK(absl::StrContains(st.message(), "not on bpffs"));
   CHECK(absl::StrContains(st.message(), "/tmp"));
   CHECK(absl::StrContains(st.message(), "nowhere"));
-  CHECK_FALSE(Exists("/tmp/x"));
-  absl::Status load = Link::LoadPinned("/tmp/x").status();
+  CHECK_FALSE(Exists(path));
+  absl::Status load = Link::LoadPinned(path).status();
   CHECK(absl::IsFailedPrecondition(load));
 }
 
 TEST_CASE("a pin of another kind is refused by LoadPinned", "[pin]") {
   testing::TempPinDir dir;
   Program p = LoadReturning(0, "kind_check");
-  REQUIRE(p.Pin(dir.Sub("p")).ok());
+  REQUIRE_OK(p.Pin(dir.Sub("p")));
   auto as_link = Link::LoadPinned(dir.Sub("p"));
   CHECK(absl::IsInvalidArgument(as_link.status()));
   CHECK(absl::StrContains(as_link.status().message(), "not a link"));
-  REQUIRE(p.Unpin().ok());
+  REQUIRE_OK(p.Unpin());
 }
 
 TEST_CASE("LoadPinDirectory returns a handle for every pinned object", "[pin]") {
@@ -178,28 +179,28 @@ TEST_CASE("LoadPinDirectory returns a handle for every pinned object", "[pin]") 
     Map m = testing::CounterMap("dir_map");
     Program p = testing::LoadCounter(m, {BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0, 0, "dir_prog"});
     auto l = AttachRawTracepoint(p, "sys_enter");
-    REQUIRE(l.ok());
+    REQUIRE_OK(l);
     auto array = ProgramArray::Create("dir_jmp", 2, LifetimePolicy::kIgnore);
-    REQUIRE(array.ok());
+    REQUIRE_OK(array);
     Program target = LoadReturning(kHit, "dir_target");
-    REQUIRE(array->Set(1, target).ok());
-    REQUIRE(m.Pin(dir.Sub("map")).ok());
-    REQUIRE(p.Pin(dir.Sub("prog")).ok());
-    REQUIRE(l->Pin(dir.Sub("sub/link")).ok());
-    REQUIRE(array->map().Pin(dir.Sub("jmp")).ok());
+    REQUIRE_OK(array->Set(1, target));
+    REQUIRE_OK(m.Pin(dir.Sub("map")));
+    REQUIRE_OK(p.Pin(dir.Sub("prog")));
+    REQUIRE_OK(l->Pin(dir.Sub("sub/link")));
+    REQUIRE_OK(array->map().Pin(dir.Sub("jmp")));
     map_id = m.id();
     prog_id = p.id();
     link_id = l->id();
     array_id = array->map().id();
   }
   auto flat = LoadPinDirectory(dir.path());
-  REQUIRE(flat.ok());
+  REQUIRE_OK(flat);
   CHECK(flat->maps.size() == 2);
   CHECK(flat->programs.size() == 1);
   CHECK(flat->links.empty());
 
   auto all = LoadPinDirectory(dir.path(), /*recursive=*/true);
-  REQUIRE(all.ok());
+  REQUIRE_OK(all);
   REQUIRE(all->size() == 4);
   CHECK(all->maps.at(dir.Sub("map")).id() == map_id);
   CHECK(all->maps.at(dir.Sub("jmp")).id() == array_id);

@@ -87,12 +87,11 @@ absl::StatusOr<Link> AttachUprobeMulti(const Program& program, const std::string
                                        absl::Span<const UprobeTarget> targets,
                                        bool retprobe = false, int pid = -1);
 
-// How a raw tracepoint is attached: BPF_RAW_TRACEPOINT_OPEN (4.17), or
-// BPF_LINK_CREATE (6.10), or whichever the kernel has (kAuto prefers
-// LINK_CREATE).
-enum class RawTracepointApi { kAuto, kRawTracepointOpen, kLinkCreate };
-absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name,
-                                         RawTracepointApi api = RawTracepointApi::kAuto);
+// A raw_tracepoint program on the tracepoint `name` ("sys_enter"), through
+// BPF_RAW_TRACEPOINT_OPEN: no kernel takes a raw tracepoint by name through
+// BPF_LINK_CREATE. Its BTF-typed sibling, tp_btf, takes both (see
+// AttachTracing).
+absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name);
 
 // The vmlinux BTF id a tracing program is loaded against
 // (ProgramLoadOptions::attach_btf_id) for `attach_type` and the target's
@@ -100,9 +99,14 @@ absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::stri
 // for BPF_TRACE_FENTRY/FEXIT/BPF_MODIFY_RETURN, an LSM hook for BPF_LSM_MAC
 // ("file_open"), an iterator target for BPF_TRACE_ITER ("bpf_map_elem").
 absl::StatusOr<uint32_t> TracingTargetBtfId(uint32_t attach_type, const std::string& name);
+// Which command attaches a tracing program: BPF_LINK_CREATE (tp_btf 6.10,
+// trampolines 5.19), BPF_RAW_TRACEPOINT_OPEN with no name (5.5), or kAuto:
+// LINK_CREATE, falling back to RAW_TRACEPOINT_OPEN on kernels without it.
+enum class TracingAttachApi { kAuto, kRawTracepointOpen, kLinkCreate };
 // Attaches a tracing program (tp_btf, fentry, fexit, fmod_ret, lsm) at the
 // target it was loaded against. `attach_type` is its expected_attach_type.
-absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type);
+absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
+                                   TracingAttachApi api = TracingAttachApi::kAuto);
 
 // --- iterators -----------------------------------------------------------------
 

@@ -23,14 +23,15 @@
 
 namespace tether {
 
-// Kernel facts about a link. The program id changes with Update() and
-// becomes 0 after Detach(); Link::Refresh() reads them again.
+// Kernel facts about a link. The program id changes with Update();
+// Link::Refresh() reads them again.
 struct LinkInfo {
   uint32_t id = 0;
   uint32_t type = 0;  // BPF_LINK_TYPE_*
   uint32_t prog_id = 0;
-  // The hook, as far as the kernel tells it: "ifindex 4", "cgroup 1234",
-  // "raw_tracepoint sys_enter", "netns 4026531840 sk_lookup"...
+  // The hook, as far as the kernel tells it: "ifindex 4", "cgroup 1234
+  // attach type 0", "sys_enter" (raw tracepoints), "netns 4026531840
+  // attach type 25"...
   std::string target;
 };
 
@@ -59,8 +60,8 @@ class Link {
   Link() = default;
 
   // Adopts an fd (the Link owns it from then on, also on failure).
-  // `description` names the hook for errors and the graph; empty: derived
-  // from the kernel's link info.
+  // `description` names the hook for errors and the graph ("xdp ifindex
+  // 4"); empty: the link type and the kernel's LinkInfo::target.
   static absl::StatusOr<Link> FromFd(int fd, const std::string& description = "");
   static absl::StatusOr<Link> FromId(uint32_t id);
   static absl::StatusOr<Link> LoadPinned(const std::string& path);
@@ -76,7 +77,7 @@ class Link {
 
   // Reads the link's info from the kernel now.
   absl::StatusOr<LinkInfo> Refresh() const;
-  // The id of the program the link holds now (0 after Detach).
+  // The id of the program the link holds now.
   absl::StatusOr<uint32_t> ProgramId() const;
 
   // Atomically swaps the link's program for `new_program`. With
@@ -84,8 +85,10 @@ class Link {
   // program (BPF_F_REPLACE); otherwise it fails with FailedPrecondition.
   absl::Status Update(const Program& new_program,
                       const absl::optional<Program>& expected_old = absl::nullopt) const;
-  // Detaches the program from the hook while the link lives on, empty
-  // (BPF_LINK_DETACH). Not every kind of link supports it.
+  // Detaches the link from its hook (BPF_LINK_DETACH): the hook stops
+  // running the program at once, though the link, while it lives, still
+  // holds the program (the kernel drops it only when the link is freed).
+  // Not every kind of link supports it.
   absl::Status Detach() const;
 
   // Pins the link at `path` on bpffs (creating missing directories

@@ -36,7 +36,7 @@ enum class LinkKind {
   kUprobe,               // uprobe perf events (CONFIG_UPROBE_EVENTS) and perf links
   kUprobeMulti,          // uprobe.multi links, 6.6
   kRawTracepoint,        // BPF_RAW_TRACEPOINT_OPEN, 4.17
-  kRawTracepointLink,    // raw tracepoints through BPF_LINK_CREATE, 6.10
+  kTpBtfLinkCreate,      // tp_btf through BPF_LINK_CREATE, 6.10
   kTpBtf,                // BTF-typed raw tracepoints (tp_btf), 5.5
   kTrampoline,           // fentry/fexit/fmod_ret/freplace/lsm trampolines, 5.5
   kIter,                 // BPF iterators, 5.8

@@ -270,7 +270,7 @@ namespace {
 
 absl::Status Missing(LinkKind kind, absl::string_view detail = "") {
   return absl::UnimplementedError(absl::StrFormat(
-      "%s is not supported by kernel %s (it needs %s%s%s)", LinkKindName(kind), KernelRelease(),
+      "%s: not supported by kernel %s (needs %s%s%s)", LinkKindName(kind), KernelRelease(),
       LinkKindSince(kind), detail.empty() ? "" : "; ", detail));
 }
 

@@ -682,3 +682,40 @@ TEST_CASE("attach errors name the program, the hook and the errno", "[link][erro
   auto empty = AttachTracepoint(Program(), "syscalls", "sys_enter_getpid");
   CHECK(absl::IsInvalidArgument(empty.status()));
 }
+
+TEST_CASE("every link probe answers yes, or no with the version that brought the kind", "[link][probe]") {
+  using probe::LinkKind;
+  for (LinkKind kind :
+       {LinkKind::kXdp, LinkKind::kTcx, LinkKind::kCgroup, LinkKind::kPerfEvent, LinkKind::kKprobe,
+        LinkKind::kKprobeMulti, LinkKind::kUprobe, LinkKind::kUprobeMulti,
+        LinkKind::kRawTracepoint, LinkKind::kTpBtfLinkCreate, LinkKind::kTpBtf,
+        LinkKind::kTrampoline, LinkKind::kIter, LinkKind::kNetnsSkLookup,
+        LinkKind::kNetnsFlowDissector}) {
+    absl::Status st = probe::HaveLinkKind(kind);
+    INFO(probe::LinkKindName(kind) << ": " << st);
+    CHECK((st.ok() || absl::IsUnimplemented(st)));
+    if (absl::IsUnimplemented(st) && kind != LinkKind::kKprobe) {
+      CHECK(absl::StrContains(st.message(), probe::LinkKindSince(kind)));
+      CHECK(absl::StrContains(st.message(), probe::KernelRelease()));
+    }
+    // Cached: the same answer again, without asking the kernel.
+    CHECK(probe::HaveLinkKind(kind) == st);
+  }
+}
+
+TEST_CASE("attaching a kind the kernel lacks is Unimplemented, naming the feature", "[link][probe]") {
+  absl::Status kprobes = probe::HaveLinkKind(probe::LinkKind::kKprobe);
+  if (kprobes.ok()) {
+    // The other half of this test runs wherever kprobes are missing.
+    SUCCEED("kprobes are available here");
+    return;
+  }
+  REQUIRE(absl::IsUnimplemented(kprobes));
+  Map count = CounterMap("no_kprobe");
+  Program prog = LoadCounter(count, {BPF_PROG_TYPE_KPROBE, 0, 0, 0, "no_kprobe"});
+  auto link = AttachKprobe(prog, "do_sys_openat2");
+  CHECK(absl::IsUnimplemented(link.status()));
+  CHECK(absl::StrContains(link.status().message(), "no_kprobe"));
+  CHECK(absl::StrContains(link.status().message(), "kprobe do_sys_openat2"));
+  CHECK(absl::StrContains(link.status().message(), "CONFIG_KPROBES"));
+}

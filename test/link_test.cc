@@ -85,7 +85,7 @@ TEST_CASE("xdp link counts packets on a veth and drop stops them", "[link][xdp]"
   CHECK(link.info().target == "ifindex " + std::to_string(net.ifindex_b));
 
   net.SendAtoB(4000, 5);
-  CHECK(ReadCounter(counter) >= 5);
+  CHECK(Eventually([&] { return ReadCounter(counter) >= 5; }));
   CHECK(testing::ReceiveOne(rx));  // passed
 
   // Swap in a dropping program: packets are counted and never arrive.
@@ -94,7 +94,7 @@ TEST_CASE("xdp link counts packets on a veth and drop stops them", "[link][xdp]"
   REQUIRE_OK(link.Update(drop));
   while (testing::ReceiveOne(rx)) {}
   net.SendAtoB(4000, 3);
-  CHECK(ReadCounter(dropped) >= 3);
+  CHECK(Eventually([&] { return ReadCounter(dropped) >= 3; }));
   CHECK_FALSE(testing::ReceiveOne(rx));
 
   // Dropping the only handle detaches: traffic flows again, uncounted.
@@ -167,7 +167,7 @@ TEST_CASE("link update swaps programs atomically, checking the expected old one"
   CHECK(*link.ProgramId() == second.id());
   uint64_t first_before = ReadCounter(first_count);
   net.SendAtoB(4002, 4);
-  CHECK(ReadCounter(second_count) >= 4);
+  CHECK(Eventually([&] { return ReadCounter(second_count) >= 4; }));
   CHECK(ReadCounter(first_count) == first_before);
 
   // The link holds `second` now, so expecting `first` must fail and change nothing.
@@ -219,8 +219,8 @@ TEST_CASE("tcx ingress and egress links count packets on a veth", "[link][tcx]")
   CHECK(absl::StrContains(egress.info().target, "egress"));
   int rx = net.ReceiverInB(4003);
   net.SendAtoB(4003, 4);
-  CHECK(ReadCounter(in_count) >= 4);
-  CHECK(ReadCounter(out_count) >= 4);
+  CHECK(Eventually([&] { return ReadCounter(in_count) >= 4; }));
+  CHECK(Eventually([&] { return ReadCounter(out_count) >= 4; }));
   CHECK(testing::ReceiveOne(rx));
 
   // TC_ACT_SHOT (2) drops.
@@ -229,7 +229,7 @@ TEST_CASE("tcx ingress and egress links count packets on a veth", "[link][tcx]")
   REQUIRE_OK(ingress.Update(shot, in));
   while (testing::ReceiveOne(rx)) {}
   net.SendAtoB(4003, 3);
-  CHECK(ReadCounter(shot_count) >= 3);
+  CHECK(Eventually([&] { return ReadCounter(shot_count) >= 3; }));
   CHECK_FALSE(testing::ReceiveOne(rx));
   close(rx);
 }
@@ -337,7 +337,7 @@ TEST_CASE("raw tracepoint link through RAW_TRACEPOINT_OPEN counts sys_enter", "[
   REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
   Getpids(10);
-  CHECK(ReadCounter(count) >= 10);
+  CHECK(Eventually([&] { return ReadCounter(count) >= 10; }));
   *link = Link();
   uint64_t after = ReadCounter(count);
   CHECK(Eventually([&] {
@@ -361,7 +361,7 @@ TEST_CASE("tp_btf links through RAW_TRACEPOINT_OPEN and LINK_CREATE count sys_en
     REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
     Getpids(10);
-    CHECK(ReadCounter(count) >= 10);
+    CHECK(Eventually([&] { return ReadCounter(count) >= 10; }));
   }
   SECTION("BPF_LINK_CREATE") {
     REQUIRE_LINK_KIND(probe::LinkKind::kTpBtfLinkCreate);
@@ -369,7 +369,7 @@ TEST_CASE("tp_btf links through RAW_TRACEPOINT_OPEN and LINK_CREATE count sys_en
     REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_RAW_TRACEPOINT);
     Getpids(10);
-    CHECK(ReadCounter(count) >= 10);
+    CHECK(Eventually([&] { return ReadCounter(count) >= 10; }));
   }
 }
 
@@ -386,7 +386,7 @@ TEST_CASE("fentry, fexit and fmod_ret links on bpf_fentry_test1", "[link][trampo
     REQUIRE_OK(link);
     CHECK(link->type() == BPF_LINK_TYPE_TRACING);
     REQUIRE_OK(prog.Run());
-    CHECK(ReadCounter(count) >= 1);
+    CHECK(Eventually([&] { return ReadCounter(count) >= 1; }));
   }
   auto mr = TracingTargetBtfId(BPF_MODIFY_RETURN, "bpf_modify_return_test");
   REQUIRE_OK(mr);
@@ -395,7 +395,7 @@ TEST_CASE("fentry, fexit and fmod_ret links on bpf_fentry_test1", "[link][trampo
   auto link = AttachTracing(prog, BPF_MODIFY_RETURN);
   REQUIRE_OK(link);
   REQUIRE_OK(prog.Run());
-  CHECK(ReadCounter(count) >= 1);
+  CHECK(Eventually([&] { return ReadCounter(count) >= 1; }));
 }
 
 TEST_CASE("kprobe and kretprobe links count openat calls", "[link][kprobe]") {
@@ -406,7 +406,7 @@ TEST_CASE("kprobe and kretprobe links count openat calls", "[link][kprobe]") {
     auto link = ret ? AttachKretprobe(prog, "do_sys_openat2") : AttachKprobe(prog, "do_sys_openat2");
     REQUIRE_OK(link);
     for (int i = 0; i < 5; ++i) close(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
-    CHECK(ReadCounter(count) >= 5);
+    CHECK(Eventually([&] { return ReadCounter(count) >= 5; }));
   }
 }
 
@@ -419,7 +419,7 @@ TEST_CASE("kprobe.multi link counts calls of several functions", "[link][kprobe]
   REQUIRE_OK(link);
   CHECK(link->type() == BPF_LINK_TYPE_KPROBE_MULTI);
   for (int i = 0; i < 5; ++i) close(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
-  CHECK(ReadCounter(count) >= 5);
+  CHECK(Eventually([&] { return ReadCounter(count) >= 5; }));
 }
 
 TEST_CASE("uprobe and uretprobe links count calls of a function in this binary", "[link][uprobe]") {
@@ -543,7 +543,7 @@ TEST_CASE("sk_lookup netns link sees and can drop lookups in its namespace", "[l
   REQUIRE(s >= 0);
   testing::SendLoopback(s, port);
   CHECK(testing::ReceiveOne(s));
-  CHECK(ReadCounter(count) >= 1);
+  CHECK(Eventually([&] { return ReadCounter(count) >= 1; }));
 
   Program drop = LoadCounter(count, {BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, 0, 0, "sk_drop"});  // SK_DROP
   REQUIRE_OK(link->Update(drop));
@@ -579,8 +579,8 @@ TEST_CASE("flow_dissector netns link runs when the stack hashes a packet", "[lin
   });
   REQUIRE(tcx);
   net.SendAtoB(4004, 4);
-  CHECK(ReadCounter(hashed) >= 4);
-  CHECK(ReadCounter(dissected) >= 4);
+  CHECK(Eventually([&] { return ReadCounter(hashed) >= 4; }));
+  CHECK(Eventually([&] { return ReadCounter(dissected) >= 4; }));
 
   *link = Link();
   uint64_t before = ReadCounter(dissected);

@@ -192,6 +192,12 @@ TEST_CASE("link update swaps programs atomically, checking the expected old one"
   net.SendAtoB(4002, 3);
   CHECK(ReadCounter(second_count) == second_before);
   CHECK(ExplainMentions(second, "held by link"));
+  // Kernel rule: a detached link keeps its program until the link is freed.
+  uint32_t second_id = second.id();
+  second = Program();
+  CHECK(testing::KernelHasProgram(second_id));
+  link = Link();
+  CHECK(Eventually([&] { return !testing::KernelHasProgram(second_id); }));
 }
 
 // --- tcx ------------------------------------------------------------------------

@@ -1177,5 +1177,16 @@ void GraphOnLinkReleased(uint32_t link_id) {
   g.Collect(l);
 }
 
+void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id) {
+  GraphState& s = State();
+  absl::MutexLock lock(&s.mu);
+  Locked g(s);
+  NodeRef l{NodeKind::kLink, link_id};
+  if (!g.Find(l)) return;
+  auto old = g.RemoveEdges(l, [](const Edge& e) { return e.kind == EdgeKind::kLinkHolds; });
+  if (prog_id != 0) g.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+  for (NodeRef r : old) g.Collect(r);
+}
+
 }  // namespace detail
 }  // namespace tether

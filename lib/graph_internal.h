@@ -41,6 +41,9 @@ void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook);
 void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
                         const std::string& description);
 void GraphOnLinkReleased(uint32_t link_id);
+// LINK_UPDATE swapped the link's program: the link -> program edge follows.
+// (LINK_DETACH does not call this: a detached link still holds its program.)
+void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id);
 
 }  // namespace tether::detail
 

@@ -15,6 +15,7 @@
 #include "graph_internal.h"
 #include "pin_internal.h"
 #include "sys/bpf.h"
+#include "tether/prog_array.h"
 
 namespace tether {
 
@@ -275,8 +276,15 @@ absl::StatusOr<Map> Map::LoadPinned(const std::string& path) {
   auto fd = detail::OpenPinned(path, "map");
   if (!fd.ok()) return fd.status();
   auto map = Adopt(fd->Release(), absl::StrCat("pinned at ", path));
+  if (!map.ok()) return map;
   // The pin is a reference the graph should know, even if another process made it.
-  if (map.ok()) detail::GraphAddPin(NodeOf(*map), path);
+  detail::GraphAddPin(NodeOf(*map), path);
+  // Whoever pinned a program array filled it; the graph needs its entries
+  // to explain what the array keeps alive.
+  if (map->type() == BPF_MAP_TYPE_PROG_ARRAY) {
+    auto array = ProgramArray::FromMap(*map);
+    if (!array.ok()) return array.status();
+  }
   return map;
 }
 

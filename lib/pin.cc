@@ -113,6 +113,59 @@ absl::StatusOr<std::vector<std::string>> ListPins(const std::string& dir) {
   return out;
 }
 
+namespace {
+
+absl::Status LoadPinsInto(const std::string& dir, bool recursive, int depth, PinnedObjects* out) {
+  if (depth > 64) return absl::FailedPreconditionError(absl::StrCat("pin directory ", dir, ": too deep"));
+  auto pins = ListPins(dir);
+  if (!pins.ok()) return pins.status();
+  for (const std::string& path : *pins) {
+    auto kind = PinnedObjectKind(path);
+    if (!kind.ok()) return kind.status();
+    if (*kind == "map") {
+      auto m = Map::LoadPinned(path);
+      if (!m.ok()) return m.status();
+      out->maps.emplace(path, std::move(*m));
+    } else if (*kind == "prog") {
+      auto p = Program::LoadPinned(path);
+      if (!p.ok()) return p.status();
+      out->programs.emplace(path, std::move(*p));
+    } else if (*kind == "link") {
+      auto l = Link::LoadPinned(path);
+      if (!l.ok()) return l.status();
+      out->links.emplace(path, std::move(*l));
+    } else {
+      return absl::UnimplementedError(
+          absl::StrCat("pin ", path, ": holds a ", *kind, ", which tether has no handle for"));
+    }
+  }
+  if (!recursive) return absl::OkStatus();
+  DIR* d = opendir(dir.c_str());
+  if (!d) return sys::ErrnoStatus(errno, absl::StrCat("pin directory ", dir), "opendir");
+  std::vector<std::string> subdirs;
+  while (struct dirent* ent = readdir(d)) {
+    if (ent->d_name[0] == '.') continue;
+    std::string path = absl::StrCat(dir, "/", ent->d_name);
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) subdirs.push_back(path);
+  }
+  closedir(d);
+  for (const std::string& sub : subdirs) {
+    absl::Status st = LoadPinsInto(sub, true, depth + 1, out);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PinnedObjects> LoadPinDirectory(const std::string& dir, bool recursive) {
+  PinnedObjects out;
+  absl::Status st = LoadPinsInto(dir, recursive, 0, &out);
+  if (!st.ok()) return st;
+  return out;
+}
+
 namespace detail {
 
 absl::Status PinFdAt(int fd, const std::string& path) {

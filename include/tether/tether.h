@@ -2,13 +2,15 @@
 #ifndef TETHER_TETHER_H_
 #define TETHER_TETHER_H_
 
+#include "tether/attach.h"
+#include "tether/bloom_filter.h"
 #include "tether/btf.h"
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
 #include "tether/insn.h"
 #include "tether/lifetime.h"
-#include "tether/bloom_filter.h"
+#include "tether/link.h"
 #include "tether/map.h"
 #include "tether/map_batch.h"
 #include "tether/map_in_map.h"

@@ -1,0 +1,124 @@
+// Attaching programs to hooks: one function per kind of hook.
+//
+// Every function that returns a Link makes a BPF link (BPF_LINK_CREATE, or
+// BPF_RAW_TRACEPOINT_OPEN where that is the only way), so the attachment
+// lasts while the Link or a pin of it lives, and the graph records that
+// the link holds the program. When the kernel lacks the kind of link, the
+// error is Unimplemented and names the feature and the kernel version that
+// brought it (the same status that the matching probe in tether/probe.h
+// returns).
+//
+// AttachSocketFilter is the one legacy attachment here: the kernel makes
+// no link for it, so it holds the program until it is detached or the
+// socket closes, cannot be pinned, and shows in the graph as a legacy hook.
+#ifndef TETHER_ATTACH_H_
+#define TETHER_ATTACH_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "tether/link.h"
+#include "tether/program.h"
+
+namespace tether {
+
+// --- networking ------------------------------------------------------------
+
+// XDP on the interface `ifindex` of the calling thread's network
+// namespace. flags: XDP_FLAGS_SKB_MODE / XDP_FLAGS_DRV_MODE, or 0.
+absl::StatusOr<Link> AttachXdp(const Program& program, int ifindex, uint32_t flags = 0);
+
+enum class TcxDirection { kIngress, kEgress };
+// tcx (6.6): a sched_cls program on an interface's ingress or egress,
+// without a qdisc. Appends after the programs already there.
+absl::StatusOr<Link> AttachTcx(const Program& program, int ifindex, TcxDirection direction);
+
+// A cgroup program (BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_SOCK_CREATE,
+// ...) on the cgroup v2 directory open at `cgroup_fd`, or at `cgroup_dir`.
+absl::StatusOr<Link> AttachCgroup(const Program& program, int cgroup_fd, uint32_t attach_type);
+absl::StatusOr<Link> AttachCgroup(const Program& program, const std::string& cgroup_dir,
+                                  uint32_t attach_type);
+
+// A network-namespace program (BPF_SK_LOOKUP, BPF_FLOW_DISSECTOR) on the
+// namespace open at `netns_fd` (e.g. /proc/self/ns/net).
+absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t attach_type);
+
+// SO_ATTACH_BPF: a socket filter on the socket `sock_fd`. No link: the
+// socket holds the program, and the graph records a legacy hook.
+absl::Status AttachSocketFilter(const Program& program, int sock_fd);
+// SO_DETACH_BPF, and forgets the hook in the graph.
+absl::Status DetachSocketFilter(const Program& program, int sock_fd);
+
+// --- tracing -----------------------------------------------------------------
+
+// A tracepoint program on tracefs event category/name (e.g. "syscalls",
+// "sys_enter_getpid"), through a perf event and a BPF_PERF_EVENT link.
+// Mounts tracefs at /sys/kernel/tracing if it is not mounted.
+absl::StatusOr<Link> AttachTracepoint(const Program& program, const std::string& category,
+                                      const std::string& name);
+
+// kprobe programs on a kernel function, through the kprobe PMU.
+absl::StatusOr<Link> AttachKprobe(const Program& program, const std::string& symbol,
+                                  uint64_t offset = 0);
+absl::StatusOr<Link> AttachKretprobe(const Program& program, const std::string& symbol);
+// kprobe.multi (5.18): one link on many functions. The program must be
+// loaded with expected_attach_type BPF_TRACE_KPROBE_MULTI.
+absl::StatusOr<Link> AttachKprobeMulti(const Program& program,
+                                       absl::Span<const std::string> symbols,
+                                       bool retprobe = false);
+
+// Where in a user-space binary a uprobe goes: at function `symbol` (plus
+// `offset`), or, with no symbol, at file offset `offset`.
+struct UprobeTarget {
+  std::string symbol;
+  uint64_t offset = 0;
+};
+// uprobe programs (kprobe type) on `binary`; pid -1: every process.
+absl::StatusOr<Link> AttachUprobe(const Program& program, const std::string& binary,
+                                  const UprobeTarget& target, int pid = -1);
+absl::StatusOr<Link> AttachUretprobe(const Program& program, const std::string& binary,
+                                     const UprobeTarget& target, int pid = -1);
+// uprobe.multi (6.6): one link on many places in one binary. The program
+// must be loaded with expected_attach_type BPF_TRACE_UPROBE_MULTI (48).
+absl::StatusOr<Link> AttachUprobeMulti(const Program& program, const std::string& binary,
+                                       absl::Span<const UprobeTarget> targets,
+                                       bool retprobe = false, int pid = -1);
+
+// A raw_tracepoint program on the tracepoint `name` ("sys_enter"), through
+// BPF_RAW_TRACEPOINT_OPEN: no kernel takes a raw tracepoint by name through
+// BPF_LINK_CREATE. Its BTF-typed sibling, tp_btf, takes both (see
+// AttachTracing).
+absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name);
+
+// The vmlinux BTF id a tracing program is loaded against
+// (ProgramLoadOptions::attach_btf_id) for `attach_type` and the target's
+// name: a tracepoint for BPF_TRACE_RAW_TP ("sys_enter"), a kernel function
+// for BPF_TRACE_FENTRY/FEXIT/BPF_MODIFY_RETURN, an LSM hook for BPF_LSM_MAC
+// ("file_open"), an iterator target for BPF_TRACE_ITER ("bpf_map_elem").
+absl::StatusOr<uint32_t> TracingTargetBtfId(uint32_t attach_type, const std::string& name);
+// Which command attaches a tracing program: BPF_LINK_CREATE (tp_btf 6.10,
+// trampolines 5.19), BPF_RAW_TRACEPOINT_OPEN with no name (5.5), or kAuto:
+// LINK_CREATE, falling back to RAW_TRACEPOINT_OPEN on kernels without it.
+enum class TracingAttachApi { kAuto, kRawTracepointOpen, kLinkCreate };
+// Attaches a tracing program (tp_btf, fentry, fexit, fmod_ret, lsm) at the
+// target it was loaded against. `attach_type` is its expected_attach_type.
+absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
+                                   TracingAttachApi api = TracingAttachApi::kAuto);
+
+// --- iterators -----------------------------------------------------------------
+
+struct IterOptions {
+  // For iterators over one map (bpf_map_elem, sockmap...): the map.
+  int map_fd = -1;
+};
+// Makes an iterator link for a BPF_TRACE_ITER program.
+absl::StatusOr<Link> AttachIter(const Program& program, const IterOptions& options = {});
+// Runs the iterator once (BPF_ITER_CREATE) and returns all it wrote.
+absl::StatusOr<std::string> ReadIter(const Link& iter_link);
+
+}  // namespace tether
+
+#endif  // TETHER_ATTACH_H_

@@ -1,0 +1,34 @@
+// perf events that BPF programs attach to through BPF_PERF_EVENT links:
+// tracepoints (found through tracefs), kprobes and uprobes (made through
+// their dynamic PMUs, so no tracefs writes and nothing left behind).
+// Internal.
+#ifndef TETHER_LIB_PERF_EVENT_INTERNAL_H_
+#define TETHER_LIB_PERF_EVENT_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "sys/bpf.h"
+
+namespace tether::detail {
+
+// The tracefs root that has an events/ directory, mounting tracefs at
+// /sys/kernel/tracing if nothing is mounted there.
+absl::StatusOr<std::string> TracefsRoot();
+// The id of tracepoint category/name, from tracefs.
+absl::StatusOr<uint32_t> TracepointId(const std::string& category, const std::string& name);
+
+absl::StatusOr<sys::Fd> OpenTracepointEvent(const std::string& category, const std::string& name);
+// A kprobe (or kretprobe) on `symbol` + `offset`, through the kprobe PMU.
+absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offset, bool retprobe);
+// A uprobe (or uretprobe) at file offset `offset` of `path`; pid -1: all
+// processes.
+absl::StatusOr<sys::Fd> OpenUprobeEvent(const std::string& path, uint64_t offset, bool retprobe,
+                                        int pid);
+// The PMU type number from /sys/bus/event_source/devices/<pmu>/type.
+absl::StatusOr<uint32_t> PmuType(const std::string& pmu);
+
+}  // namespace tether::detail
+
+#endif  // TETHER_LIB_PERF_EVENT_INTERNAL_H_

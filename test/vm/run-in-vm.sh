@@ -201,8 +201,24 @@ $B stty -F /dev/ttyS1 raw -echo
 $B stty -F /dev/ttyS2 raw -echo
 $B cut -d' ' -f1 /proc/uptime > $C/t_start
 SH=/bin/bash; [ -x $SH ] || SH=/bin/sh
-$SH $C/cmd </dev/null >/dev/ttyS1 2>/dev/ttyS2
-rc=$?
+if [ "$TVM_TTY" = 1 ]; then
+    $SH $C/cmd </dev/null >/dev/ttyS1 2>/dev/ttyS2
+    rc=$?
+else
+    # The serial ports are ttys; behind pipes, the command formats its
+    # output as it would in CI on the host (no colour, full buffering).
+    F=/run/tether-vm/init
+    $B mkfifo $F/out $F/err
+    $B cat $F/out >/dev/ttyS1 & o=$!
+    $B cat $F/err >/dev/ttyS2 & e=$!
+    $SH $C/cmd </dev/null >$F/out 2>$F/err
+    rc=$?
+    # Bounded: a daemon the command left running may hold the pipes open.
+    n=0
+    while [ $n -lt 100 ] && { $B kill -0 $o 2>/dev/null || $B kill -0 $e 2>/dev/null; }; do
+        $B sleep 0.05; n=$((n + 1))
+    done
+fi
 $B cut -d' ' -f1 /proc/uptime > $C/t_end
 echo $rc > $C/status
 $B sync
@@ -287,6 +303,7 @@ done < <(for d in $rw_wanted; do realpath -e -- "$d" || fail "no such dir $d"; d
 {
     printf 'TVM_KVER=%q\n' "$KVER"
     printf 'TVM_RWDIRS=%q\n' "${RWDIRS[*]}"
+    if [ -t 1 ]; then echo TVM_TTY=1; else echo TVM_TTY=0; fi
 } > "$RUN/conf"
 {
     export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|HOSTNAME|_)(=|$)'

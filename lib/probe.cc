@@ -71,6 +71,9 @@ sys::MapCreateRequest MinimalMap(uint32_t type) {
       r.value_size = 0;
       r.max_entries = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
       break;
+    case BPF_MAP_TYPE_STACK_TRACE:
+      r.value_size = 8;  // whole u64 frames
+      break;
     case BPF_MAP_TYPE_LPM_TRIE:
       r.key_size = 8;
       r.flags = BPF_F_NO_PREALLOC;
@@ -97,6 +100,18 @@ sys::MapCreateRequest MinimalMap(uint32_t type) {
       break;
   }
   return r;
+}
+
+// Types the kernel refuses before verification without an expected
+// attach type, with the same EINVAL an unknown type gets: give them one.
+uint32_t ProbeAttachType(uint32_t prog_type) {
+  switch (prog_type) {
+    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR: return BPF_CGROUP_INET4_CONNECT;
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return BPF_CGROUP_GETSOCKOPT;
+    case BPF_PROG_TYPE_SK_LOOKUP: return BPF_SK_LOOKUP;
+    case sys::uapi::kProgTypeNetfilter: return sys::uapi::kAttachNetfilter;
+    default: return 0;
+  }
 }
 
 bool IsLocalStorage(uint32_t type) {
@@ -298,10 +313,15 @@ bool MayLoadTracing() {
   return false;
 }
 
-// The id of the BTF_KIND_FUNC named `name` in the kernel's own BTF. A
-// walk over the type section; tether's full BTF reader lives elsewhere
-// and is more than a probe needs.
-absl::StatusOr<uint32_t> VmlinuxFuncId(absl::string_view name) {
+struct VmlinuxType {
+  uint32_t id = 0;
+  uint32_t size_or_type = 0;
+};
+
+// The type of `kind` named `name` in the kernel's own BTF. A walk over the
+// type section; tether's full BTF reader lives elsewhere and is more than
+// a probe needs.
+absl::StatusOr<VmlinuxType> FindVmlinuxType(absl::string_view name, uint32_t want_kind) {
   std::ifstream in("/sys/kernel/btf/vmlinux", std::ios::binary);
   if (!in) return absl::UnimplementedError("no /sys/kernel/btf/vmlinux");
   std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), {});
@@ -326,9 +346,9 @@ absl::StatusOr<uint32_t> VmlinuxFuncId(absl::string_view name) {
     uint32_t info = word(off + 4);
     uint32_t kind = (info >> 24) & 0x1f;
     uint32_t vlen = info & 0xffff;
-    if (kind == BTF_KIND_FUNC && name_off < hdr.str_len &&
+    if (kind == want_kind && name_off < hdr.str_len &&
         absl::string_view(reinterpret_cast<const char*>(data.data() + strs + name_off)) == name) {
-      return id;
+      return VmlinuxType{id, word(off + 8)};
     }
     off += 12;
     switch (kind) {
@@ -344,7 +364,7 @@ absl::StatusOr<uint32_t> VmlinuxFuncId(absl::string_view name) {
         return absl::DataLossError(absl::StrFormat("vmlinux BTF: unknown kind %u at id %u", kind, id));
     }
   }
-  return absl::NotFoundError(absl::StrCat("vmlinux BTF has no function ", name));
+  return absl::NotFoundError(absl::StrCat("vmlinux BTF has no ", BtfKindName(want_kind), " ", name));
 }
 
 }  // namespace
@@ -388,14 +408,28 @@ absl::Status HaveMapType(uint32_t type) {
       auto fd = sys::MapCreate(req);
       return fd.ok() ? absl::OkStatus() : fd.status();
     }
+    if (type == BPF_MAP_TYPE_STRUCT_OPS) {
+      // The value is a kernel struct that vmlinux BTF names; TCP congestion
+      // control has been one since the map type exists.
+      auto value = FindVmlinuxType("bpf_struct_ops_tcp_congestion_ops", BTF_KIND_STRUCT);
+      if (value.ok()) {
+        req.value_size = value->size_or_type;
+        req.btf_vmlinux_value_type_id = value->id;
+      }
+    }
     sys::Fd btf;
-    if (IsLocalStorage(type)) {
+    // Storage maps name their key and value in program BTF; struct_ops
+    // maps must come with some program BTF even though their value is
+    // described by the kernel's.
+    if (IsLocalStorage(type) || type == BPF_MAP_TYPE_STRUCT_OPS) {
       auto loaded = sys::BtfLoad(IntOnlyBtf());
       if (!loaded.ok()) return loaded.status();
       btf = std::move(loaded->fd);
       req.btf_fd = btf.get();
-      req.btf_key_type_id = 1;
-      req.btf_value_type_id = 1;
+      if (type != BPF_MAP_TYPE_STRUCT_OPS) {
+        req.btf_key_type_id = 1;
+        req.btf_value_type_id = 1;
+      }
     }
     auto fd = sys::MapCreate(req);
     if (fd.ok()) return absl::OkStatus();
@@ -427,6 +461,7 @@ absl::Status HaveProgramType(uint32_t type) {
     req.insns = prog;
     req.name = "probe";
     req.log_level = 0;
+    req.expected_attach_type = ProbeAttachType(type);
     auto res = sys::ProgLoad(req);
     if (res.ok()) return absl::OkStatus();
     int err = sys::StatusErrno(res.status());
@@ -594,13 +629,13 @@ absl::Status HaveTrampolines() {
     absl::Status tracing = HaveProgramType(BPF_PROG_TYPE_TRACING);
     if (!tracing.ok()) return tracing;
     // bpf_fentry_test1 exists for exactly this (BPF_PROG_TEST_RUN calls it).
-    auto target = VmlinuxFuncId("bpf_fentry_test1");
+    auto target = FindVmlinuxType("bpf_fentry_test1", BTF_KIND_FUNC);
     if (!target.ok()) return target.status();
     bpf_insn prog[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
     sys::ProgLoadRequest req;
     req.type = BPF_PROG_TYPE_TRACING;
     req.expected_attach_type = BPF_TRACE_FENTRY;
-    req.attach_btf_id = *target;
+    req.attach_btf_id = target->id;
     req.insns = prog;
     req.name = "probe_fentry";
     auto loaded = sys::ProgLoad(req);

@@ -477,7 +477,18 @@ absl::Status HaveProgramType(uint32_t type) {
       return absl::UnimplementedError(absl::StrFormat(
           "program type %s is not supported by kernel %s", ProgramTypeName(type), KernelRelease()));
     }
-    if (err == EPERM) return res.status();
+    if (err == EPERM) {
+      // These types run on trampolines. With the privilege they need, EPERM
+      // is the kernel refusing them, as some hardened kernels do.
+      bool trampoline = type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM ||
+                        type == BPF_PROG_TYPE_TRACING;
+      if (trampoline && MayLoadTracing()) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "kernel %s refuses %s programs (EPERM with CAP_SYS_ADMIN): they need BPF trampolines",
+            KernelRelease(), ProgramTypeName(type)));
+      }
+      return res.status();
+    }
     return absl::OkStatus();
   });
 }

@@ -284,3 +284,17 @@ TEST_CASE("fentry: a trampoline program runs when its target does", "[kernel_dif
   REQUIRE(sys::MapLookupElem(counter->get(), &key, &hits, 0) == 0);
   CHECK(hits >= 1);
 }
+
+TEST_CASE("every probe asks the kernel once per process", "[kernel_diff][probe]") {
+  probe::ProbeAll();
+  sys::testing::StartCounting();
+  probe::ProbeAll();
+  uint64_t calls = sys::testing::CallCount();
+  sys::testing::ClearFault();
+  CHECK(calls == 0);
+  std::string report = probe::Report();
+  for (const char* name : {"log_true_size: ", "tokens: ", "trampolines: ", "batch_ops: ",
+                           "btf_kind:ENUM64: ", "btf_kind:DECL_TAG: ", "btf_func_linkage:global: "}) {
+    CHECK_THAT(report, Catch::Contains(name));
+  }
+}

@@ -52,6 +52,26 @@ const char* MapTypeSince(uint32_t type) {
   }
 }
 
+// The kernel version that brought each program type, for messages.
+const char* ProgramTypeSince(uint32_t type) {
+  switch (type) {
+    case BPF_PROG_TYPE_LIRC_MODE2: return "4.18 with CONFIG_BPF_LIRC_MODE2";
+    case BPF_PROG_TYPE_SK_REUSEPORT: return "4.19";
+    case BPF_PROG_TYPE_FLOW_DISSECTOR: return "4.20";
+    case BPF_PROG_TYPE_CGROUP_SYSCTL: return "5.2";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: return "5.2";
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return "5.3";
+    case BPF_PROG_TYPE_TRACING: return "5.5";
+    case BPF_PROG_TYPE_STRUCT_OPS: return "5.6";
+    case BPF_PROG_TYPE_EXT: return "5.6";
+    case BPF_PROG_TYPE_LSM: return "5.7 with CONFIG_BPF_LSM";
+    case BPF_PROG_TYPE_SK_LOOKUP: return "5.9";
+    case BPF_PROG_TYPE_SYSCALL: return "5.14";
+    case sys::uapi::kProgTypeNetfilter: return "6.4";
+    default: return "an earlier release";
+  }
+}
+
 // Smallest valid attributes for each map type.
 sys::MapCreateRequest MinimalMap(uint32_t type) {
   sys::MapCreateRequest r;
@@ -475,7 +495,8 @@ absl::Status HaveProgramType(uint32_t type) {
                    res.status().message().find("verifier log") == absl::string_view::npos;
     if (unknown) {
       return absl::UnimplementedError(absl::StrFormat(
-          "program type %s is not supported by kernel %s", ProgramTypeName(type), KernelRelease()));
+          "program type %s is not supported by kernel %s (it needs %s)", ProgramTypeName(type),
+          KernelRelease(), ProgramTypeSince(type)));
     }
     if (err == EPERM) {
       // These types run on trampolines. With the privilege they need, EPERM

@@ -20,6 +20,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The sources are shared too: the tests read files under them, and a
+# checkout under /tmp would otherwise hide behind the guest's own /tmp.
+SRC=$(cd "$HERE/../.." && pwd)
 RUN_HOST=1
 if [ "${1:-}" = --no-host ]; then RUN_HOST=0; shift; fi
 [ $# -eq 1 ] || { echo "usage: $0 [--no-host] BUILD_DIR" >&2; exit 2; }
@@ -102,7 +105,7 @@ TEST_ARGS=()
 if [ -n "${TETHER_VM_TESTS:-}" ]; then read -r -a TEST_ARGS <<< "$TETHER_VM_TESTS"; fi
 log "vm: booting ${DEB##*/} and running the suite${TEST_ARGS:+ (subset: ${TEST_ARGS[*]})}"
 set +e
-TETHER_VM_RWDIRS="$BUILD" CI=true "$HERE/run-in-vm.sh" "$DEB" -- /bin/sh -c '
+TETHER_VM_RWDIRS="$BUILD $SRC" CI=true "$HERE/run-in-vm.sh" "$DEB" -- /bin/sh -c '
     out=$1; tests=$2; probes=$3; shift 3
     "$tests" -r xml -d yes -o "$out/vm.xml" "$@" > "$out/vm.stdout" 2> "$out/vm.stderr"
     rc=$?

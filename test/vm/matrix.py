@@ -108,13 +108,14 @@ def main():
     args = ap.parse_args()
 
     bad = False
-    kernels, runs, times = [], {}, {}
+    kernels, runs, times, missing = [], {}, {}, set()
     for spec in args.run:
         k, _, path = spec.partition("=")
         kernels.append(k)
         runs[k], times[k], err = parse_run(path)
         if err:
             print(f"matrix: {k}: {err}", file=sys.stderr)
+            missing.add(k)
             bad = True
 
     tests = []
@@ -175,6 +176,9 @@ def main():
 
     print()
     for k in kernels:
+        if k in missing:
+            print(f"{k}: no results (the run died before writing its report)")
+            continue
         verdicts = [v[0] for v in runs[k].values()]
         passed = verdicts.count("pass")
         failed = verdicts.count("FAIL")

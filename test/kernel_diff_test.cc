@@ -2,6 +2,9 @@
 // one and Debian's 6.1 in a VM). Each case checks the kernel it runs on
 // against what the probes claim, so a wrong probe fails on one of them.
 #include <fcntl.h>
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <linux/btf.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -297,4 +300,66 @@ TEST_CASE("every probe asks the kernel once per process", "[kernel_diff][probe]"
                            "btf_kind:ENUM64: ", "btf_kind:DECL_TAG: ", "btf_func_linkage:global: "}) {
     CHECK_THAT(report, Catch::Contains(name));
   }
+}
+
+TEST_CASE("kprobe: a program on a kernel function counts its calls", "[kernel_diff][kprobe]") {
+  absl::Status have = probe::HaveKprobes();
+  if (!have.ok()) TETHER_SKIP_FOR_PROBE("kprobes", have.message());
+
+  int pmu_type = 0;
+  {
+    std::ifstream in("/sys/bus/event_source/devices/kprobe/type");
+    in >> pmu_type;
+  }
+  REQUIRE(pmu_type > 0);
+  auto counter = sys::MapCreate([] {
+    sys::MapCreateRequest r;
+    r.type = BPF_MAP_TYPE_ARRAY;
+    r.key_size = 4;
+    r.value_size = 8;
+    r.max_entries = 1;
+    r.name = "kprobe_hits";
+    return r;
+  }());
+  REQUIRE(counter.ok());
+  bpf_insn prog[11];
+  prog[0] = insn::StoreImm32(BPF_REG_10, -4, 0);
+  prog[1] = insn::MovReg(BPF_REG_2, BPF_REG_10);
+  prog[2] = insn::AddImm(BPF_REG_2, -4);
+  insn::LdMapFd(BPF_REG_1, counter->get(), &prog[3]);
+  prog[5] = insn::Call(BPF_FUNC_map_lookup_elem);
+  prog[6] = insn::JeqImm(BPF_REG_0, 0, 2);
+  prog[7] = insn::MovImm(BPF_REG_1, 1);
+  prog[8] = insn::AtomicAdd64(BPF_REG_0, 0, BPF_REG_1);
+  prog[9] = insn::MovImm(BPF_REG_0, 0);
+  prog[10] = insn::Exit();
+  sys::ProgLoadRequest req;
+  req.type = BPF_PROG_TYPE_KPROBE;
+  req.insns = prog;
+  req.name = "kprobe_count";
+  auto loaded = sys::ProgLoad(req);
+  REQUIRE(loaded.ok());
+
+  // do_sys_openat2 is behind open(2) on x86-64 since 5.6.
+  static const char kFunc[] = "do_sys_openat2";
+  struct perf_event_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.size = sizeof(attr);
+  attr.type = static_cast<uint32_t>(pmu_type);
+  attr.config1 = reinterpret_cast<uintptr_t>(kFunc);  // kprobe_func
+  attr.sample_period = 1;
+  attr.wakeup_events = 1;
+  int pfd = static_cast<int>(syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC));
+  REQUIRE(pfd >= 0);
+  sys::Fd perf(pfd);
+  REQUIRE(ioctl(perf.get(), PERF_EVENT_IOC_SET_BPF, loaded->fd.get()) == 0);
+  REQUIRE(ioctl(perf.get(), PERF_EVENT_IOC_ENABLE, 0) == 0);
+  for (int i = 0; i < 3; ++i) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) close(fd);
+  }
+  uint32_t key = 0;
+  uint64_t hits = 0;
+  REQUIRE(sys::MapLookupElem(counter->get(), &key, &hits, 0) == 0);
+  CHECK(hits >= 3);
 }

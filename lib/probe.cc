@@ -17,7 +17,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
@@ -326,7 +327,8 @@ bool MayLoadTracing() {
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("CapEff:", 0) != 0) continue;
-    uint64_t caps = std::stoull(line.substr(7), nullptr, 16);
+    uint64_t caps = 0;
+    if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &caps)) return false;
     auto has = [caps](int cap) { return (caps >> cap) & 1; };
     return has(21) || (has(39) && has(38));
   }

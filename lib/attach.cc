@@ -15,7 +15,7 @@
 #include "perf_event_internal.h"
 #include "sys/bpf.h"
 #include "tether/probe.h"
-#include "vmlinux_btf_internal.h"
+#include "kernel_btf.h"
 
 namespace tether {
 namespace {

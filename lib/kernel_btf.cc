@@ -20,4 +20,18 @@ absl::StatusOr<const Btf*> KernelBtf() {
   return *result;
 }
 
+namespace detail {
+
+absl::StatusOr<uint32_t> VmlinuxBtfTypeId(const std::string& name, uint32_t kind) {
+  auto btf = KernelBtf();
+  if (!btf.ok()) return btf.status();
+  auto id = (*btf)->FindByNameKind(name, static_cast<BtfKind>(kind));
+  if (!id) {
+    return absl::NotFoundError(absl::StrCat("kernel BTF has no ", BtfKindName(static_cast<BtfKind>(kind)),
+                                            " named '", name, "'"));
+  }
+  return *id;
+}
+
+}  // namespace detail
 }  // namespace tether

@@ -4,6 +4,9 @@
 #ifndef TETHER_LIB_KERNEL_BTF_H_
 #define TETHER_LIB_KERNEL_BTF_H_
 
+#include <cstdint>
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "tether/btf.h"
 
@@ -11,6 +14,13 @@ namespace tether {
 
 // Parsed lazily on first use; the result (or the error) is cached.
 absl::StatusOr<const Btf*> KernelBtf();
+
+namespace detail {
+// The id of the type called `name` of BTF kind `kind` (BTF_KIND_FUNC,
+// BTF_KIND_TYPEDEF...) in the kernel's BTF: the attach_btf_id of tracing,
+// LSM and iterator programs.
+absl::StatusOr<uint32_t> VmlinuxBtfTypeId(const std::string& name, uint32_t kind);
+}  // namespace detail
 
 }  // namespace tether
 

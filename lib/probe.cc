@@ -5,9 +5,13 @@
 #include <unistd.h>
 
 #include <linux/btf.h>
+#include <fcntl.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
 #include <map>
 #include <thread>
 #include <vector>
@@ -15,12 +19,14 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
 #include "tether/map.h"
 #include "tether/program.h"
-#include "vmlinux_btf_internal.h"
+#include "kernel_btf.h"
 
 namespace tether::probe {
 namespace {
@@ -50,6 +56,26 @@ const char* MapTypeSince(uint32_t type) {
   }
 }
 
+// The kernel version that brought each program type, for messages.
+const char* ProgramTypeSince(uint32_t type) {
+  switch (type) {
+    case BPF_PROG_TYPE_LIRC_MODE2: return "4.18 with CONFIG_BPF_LIRC_MODE2";
+    case BPF_PROG_TYPE_SK_REUSEPORT: return "4.19";
+    case BPF_PROG_TYPE_FLOW_DISSECTOR: return "4.20";
+    case BPF_PROG_TYPE_CGROUP_SYSCTL: return "5.2";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: return "5.2";
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return "5.3";
+    case BPF_PROG_TYPE_TRACING: return "5.5";
+    case BPF_PROG_TYPE_STRUCT_OPS: return "5.6";
+    case BPF_PROG_TYPE_EXT: return "5.6";
+    case BPF_PROG_TYPE_LSM: return "5.7 with CONFIG_BPF_LSM";
+    case BPF_PROG_TYPE_SK_LOOKUP: return "5.9";
+    case BPF_PROG_TYPE_SYSCALL: return "5.14";
+    case sys::uapi::kProgTypeNetfilter: return "6.4";
+    default: return "an earlier release";
+  }
+}
+
 // Smallest valid attributes for each map type.
 sys::MapCreateRequest MinimalMap(uint32_t type) {
   sys::MapCreateRequest r;
@@ -68,6 +94,9 @@ sys::MapCreateRequest MinimalMap(uint32_t type) {
       r.key_size = 0;
       r.value_size = 0;
       r.max_entries = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+      break;
+    case BPF_MAP_TYPE_STACK_TRACE:
+      r.value_size = 8;  // whole u64 frames
       break;
     case BPF_MAP_TYPE_LPM_TRIE:
       r.key_size = 8;
@@ -97,6 +126,18 @@ sys::MapCreateRequest MinimalMap(uint32_t type) {
   return r;
 }
 
+// Types the kernel refuses before verification without an expected
+// attach type, with the same EINVAL an unknown type gets: give them one.
+uint32_t ProbeAttachType(uint32_t prog_type) {
+  switch (prog_type) {
+    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR: return BPF_CGROUP_INET4_CONNECT;
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return BPF_CGROUP_GETSOCKOPT;
+    case BPF_PROG_TYPE_SK_LOOKUP: return BPF_SK_LOOKUP;
+    case sys::uapi::kProgTypeNetfilter: return sys::uapi::kAttachNetfilter;
+    default: return 0;
+  }
+}
+
 bool IsLocalStorage(uint32_t type) {
   return type == BPF_MAP_TYPE_SK_STORAGE || type == BPF_MAP_TYPE_INODE_STORAGE ||
          type == BPF_MAP_TYPE_TASK_STORAGE || type == sys::uapi::kMapTypeCgrpStorage;
@@ -120,6 +161,194 @@ std::vector<uint8_t> IntOnlyBtf() {
   memcpy(blob.data() + sizeof(hdr), types, sizeof(types));
   memcpy(blob.data() + sizeof(hdr) + sizeof(types), strings, sizeof(strings));
   return blob;
+}
+
+
+// Writes small BTF blobs, one type at a time, for the BTF probes.
+class BtfBlob {
+ public:
+  BtfBlob() { strings_.push_back('\0'); }
+
+  uint32_t Str(absl::string_view s) {
+    uint32_t off = static_cast<uint32_t>(strings_.size());
+    strings_.append(s.data(), s.size());
+    strings_.push_back('\0');
+    return off;
+  }
+
+  // One struct btf_type plus the words its kind appends; returns its id.
+  uint32_t Add(uint32_t name_off, uint32_t kind, uint32_t vlen, uint32_t size_or_type,
+               std::initializer_list<uint32_t> tail = {}) {
+    words_.push_back(name_off);
+    words_.push_back((kind << 24) | (vlen & 0xffff));
+    words_.push_back(size_or_type);
+    words_.insert(words_.end(), tail.begin(), tail.end());
+    return next_id_++;
+  }
+
+  uint32_t Int() { return Add(Str("int"), BTF_KIND_INT, 0, 4, {0x01000020}); }
+
+  std::vector<uint8_t> Bytes() const {
+    struct btf_header hdr = {};
+    hdr.magic = BTF_MAGIC;
+    hdr.version = BTF_VERSION;
+    hdr.hdr_len = sizeof(hdr);
+    hdr.type_off = 0;
+    hdr.type_len = static_cast<uint32_t>(words_.size() * sizeof(uint32_t));
+    hdr.str_off = hdr.type_len;
+    hdr.str_len = static_cast<uint32_t>(strings_.size());
+    std::vector<uint8_t> blob(sizeof(hdr) + hdr.type_len + hdr.str_len);
+    memcpy(blob.data(), &hdr, sizeof(hdr));
+    memcpy(blob.data() + sizeof(hdr), words_.data(), hdr.type_len);
+    memcpy(blob.data() + sizeof(hdr) + hdr.type_len, strings_.data(), hdr.str_len);
+    return blob;
+  }
+
+ private:
+  std::vector<uint32_t> words_;
+  std::string strings_;
+  uint32_t next_id_ = 1;
+};
+
+const char* BtfKindName(uint32_t kind) {
+  switch (kind) {
+    case BTF_KIND_INT: return "INT";
+    case BTF_KIND_PTR: return "PTR";
+    case BTF_KIND_ARRAY: return "ARRAY";
+    case BTF_KIND_STRUCT: return "STRUCT";
+    case BTF_KIND_UNION: return "UNION";
+    case BTF_KIND_ENUM: return "ENUM";
+    case BTF_KIND_FWD: return "FWD";
+    case BTF_KIND_TYPEDEF: return "TYPEDEF";
+    case BTF_KIND_VOLATILE: return "VOLATILE";
+    case BTF_KIND_CONST: return "CONST";
+    case BTF_KIND_RESTRICT: return "RESTRICT";
+    case BTF_KIND_FUNC: return "FUNC";
+    case BTF_KIND_FUNC_PROTO: return "FUNC_PROTO";
+    case BTF_KIND_VAR: return "VAR";
+    case BTF_KIND_DATASEC: return "DATASEC";
+    case BTF_KIND_FLOAT: return "FLOAT";
+    case BTF_KIND_DECL_TAG: return "DECL_TAG";
+    case BTF_KIND_TYPE_TAG: return "TYPE_TAG";
+    case BTF_KIND_ENUM64: return "ENUM64";
+    default: return nullptr;
+  }
+}
+
+const char* BtfKindSince(uint32_t kind) {
+  switch (kind) {
+    case BTF_KIND_FUNC:
+    case BTF_KIND_FUNC_PROTO: return "5.0";
+    case BTF_KIND_VAR:
+    case BTF_KIND_DATASEC: return "5.2";
+    case BTF_KIND_FLOAT: return "5.13";
+    case BTF_KIND_DECL_TAG: return "5.16";
+    case BTF_KIND_TYPE_TAG: return "5.17";
+    case BTF_KIND_ENUM64: return "6.0";
+    default: return "4.18";
+  }
+}
+
+// The smallest BTF that uses `kind` the way compilers emit it. The kernel
+// checks references, so each kind comes with the types it points at.
+std::vector<uint8_t> BtfUsingKind(uint32_t kind) {
+  BtfBlob b;
+  uint32_t i = b.Int();
+  switch (kind) {
+    case BTF_KIND_INT:
+      break;
+    case BTF_KIND_PTR:
+      b.Add(0, BTF_KIND_PTR, 0, i);
+      break;
+    case BTF_KIND_ARRAY:
+      b.Add(0, BTF_KIND_ARRAY, 0, 0, {i, i, 2});
+      break;
+    case BTF_KIND_STRUCT:
+    case BTF_KIND_UNION:
+      b.Add(b.Str("s"), kind, 1, 4, {b.Str("a"), i, 0});
+      break;
+    case BTF_KIND_ENUM:
+      b.Add(b.Str("e"), BTF_KIND_ENUM, 1, 4, {b.Str("A"), 1});
+      break;
+    case BTF_KIND_FWD:
+      b.Add(b.Str("f"), BTF_KIND_FWD, 0, 0);
+      break;
+    case BTF_KIND_TYPEDEF:
+      b.Add(b.Str("t"), BTF_KIND_TYPEDEF, 0, i);
+      break;
+    case BTF_KIND_VOLATILE:
+    case BTF_KIND_CONST:
+      b.Add(0, kind, 0, i);
+      break;
+    case BTF_KIND_RESTRICT:  // only meaningful on a pointer
+      b.Add(0, BTF_KIND_RESTRICT, 0, b.Add(0, BTF_KIND_PTR, 0, i));
+      break;
+    case BTF_KIND_FUNC_PROTO:
+      b.Add(0, BTF_KIND_FUNC_PROTO, 1, i, {0, i});
+      break;
+    case BTF_KIND_FUNC:
+      b.Add(b.Str("f"), BTF_KIND_FUNC, BTF_FUNC_STATIC, b.Add(0, BTF_KIND_FUNC_PROTO, 0, i));
+      break;
+    case BTF_KIND_VAR:
+      b.Add(b.Str("v"), BTF_KIND_VAR, 0, i, {BTF_VAR_GLOBAL_ALLOCATED});
+      break;
+    case BTF_KIND_DATASEC: {
+      uint32_t v = b.Add(b.Str("v"), BTF_KIND_VAR, 0, i, {BTF_VAR_GLOBAL_ALLOCATED});
+      b.Add(b.Str(".data"), BTF_KIND_DATASEC, 1, 4, {v, 0, 4});
+      break;
+    }
+    case BTF_KIND_FLOAT:
+      b.Add(b.Str("float"), BTF_KIND_FLOAT, 0, 4);
+      break;
+    case BTF_KIND_DECL_TAG: {
+      uint32_t st = b.Add(b.Str("s"), BTF_KIND_STRUCT, 1, 4, {b.Str("a"), i, 0});
+      b.Add(b.Str("tag"), BTF_KIND_DECL_TAG, 0, st, {0xffffffffu});  // on the struct itself
+      break;
+    }
+    case BTF_KIND_TYPE_TAG:  // kernels accept type tags only under a pointer
+      b.Add(0, BTF_KIND_PTR, 0, b.Add(b.Str("tag"), BTF_KIND_TYPE_TAG, 0, i));
+      break;
+    case BTF_KIND_ENUM64:
+      b.Add(b.Str("e"), BTF_KIND_ENUM64, 1, 8, {b.Str("A"), 1, 1});
+      break;
+  }
+  return b.Bytes();
+}
+
+// The line of a BTF/verifier log that says why the kernel refused.
+std::string LastLogLine(const absl::Status& st) {
+  absl::string_view msg = st.message();
+  while (!msg.empty() && msg.back() == '\n') msg.remove_suffix(1);
+  size_t nl = msg.rfind('\n');
+  return std::string(nl == absl::string_view::npos ? msg : msg.substr(nl + 1));
+}
+
+// CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON: what tracing programs need.
+// A refusal without them says nothing about the kernel.
+bool MayLoadTracing() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    uint64_t caps = 0;
+    if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &caps)) return false;
+    auto has = [caps](int cap) { return (caps >> cap) & 1; };
+    return has(21) || (has(39) && has(38));
+  }
+  return false;
+}
+
+struct VmlinuxType {
+  uint32_t id = 0;
+  uint32_t size_or_type = 0;
+};
+
+// The type of `kind` named `name` in the kernel's own BTF (shared cache).
+absl::StatusOr<VmlinuxType> FindVmlinuxType(absl::string_view name, uint32_t want_kind) {
+  auto id = detail::VmlinuxBtfTypeId(std::string(name), want_kind);
+  if (!id.ok()) return id.status();
+  auto btf = KernelBtf();
+  return VmlinuxType{*id, (*btf)->TypeById(*id)->size_or_type};
 }
 
 }  // namespace
@@ -163,14 +392,28 @@ absl::Status HaveMapType(uint32_t type) {
       auto fd = sys::MapCreate(req);
       return fd.ok() ? absl::OkStatus() : fd.status();
     }
+    if (type == BPF_MAP_TYPE_STRUCT_OPS) {
+      // The value is a kernel struct that vmlinux BTF names; TCP congestion
+      // control has been one since the map type exists.
+      auto value = FindVmlinuxType("bpf_struct_ops_tcp_congestion_ops", BTF_KIND_STRUCT);
+      if (value.ok()) {
+        req.value_size = value->size_or_type;
+        req.btf_vmlinux_value_type_id = value->id;
+      }
+    }
     sys::Fd btf;
-    if (IsLocalStorage(type)) {
+    // Storage maps name their key and value in program BTF; struct_ops
+    // maps must come with some program BTF even though their value is
+    // described by the kernel's.
+    if (IsLocalStorage(type) || type == BPF_MAP_TYPE_STRUCT_OPS) {
       auto loaded = sys::BtfLoad(IntOnlyBtf());
       if (!loaded.ok()) return loaded.status();
       btf = std::move(loaded->fd);
       req.btf_fd = btf.get();
-      req.btf_key_type_id = 1;
-      req.btf_value_type_id = 1;
+      if (type != BPF_MAP_TYPE_STRUCT_OPS) {
+        req.btf_key_type_id = 1;
+        req.btf_value_type_id = 1;
+      }
     }
     auto fd = sys::MapCreate(req);
     if (fd.ok()) return absl::OkStatus();
@@ -202,6 +445,7 @@ absl::Status HaveProgramType(uint32_t type) {
     req.insns = prog;
     req.name = "probe";
     req.log_level = 0;
+    req.expected_attach_type = ProbeAttachType(type);
     auto res = sys::ProgLoad(req);
     if (res.ok()) return absl::OkStatus();
     int err = sys::StatusErrno(res.status());
@@ -215,9 +459,21 @@ absl::Status HaveProgramType(uint32_t type) {
                    res.status().message().find("verifier log") == absl::string_view::npos;
     if (unknown) {
       return absl::UnimplementedError(absl::StrFormat(
-          "program type %s is not supported by kernel %s", ProgramTypeName(type), KernelRelease()));
+          "program type %s is not supported by kernel %s (it needs %s)", ProgramTypeName(type),
+          KernelRelease(), ProgramTypeSince(type)));
     }
-    if (err == EPERM) return res.status();
+    if (err == EPERM) {
+      // These types run on trampolines. With the privilege they need, EPERM
+      // is the kernel refusing them, as some hardened kernels do.
+      bool trampoline = type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM ||
+                        type == BPF_PROG_TYPE_TRACING;
+      if (trampoline && MayLoadTracing()) {
+        return absl::UnimplementedError(absl::StrFormat(
+            "kernel %s refuses %s programs (EPERM with CAP_SYS_ADMIN): they need BPF trampolines",
+            KernelRelease(), ProgramTypeName(type)));
+      }
+      return res.status();
+    }
     return absl::OkStatus();
   });
 }
@@ -437,19 +693,18 @@ absl::Status ProbeLink(LinkKind kind) {
       if (err == EINVAL || err == EOPNOTSUPP || err == 524) return Missing(kind);
       return link.status();
     }
+    case LinkKind::kTrampoline: {
+      absl::Status st = HaveTrampolines();
+      if (st.code() == absl::StatusCode::kUnimplemented) return Missing(kind, st.message());
+      return st;
+    }
     case LinkKind::kTpBtf:
-    case LinkKind::kTrampoline:
     case LinkKind::kIter: {
       absl::Status btf = HaveVmlinuxBtf();
       if (!btf.ok()) return Missing(kind, btf.message());
-      uint32_t attach = kind == LinkKind::kTpBtf       ? BPF_TRACE_RAW_TP
-                        : kind == LinkKind::kTrampoline ? BPF_TRACE_FENTRY
-                                                        : BPF_TRACE_ITER;
-      // bpf_fentry_test1 exists for BPF_PROG_TEST_RUN of fentry programs.
+      uint32_t attach = kind == LinkKind::kTpBtf ? BPF_TRACE_RAW_TP : BPF_TRACE_ITER;
       auto id = kind == LinkKind::kTpBtf
                     ? detail::VmlinuxBtfTypeId("btf_trace_sys_enter", BTF_KIND_TYPEDEF)
-                : kind == LinkKind::kTrampoline
-                    ? detail::VmlinuxBtfTypeId("bpf_fentry_test1", BTF_KIND_FUNC)
                     : detail::VmlinuxBtfTypeId("bpf_iter_bpf_map", BTF_KIND_FUNC);
       if (!id.ok()) return Missing(kind, id.status().message());
       auto prog = MinimalProgram(BPF_PROG_TYPE_TRACING, attach, *id);
@@ -515,6 +770,184 @@ const char* LinkKindSince(LinkKind kind) {
 
 absl::Status HaveLinkKind(LinkKind kind) {
   return Cached(absl::StrCat("link:", LinkKindName(kind)), [kind] { return ProbeLink(kind); });
+}
+
+absl::Status HaveBtfKind(uint32_t kind) {
+  const char* name = BtfKindName(kind);
+  if (name == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat("BTF kind %u is not one tether knows", kind));
+  }
+  return Cached(absl::StrCat("btf_kind:", name), [kind, name]() -> absl::Status {
+    auto loaded = sys::BtfLoad(BtfUsingKind(kind));
+    if (loaded.ok()) return absl::OkStatus();
+    int err = sys::StatusErrno(loaded.status());
+    if (err != EINVAL && err != E2BIG) return loaded.status();
+    return absl::UnimplementedError(absl::StrFormat(
+        "BTF kind %s is not accepted by kernel %s (it needs %s): %s", name, KernelRelease(),
+        BtfKindSince(kind), LastLogLine(loaded.status())));
+  });
+}
+
+absl::Status HaveBtfFuncLinkage(uint32_t linkage) {
+  static constexpr const char* kNames[] = {"static", "global", "extern"};
+  if (linkage > BTF_FUNC_EXTERN) {
+    return absl::InvalidArgumentError(absl::StrFormat("BTF func linkage %u is unknown", linkage));
+  }
+  return Cached(absl::StrCat("btf_func_linkage:", kNames[linkage]), [linkage]() -> absl::Status {
+    BtfBlob b;
+    uint32_t i = b.Int();
+    b.Add(b.Str("f"), BTF_KIND_FUNC, linkage, b.Add(0, BTF_KIND_FUNC_PROTO, 0, i));
+    auto loaded = sys::BtfLoad(b.Bytes());
+    if (loaded.ok()) return absl::OkStatus();
+    int err = sys::StatusErrno(loaded.status());
+    if (err != EINVAL) return loaded.status();
+    const char* since = linkage == BTF_FUNC_GLOBAL ? "5.6"
+                        : linkage == BTF_FUNC_STATIC ? "5.0"
+                                                     : "no release: loaders must rewrite it";
+    return absl::UnimplementedError(absl::StrFormat(
+        "BTF func linkage %s is not accepted by kernel %s (%s): %s", kNames[linkage],
+        KernelRelease(), since, LastLogLine(loaded.status())));
+  });
+}
+
+absl::Status HaveLogTrueSize() {
+  return Cached("log_true_size", []() -> absl::Status {
+    bpf_insn prog[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+    std::vector<char> log(4096);
+    sys::uapi::AttrBuffer buf;
+    memset(&buf, 0, sizeof(buf));
+    buf.attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    buf.attr.insn_cnt = 2;
+    buf.attr.insns = reinterpret_cast<uintptr_t>(prog);
+    buf.attr.license = reinterpret_cast<uintptr_t>("GPL");
+    buf.attr.log_level = 1;
+    buf.attr.log_buf = reinterpret_cast<uintptr_t>(log.data());
+    buf.attr.log_size = static_cast<uint32_t>(log.size());
+    // Older kernels take the zeroed field (it is past their last one) and
+    // ignore it; newer ones fill it. So the answer is in the value.
+    unsigned size = sys::uapi::kProgLoadLogTrueSizeOffset + sizeof(uint32_t);
+    long ret = sys::Bpf(BPF_PROG_LOAD, &buf.attr, size);
+    if (ret < 0) return sys::ErrnoStatus(static_cast<int>(-ret), "log_true_size probe", "BPF_PROG_LOAD");
+    sys::Fd fd(static_cast<int>(ret));
+    uint32_t true_size = 0;
+    memcpy(&true_size, buf.bytes + sys::uapi::kProgLoadLogTrueSizeOffset, sizeof(true_size));
+    if (true_size > 0) return absl::OkStatus();
+    return absl::UnimplementedError(absl::StrFormat(
+        "kernel %s does not report the verifier log's true size (log_true_size in "
+        "BPF_PROG_LOAD needs 6.4): a short log buffer is grown by guessing",
+        KernelRelease()));
+  });
+}
+
+absl::Status HaveTokens() {
+  return Cached("tokens", []() -> absl::Status {
+    // fd -1 is never a bpffs: a kernel that knows the command says EBADF,
+    // one that does not rejects the command itself with EINVAL.
+    sys::uapi::AttrBuffer buf;
+    memset(&buf, 0, sizeof(buf));
+    uint32_t words[2] = {0, static_cast<uint32_t>(-1)};  // flags, bpffs_fd
+    memcpy(buf.bytes, words, sizeof(words));
+    long ret = sys::Bpf(sys::uapi::kCmdTokenCreate, &buf.attr, sys::uapi::kTokenCreateSize);
+    if (ret >= 0) {
+      sys::Fd fd(static_cast<int>(ret));
+      return absl::OkStatus();
+    }
+    int err = static_cast<int>(-ret);
+    if (err == EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "BPF tokens (BPF_TOKEN_CREATE, BPF_F_TOKEN_FD) are not supported by kernel %s (they "
+          "need 6.9)",
+          KernelRelease()));
+    }
+    if (err == EPERM) return sys::ErrnoStatus(err, "token probe", "BPF_TOKEN_CREATE");
+    return absl::OkStatus();
+  });
+}
+
+absl::Status HaveTrampolines() {
+  return Cached("trampolines", []() -> absl::Status {
+    absl::Status btf = HaveVmlinuxBtf();
+    if (!btf.ok()) {
+      return absl::UnimplementedError(absl::StrCat(
+          "trampolines need the kernel's BTF to name their target: ", btf.message()));
+    }
+    absl::Status tracing = HaveProgramType(BPF_PROG_TYPE_TRACING);
+    if (!tracing.ok()) return tracing;
+    // bpf_fentry_test1 exists for exactly this (BPF_PROG_TEST_RUN calls it).
+    auto target = FindVmlinuxType("bpf_fentry_test1", BTF_KIND_FUNC);
+    if (!target.ok()) return target.status();
+    bpf_insn prog[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+    sys::ProgLoadRequest req;
+    req.type = BPF_PROG_TYPE_TRACING;
+    req.expected_attach_type = BPF_TRACE_FENTRY;
+    req.attach_btf_id = target->id;
+    req.insns = prog;
+    req.name = "probe_fentry";
+    auto loaded = sys::ProgLoad(req);
+    absl::Status st = loaded.status();
+    const char* step = "load";
+    if (loaded.ok()) {
+      // The trampoline itself is built at attach time.
+      auto link = sys::RawTracepointOpen(nullptr, loaded->fd.get());
+      if (link.ok()) return absl::OkStatus();
+      st = link.status();
+      step = "attach";
+    }
+    int err = sys::StatusErrno(st);
+    if ((err == EPERM || err == EACCES) && MayLoadTracing()) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s refuses BPF trampolines (fentry, fexit, freplace, lsm): an fentry program "
+          "on bpf_fentry_test1 fails to %s with %s although this process holds CAP_SYS_ADMIN "
+          "(a lockdown or hardening policy, or no ftrace direct calls)",
+          KernelRelease(), step, sys::ErrnoName(err)));
+    }
+    if (err == 524 || err == EOPNOTSUPP || err == ENODEV) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s cannot build BPF trampolines (%s at %s): it needs 5.5 on x86-64 with "
+          "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",
+          KernelRelease(), sys::ErrnoName(err), step));
+    }
+    return st;
+  });
+}
+
+absl::Status HaveBatchOps() {
+  return Cached("batch_ops", []() -> absl::Status {
+    auto map = sys::MapCreate(MinimalMap(BPF_MAP_TYPE_HASH));
+    if (!map.ok()) return map.status();
+    uint32_t out_batch = 0, keys = 0, values = 0, count = 1;
+    sys::BatchArgs args;
+    args.out_batch = &out_batch;
+    args.keys = &keys;
+    args.values = &values;
+    args.count = &count;
+    // An empty map has nothing to give: ENOENT from a kernel that knows
+    // the command, EINVAL for the command from one that does not.
+    int ret = sys::MapLookupBatch(map->get(), args);
+    if (ret == 0 || ret == -ENOENT) return absl::OkStatus();
+    if (ret == -EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "batch map operations are not supported by kernel %s (they need 5.6)", KernelRelease()));
+    }
+    return sys::ErrnoStatus(-ret, "batch probe", "BPF_MAP_LOOKUP_BATCH");
+  });
+}
+
+void ProbeAll() {
+  for (uint32_t t = 1; t <= sys::uapi::kMapTypeArena; ++t) {
+    if (absl::string_view(MapTypeName(t)) != "unknown") (void)HaveMapType(t);
+  }
+  for (uint32_t t = 1; t <= sys::uapi::kProgTypeNetfilter; ++t) {
+    if (absl::string_view(ProgramTypeName(t)) != "unknown") (void)HaveProgramType(t);
+  }
+  for (uint32_t k = BTF_KIND_INT; k <= BTF_KIND_ENUM64; ++k) (void)HaveBtfKind(k);
+  for (uint32_t l = BTF_FUNC_STATIC; l <= BTF_FUNC_EXTERN; ++l) (void)HaveBtfFuncLinkage(l);
+  (void)HaveKprobes();
+  (void)HaveVmlinuxBtf();
+  (void)HaveLogTrueSize();
+  (void)HaveTokens();
+  (void)HaveTrampolines();
+  (void)HaveBatchOps();
 }
 
 }  // namespace tether::probe

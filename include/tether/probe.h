@@ -49,10 +49,27 @@ const char* LinkKindSince(LinkKind kind);
 // Whether the running kernel can make links of `kind`. Unimplemented
 // names the feature and the version that brought it.
 absl::Status HaveLinkKind(LinkKind kind);
-// Whether the kernel loads and attaches trampoline programs (fentry, fexit,
-// fmod_ret, freplace, lsm). Some kernels (lockdown, or architectures or
-// configs without trampolines) refuse them at load: Unimplemented then.
-inline absl::Status HaveTrampolines() { return HaveLinkKind(LinkKind::kTrampoline); }
+// Whether the kernel's BTF loader accepts a type of `kind` (BTF_KIND_*):
+// FLOAT 5.13, DECL_TAG 5.16, TYPE_TAG 5.17, ENUM64 6.0. Object loaders ask
+// this before handing the kernel BTF that clang wrote for a newer one.
+absl::Status HaveBtfKind(uint32_t kind);
+// Whether BTF_KIND_FUNC accepts `linkage` (BTF_FUNC_STATIC, _GLOBAL 5.6,
+// _EXTERN, which kernels refuse in program BTF).
+absl::Status HaveBtfFuncLinkage(uint32_t linkage);
+// BPF_PROG_LOAD reports the size the whole verifier log needs (6.4).
+absl::Status HaveLogTrueSize();
+// BPF tokens: BPF_TOKEN_CREATE and BPF_F_TOKEN_FD (6.9).
+absl::Status HaveTokens();
+// BPF trampolines: an fentry program loads against a kernel function and
+// attaches (5.5, x86-64 with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS). The
+// same machinery backs fexit, freplace and BPF LSM programs.
+absl::Status HaveTrampolines();
+// BPF_MAP_*_BATCH commands (5.6).
+absl::Status HaveBatchOps();
+
+// Runs every probe above with the arguments that the tests and docs care
+// about, so that Report() lists them all.
+void ProbeAll();
 
 // Runs `probe` once per process under `name` and caches its result. Probes
 // defined elsewhere (links, BTF kinds) register through this.

@@ -310,22 +310,33 @@ std::string LogTail(absl::string_view log, size_t max_bytes = 4096) {
   return absl::StrCat("...\n", tail);
 }
 
+// One BPF_PROG_LOAD. With a log, the attr reaches up to log_true_size:
+// kernels since 6.4 report there how large the whole log is, and older
+// ones accept the zeroed field and leave it 0, which tells them apart
+// without a probe. Without a log, the attr stops at fd_array as before.
 long LoadOnce(const ProgLoadRequest& req, const std::string& license, uint32_t log_level,
-              std::vector<char>* log) {
-  union bpf_attr attr;
+              std::vector<char>* log, uint32_t* log_true_size) {
+  uapi::AttrBuffer buf;
+  memset(&buf, 0, sizeof(buf));
+  union bpf_attr& attr = buf.attr;
   FillProgLoad(req, &attr);
   attr.license = Ptr(license.c_str());
+  unsigned size = TETHER_ATTR_SIZE(fd_array);
   if (log_level > 0) {
     attr.log_level = log_level;
     attr.log_buf = Ptr(log->data());
     attr.log_size = static_cast<uint32_t>(log->size());
     (*log)[0] = '\0';
+    size = uapi::kProgLoadLogTrueSizeOffset + sizeof(uint32_t);
   }
   long ret;
   int tries = 0;
   do {
-    ret = Bpf(BPF_PROG_LOAD, &attr, TETHER_ATTR_SIZE(fd_array));
+    ret = Bpf(BPF_PROG_LOAD, &attr, size);
   } while (ret == -EAGAIN && ++tries < kProgLoadEagainRetries);
+  if (log_true_size) {
+    memcpy(log_true_size, buf.bytes + uapi::kProgLoadLogTrueSizeOffset, sizeof(uint32_t));
+  }
   return ret;
 }
 
@@ -339,7 +350,7 @@ absl::StatusOr<ProgLoadResult> ProgLoad(const ProgLoadRequest& req) {
   long ret;
   if (level == 0) {
     // The fast path: most loads succeed, and a log costs the verifier time.
-    ret = LoadOnce(req, license, 0, &log);
+    ret = LoadOnce(req, license, 0, &log, nullptr);
     if (ret >= 0) {
       auto fd = AdoptNewFd(ret, "BPF_PROG_LOAD");
       if (!fd.ok()) return fd.status();
@@ -356,12 +367,13 @@ absl::StatusOr<ProgLoadResult> ProgLoad(const ProgLoadRequest& req) {
   }
   for (;;) {
     log.assign(log_size, '\0');
-    ret = LoadOnce(req, license, level, &log);
-    if (ret == -ENOSPC && log_size < req.log_size_cap) {
-      log_size = std::min<size_t>(log_size * 4, req.log_size_cap);
-      continue;
-    }
-    break;
+    uint32_t true_size = 0;
+    ret = LoadOnce(req, license, level, &log, &true_size);
+    if (ret != -ENOSPC || log_size >= req.log_size_cap) break;
+    // The kernel said how much it needs (6.4+): one more try fits the log.
+    // Before 6.4 it cannot say, so the buffer grows until the log fits.
+    size_t wanted = true_size > log_size ? true_size : log_size * 4;
+    log_size = std::min<size_t>(wanted, req.log_size_cap);
   }
   std::string log_text(log.data(), strnlen(log.data(), log.size()));
   if (ret < 0) {

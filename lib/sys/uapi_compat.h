@@ -6,6 +6,8 @@
 
 #include <linux/bpf.h>
 
+#include <cstddef>
+
 namespace tether::sys::uapi {
 
 // enum bpf_map_type
@@ -37,6 +39,35 @@ inline constexpr unsigned kLinkTypeUprobeMulti = 12; // 6.6
 inline constexpr unsigned kLinkTypeNetkit = 13;
 
 // BTF kinds the 6.1 header may lack are defined in btf code itself.
+
+// enum bpf_cmd
+inline constexpr int kCmdTokenCreate = 36;  // BPF_TOKEN_CREATE, 6.9
+static_assert(BPF_PROG_BIND_MAP + 1 == kCmdTokenCreate, "BPF_TOKEN_CREATE follows BPF_PROG_BIND_MAP");
+
+// map_flags / prog_flags / btf_flags: the attr carries a token fd (6.9).
+inline constexpr unsigned kFlagTokenFd = 1u << 16;
+
+// Fields that later kernels appended to the BPF_PROG_LOAD part of union
+// bpf_attr, after core_relo_rec_size (the last one bookworm's header has).
+// They are reached by offset in an AttrBuffer, because the 6.1 union may
+// end before them.
+//   __u32 log_true_size;  (6.4) out: bytes the whole log needs, with its NUL
+//   __s32 prog_token_fd;  (6.9) with kFlagTokenFd in prog_flags
+inline constexpr unsigned kProgLoadLogTrueSizeOffset =
+    offsetof(union bpf_attr, core_relo_rec_size) + sizeof(__u32);
+inline constexpr unsigned kProgLoadTokenFdOffset = kProgLoadLogTrueSizeOffset + sizeof(__u32);
+
+// struct token_create (6.9): { __u32 flags; __u32 bpffs_fd; } at offset 0.
+inline constexpr unsigned kTokenCreateSize = 2 * sizeof(__u32);
+
+// union bpf_attr with room for what newer kernels appended. The kernel
+// reads only the size we pass, so the extra bytes cost nothing; they keep
+// stores to appended fields inside our own object.
+union AttrBuffer {
+  union bpf_attr attr;
+  unsigned char bytes[256];
+};
+static_assert(sizeof(AttrBuffer) >= kProgLoadTokenFdOffset + sizeof(__s32));
 
 }  // namespace tether::sys::uapi
 

@@ -3,7 +3,8 @@
 # root: installs what is missing, builds, and runs the demo or the tests.
 #
 #   bash scripts/run.sh demo    # the tail-call trap, caught (README command 1)
-#   bash scripts/run.sh test    # the whole suite on the live kernel (command 2)
+#   bash scripts/run.sh test    # the whole suite on this kernel, then on Debian's 6.1 in qemu (command 2)
+#   bash scripts/run.sh test-host  # the suite on this kernel only (quick)
 #   bash scripts/run.sh bench   # benchmarks (release build) -> docs/benchmarks.md
 #   bash scripts/run.sh deps    # only install the packages
 set -euo pipefail
@@ -62,6 +63,10 @@ case "${1:-}" in
     "$BUILD/tools/tether-demo" "$BUILD/demo-out" ;;
   test)
     need_root; install_deps; mount_bpffs; build
+    # Host kernel first, then the 6.1 VM; prints a test x kernel matrix.
+    bash test/vm/ci-vm.sh "$BUILD" ;;
+  test-host)
+    need_root; install_deps; mount_bpffs; build
     meson test -C "$BUILD" --print-errorlogs --no-rebuild ;;
   bench)
     need_root; install_deps; mount_bpffs
@@ -72,6 +77,6 @@ case "${1:-}" in
     ninja -C "$REL"
     python3 bench/report.py --build "$REL" ;;
   *)
-    echo "usage: bash scripts/run.sh demo|test|bench|deps" >&2
+    echo "usage: bash scripts/run.sh demo|test|test-host|bench|deps" >&2
     exit 2 ;;
 esac

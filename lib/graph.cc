@@ -159,7 +159,7 @@ class Locked {
   // An array with a user reference keeps its entries: a handle, a kept fd,
   // or a pin.
   bool ArrayHasUserRef(const NodeData& n) const {
-    return n.node.handles > 0 || n.kept_fd >= 0 || Pinned(n);
+    return n.node.handles > 0 || !n.node.holders.empty() || n.kept_fd >= 0 || Pinned(n);
   }
 
   // Whether something keeps `ref` alive, not counting entries of
@@ -168,7 +168,9 @@ class Locked {
     if (!seen->insert(ref).second) return false;
     const NodeData* n = Find(ref);
     if (!n) return false;
-    if (n->node.handles > 0 || n->kept_fd >= 0 || !n->node.legacy_hooks.empty()) return true;
+    if (n->node.handles > 0 || !n->node.holders.empty() || n->kept_fd >= 0 ||
+        !n->node.legacy_hooks.empty())
+      return true;
     for (const Edge& e : n->in) {
       switch (e.kind) {
         case EdgeKind::kPinHolds:
@@ -376,6 +378,8 @@ class Locked {
     if (n->node.handles > 0)
       lines->push_back(absl::StrFormat("%s%u tether handle object(s) in this process (pid %d)",
                                        indent, n->node.handles, getpid()));
+    for (const std::string& holder : n->node.holders)
+      lines->push_back(absl::StrCat(indent, "an open fd in ", holder));
     if (n->kept_fd >= 0)
       lines->push_back(absl::StrCat(indent, "kept alive by tether's KeepAlive policy (fd ",
                                     n->kept_fd, ") until ReleaseKept() or exit"));
@@ -600,6 +604,22 @@ ObjectGraph& graph() {
 
 ObjectGraph::ObjectGraph(detail::GraphState* state) : state_(state) {}
 
+void detail::PopulateGraph(ObjectGraph& graph, const std::vector<GraphNode>& nodes,
+                           const std::vector<GraphEdge>& edges) {
+  GraphState& s = *graph.state_;
+  absl::MutexLock lock(&s.mu);
+  Locked g(s);
+  for (const GraphNode& n : nodes) g.Ensure(n.ref).node = n;
+  for (const GraphEdge& e : edges) {
+    g.AddEdge(e.from, e.to, e.kind, e.slot);
+    const NodeData* to = g.Find(e.to);
+    if (e.kind == EdgeKind::kTailCall ||
+        (e.kind == EdgeKind::kUsesMap && to && IsProgArrayType(to->node.type))) {
+      g.FindCycles(e.from, e.to);
+    }
+  }
+}
+
 std::unique_ptr<ObjectGraph> detail::NewStandaloneGraph() {
   // Owns its state; used for snapshots of the whole system.
   struct Owning : ObjectGraph {
@@ -767,6 +787,7 @@ std::string ObjectGraph::ToText() const {
     if (n.kept_alive) flags.push_back("kept alive");
     if (n.cleared_by_kernel) flags.push_back("cleared by the kernel");
     for (const auto& h : n.legacy_hooks) flags.push_back(absl::StrCat("legacy hook: ", h));
+    for (const auto& h : n.holders) flags.push_back(absl::StrCat("fd in ", h));
     std::string type;
     if (n.ref.kind == NodeKind::kMap) type = MapTypeName(n.type);
     if (n.ref.kind == NodeKind::kProgram) type = ProgramTypeName(n.type);
@@ -779,6 +800,7 @@ std::string ObjectGraph::ToText() const {
                              : "";
       absl::StrAppend(&out, "  ", EdgeKindName(e.kind), " ", slot, "-> ", g.Label(e.to), "\n");
     }
+    for (const auto& note : n.notes) absl::StrAppend(&out, "  !! ", note, "\n");
   }
   for (const Cycle& c : cycles) absl::StrAppend(&out, "cycle: ", c.ToString(), "\n");
   return out;
@@ -816,10 +838,10 @@ std::string ObjectGraph::ToDot() const {
     }
     if (n.handles) absl::StrAppend(&label, "\n", n.handles, " handle(s)");
     if (n.kept_alive) absl::StrAppend(&label, "\nkept alive");
-    if (n.cleared_by_kernel) {
-      absl::StrAppend(&label, "\ncleared by kernel");
-      extra = ", color=red, fontcolor=red";
-    }
+    if (!n.holders.empty()) absl::StrAppend(&label, "\n", n.holders.size(), " fd holder(s)");
+    if (n.cleared_by_kernel) absl::StrAppend(&label, "\ncleared by kernel");
+    for (const auto& note : n.notes) absl::StrAppend(&label, "\n!! ", note);
+    if (n.cleared_by_kernel || !n.notes.empty()) extra = ", color=red, fontcolor=red";
     if (in_cycle.contains(n.ref)) extra += ", penwidth=2";
     absl::StrAppend(&out, "  \"", NodeKey(n.ref), "\" [shape=", shape, ", label=\"",
                     JsonEscape(label), "\"", extra, "];\n");
@@ -846,14 +868,18 @@ std::string ObjectGraph::ToJson() const {
     std::string type;
     if (n.ref.kind == NodeKind::kMap) type = MapTypeName(n.type);
     if (n.ref.kind == NodeKind::kProgram) type = ProgramTypeName(n.type);
-    std::vector<std::string> hooks;
-    for (const auto& h : n.legacy_hooks) hooks.push_back(absl::StrCat("\"", JsonEscape(h), "\""));
+    auto json_list = [](const std::vector<std::string>& items) {
+      std::vector<std::string> quoted;
+      for (const auto& h : items) quoted.push_back(absl::StrCat("\"", JsonEscape(h), "\""));
+      return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
+    };
     absl::StrAppend(&out, i ? "," : "", "\n    {\"key\": \"", NodeKey(n.ref), "\", \"kind\": \"",
                     NodeKindName(n.ref.kind), "\", \"id\": ", n.ref.id, ", \"name\": \"",
                     JsonEscape(n.name), "\", \"type\": \"", type, "\", \"handles\": ", n.handles,
                     ", \"kept_alive\": ", n.kept_alive ? "true" : "false",
                     ", \"cleared_by_kernel\": ", n.cleared_by_kernel ? "true" : "false",
-                    ", \"legacy_hooks\": [", absl::StrJoin(hooks, ", "), "]}");
+                    ", \"legacy_hooks\": ", json_list(n.legacy_hooks),
+                    ", \"holders\": ", json_list(n.holders), ", \"notes\": ", json_list(n.notes), "}");
   }
   out += "\n  ],\n  \"edges\": [";
   for (size_t i = 0; i < edges.size(); ++i) {

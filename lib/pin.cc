@@ -169,6 +169,12 @@ absl::StatusOr<PinnedObjects> LoadPinDirectory(const std::string& dir, bool recu
 namespace detail {
 
 absl::Status PinFdAt(int fd, const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.find('.') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pin path ", path, ": bpffs refuses names that contain '.' (", base, ")"));
+  }
   absl::Status on_fs = CheckOnBpffs(path);
   if (!on_fs.ok()) return on_fs;
   // Create missing parents; they are inside bpffs, since the nearest

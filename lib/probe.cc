@@ -933,6 +933,31 @@ absl::Status HaveBatchOps() {
   });
 }
 
+absl::Status HaveModifyReturn() {
+  return Cached("modify_return", []() -> absl::Status {
+    absl::Status tramp = HaveTrampolines();
+    if (!tramp.ok()) return tramp;
+    auto target = FindVmlinuxType("bpf_modify_return_test", BTF_KIND_FUNC);
+    if (!target.ok()) return absl::UnimplementedError(absl::StrCat("fmod_ret: ", target.status().message()));
+    bpf_insn prog[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+    sys::ProgLoadRequest req;
+    req.type = BPF_PROG_TYPE_TRACING;
+    req.expected_attach_type = BPF_MODIFY_RETURN;
+    req.attach_btf_id = target->id;
+    req.insns = prog;
+    req.name = "probe_fmod_ret";
+    auto loaded = sys::ProgLoad(req);
+    if (loaded.ok()) return absl::OkStatus();
+    if (loaded.status().message().find("is not modifiable") != absl::string_view::npos) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s does not let fmod_ret programs change bpf_modify_return_test's return "
+          "(\"not modifiable\": it needs CONFIG_FUNCTION_ERROR_INJECTION)",
+          KernelRelease()));
+    }
+    return loaded.status();
+  });
+}
+
 void ProbeAll() {
   for (uint32_t t = 1; t <= sys::uapi::kMapTypeArena; ++t) {
     if (absl::string_view(MapTypeName(t)) != "unknown") (void)HaveMapType(t);
@@ -948,6 +973,7 @@ void ProbeAll() {
   (void)HaveTokens();
   (void)HaveTrampolines();
   (void)HaveBatchOps();
+  (void)HaveModifyReturn();
 }
 
 }  // namespace tether::probe

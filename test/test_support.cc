@@ -105,10 +105,16 @@ TempPinDir::~TempPinDir() {
 #include "test_programs.h"
 
 namespace tether::testing {
-bool KernelHasMap(uint32_t id) {
-  return sys::GetFdById(sys::ObjectKind::kMap, id).ok();
+// Walks ids instead of opening the object: an fd by id is a user
+// reference, and closing it on an orphaned program array queues the
+// kernel's clearing work again. If that work is still pending, the kernel
+// (6.18 here) leaks the map reference it took for it, and the array is
+// never freed.
+bool KernelHasId(sys::ObjectKind kind, uint32_t id) {
+  uint32_t cur = id - 1;
+  uint32_t next = 0;
+  return id > 0 && sys::GetNextId(kind, cur, &next) == 0 && next == id;
 }
-bool KernelHasProgram(uint32_t id) {
-  return sys::GetFdById(sys::ObjectKind::kProgram, id).ok();
-}
+bool KernelHasMap(uint32_t id) { return KernelHasId(sys::ObjectKind::kMap, id); }
+bool KernelHasProgram(uint32_t id) { return KernelHasId(sys::ObjectKind::kProgram, id); }
 }  // namespace tether::testing

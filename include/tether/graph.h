@@ -28,10 +28,16 @@ class Map;
 class Program;
 class Link;
 class ObjectGraph;
+struct GraphNode;
+struct GraphEdge;
 
 namespace detail {
 class GraphState;
 std::unique_ptr<ObjectGraph> NewStandaloneGraph();
+// Fills a standalone graph (from NewStandaloneGraph) and records the cycles
+// its edges close.
+void PopulateGraph(ObjectGraph& graph, const std::vector<GraphNode>& nodes,
+                   const std::vector<GraphEdge>& edges);
 }  // namespace detail
 
 enum class NodeKind : uint8_t { kMap, kProgram, kLink, kPin };
@@ -63,6 +69,10 @@ struct GraphNode {
   // A program array whose user references all went: the kernel cleared it.
   bool cleared_by_kernel = false;
   std::vector<std::string> legacy_hooks;  // attachments without a link
+  // Set by system-wide scans (ScanSystem): open fds in other processes,
+  // "pid 812 (agent) fd 7", and hazards found, one sentence each.
+  std::vector<std::string> holders;
+  std::vector<std::string> notes;
   bool is_program_array() const;
 };
 
@@ -129,7 +139,8 @@ class ObjectGraph {
  private:
   friend ObjectGraph& graph();
   friend std::unique_ptr<ObjectGraph> detail::NewStandaloneGraph();
-  friend class SystemScanner;
+  friend void detail::PopulateGraph(ObjectGraph&, const std::vector<GraphNode>&,
+                                    const std::vector<GraphEdge>&);
   detail::GraphState* state_;
 };
 

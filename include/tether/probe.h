@@ -66,6 +66,10 @@ absl::Status HaveTokens();
 absl::Status HaveTrampolines();
 // BPF_MAP_*_BATCH commands (5.6).
 absl::Status HaveBatchOps();
+// fmod_ret programs on bpf_modify_return_test (5.7): trampolines, and a
+// target the kernel lets BPF change the return of (error injection,
+// CONFIG_FUNCTION_ERROR_INJECTION).
+absl::Status HaveModifyReturn();
 
 // Runs every probe above with the arguments that the tests and docs care
 // about, so that Report() lists them all.

@@ -169,6 +169,8 @@ mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 [ -d $R/var/tmp ] && mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp
+# An installed kernel has its config in /boot; loaders read CONFIG_* there.
+[ -f /config ] && mkdir -p $R/boot && cp /config $R/boot/config-$TVM_KVER
 mount -t bpf -o mode=700 bpf $R/sys/fs/bpf
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
 mount -t debugfs debugfs $R/sys/kernel/debug
@@ -251,6 +253,7 @@ build_initramfs() {
         decompress "$path" > "$w/modules/$base"
         echo "$base" >> "$w/modules/order"
     done < <(modprobe -d "$KROOT" -S "$KVER" --show-depends -a virtio_pci 9pnet_virtio 9p overlay)
+    [ -f "$KROOT/boot/config-$KVER" ] && cp "$KROOT/boot/config-$KVER" "$w/config"
     write_stage1 > "$w/init"; chmod 755 "$w/init"
     write_stage2 > "$w/stage2"
     (cd "$w" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$INITRD.part"

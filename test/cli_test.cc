@@ -1,0 +1,149 @@
+// The `tether` command, run as a real binary against objects this test
+// process creates: the CLI sees them as another process's.
+#include <sys/wait.h>
+
+#include <array>
+#include <fstream>
+#include <iterator>
+#include <cstdio>
+
+#include "test_programs.h"
+#include "test_support.h"
+#include "tether/graph.h"
+#include "tether/prog_array.h"
+
+using namespace tether;
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+Result RunCli(const std::string& args) {
+  std::string err_file = "/tmp/tether-cli-test-" + std::to_string(getpid()) + ".err";
+  std::string cmd = std::string(TETHER_CLI) + " " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  unlink(err_file.c_str());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("tether with no or bad arguments explains its usage", "[cli]") {
+  Result none = RunCli("");
+  CHECK(none.exit_code == 2);
+  CHECK_THAT(none.err, Catch::Contains("usage: tether"));
+  Result help = RunCli("--help");
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.out, Catch::Contains("graph") && Catch::Contains("explain"));
+  CHECK(RunCli("frobnicate").exit_code == 2);
+  CHECK(RunCli("graph --format png").exit_code == 2);
+  CHECK(RunCli("explain map notanumber").exit_code == 2);
+}
+
+TEST_CASE("tether graph shows this process's arrays, entries, fds and hazards", "[cli]") {
+  auto array = ProgramArray::Create("cli_jmp", 4, LifetimePolicy::kIgnore);
+  REQUIRE(array.ok());
+  Program target = testing::LoadReturning(5, "cli_target");
+  Program caller = testing::LoadTailCaller(array->map(), 0, 9, "cli_caller");
+  REQUIRE(array->Set(0, target).ok());
+  uint32_t array_id = array->map().id();
+
+  Result json = RunCli("graph --format json");
+  REQUIRE(json.exit_code == 0);
+  std::string key = "\"key\": \"map:" + std::to_string(array_id) + "\"";
+  CHECK_THAT(json.out, Catch::Contains(key));
+  CHECK_THAT(json.out, Catch::Contains("\"from\": \"map:" + std::to_string(array_id) +
+                                       "\", \"to\": \"program:" + std::to_string(target.id()) +
+                                       "\", \"kind\": \"tail_call\", \"slot\": 0"));
+  // This process holds the array's fd, and the CLI sees it.
+  CHECK_THAT(json.out, Catch::Contains("pid " + std::to_string(getpid())));
+
+  Result dot = RunCli("graph --format dot");
+  REQUIRE(dot.exit_code == 0);
+  CHECK_THAT(dot.out, Catch::StartsWith("digraph tether") && Catch::Contains("cli_jmp"));
+  Result svg = RunCli("graph --format svg");
+  REQUIRE(svg.exit_code == 0);
+  CHECK_THAT(svg.out, Catch::Contains("<svg"));
+
+  // Drop the array: the kernel clears it, and the system graph marks the
+  // hazard: an array held only by the kernel, which tail calls miss.
+  *array = ProgramArray();
+  REQUIRE(testing::Eventually([&] { return testing::RunValue(caller) == 9; }));
+  Result text = RunCli("graph");
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("program array 'cli_jmp' (id " + std::to_string(array_id) + ")"));
+  CHECK_THAT(text.out, Catch::Contains("held only by the kernel") && Catch::Contains("cli_caller"));
+}
+
+TEST_CASE("tether explain names the holders and what breaks", "[cli]") {
+  auto array = ProgramArray::Create("cli_explain", 2, LifetimePolicy::kIgnore);
+  REQUIRE(array.ok());
+  Program target = testing::LoadReturning(5, "cli_t2");
+  Program caller = testing::LoadTailCaller(array->map(), 0, 9, "cli_c2");
+  REQUIRE(array->Set(0, target).ok());
+  Result r = RunCli("explain map " + std::to_string(array->map().id()));
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("an open fd in pid " + std::to_string(getpid())));
+  CHECK_THAT(r.out, Catch::Contains("used by program 'cli_c2'"));
+  CHECK_THAT(r.out, Catch::Contains("the last user reference") &&
+                        Catch::Contains("tail calls from cli_c2"));
+  Result prog = RunCli("explain prog " + std::to_string(target.id()));
+  REQUIRE(prog.exit_code == 0);
+  CHECK_THAT(prog.out, Catch::Contains("entry [0] of program array 'cli_explain'"));
+  Result missing = RunCli("explain map 4000000000");
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err, Catch::Contains("no map with id 4000000000"));
+}
+
+TEST_CASE("tether inspect describes an object without loading it", "[cli]") {
+  Result text = RunCli("inspect " + testing::BpfObjectPath("collection"));
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("entry") && Catch::Contains("jmp_table") &&
+                           Catch::Contains("[0] = stage_one") && Catch::Contains("by_name"));
+  Result json = RunCli("inspect --json " + testing::BpfObjectPath("collection"));
+  REQUIRE(json.exit_code == 0);
+  CHECK_THAT(json.out, Catch::Contains("{\"slot\": 1, \"name\": \"stage_two\"}"));
+  CHECK_THAT(json.out, Catch::Contains("\"name\": \"entry\", \"section\": \"socket\", \"type\": \"socket_filter\""));
+  Result bad = RunCli("inspect /etc/hostname");
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.err, Catch::Contains("hostname"));
+  CHECK(RunCli("inspect /nonexistent.o").exit_code == 1);
+}
+
+TEST_CASE("tether load loads, pins on request, and reports verifier failures", "[cli]") {
+  testing::TempPinDir dir;
+  Result ok = RunCli("load --json --pin-dir " + dir.path() + " " + testing::BpfObjectPath("collection"));
+  INFO(ok.err);
+  REQUIRE(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("\"name\": \"entry\"") && Catch::Contains("\"pinned\": true"));
+  // The CLI exited; its pins keep the chain alive and working.
+  auto entry = Program::LoadPinned(dir.Sub("prog_entry"));
+  REQUIRE(entry.ok());
+  CHECK(testing::RunValue(*entry) == 42);
+
+  Result transient = RunCli("load " + testing::BpfObjectPath("collection"));
+  CHECK(transient.exit_code == 1);  // pinning by name needs --pin-dir
+  CHECK_THAT(transient.err, Catch::Contains("shared_counter") && Catch::Contains("pin"));
+
+  Result rejected = RunCli("load " + testing::BpfObjectPath("verifier_reject"));
+  CHECK(rejected.exit_code == 1);
+  CHECK_THAT(rejected.err, Catch::Contains("reads_too_far") && Catch::Contains("verifier log"));
+  // Unpin everything the CLI pinned (TempPinDir removes the files too).
+  for (const char* name : {"prog_entry", "prog_stage_one", "prog_stage_two"}) {
+    auto p = Program::LoadPinned(dir.Sub(name));
+    if (p.ok()) REQUIRE(p->Unpin().ok());
+  }
+}

@@ -1,0 +1,400 @@
+// The `tether` command: see the live kernel's object graph, explain why
+// objects are alive, inspect and load BPF objects.
+//
+// Exit codes: 0 success, 1 the operation failed (bad object, load or
+// verifier failure, kernel error), 2 usage error, 3 a needed external tool
+// (graphviz `dot`) is missing. JSON output is documented in docs/cli.md.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <set>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "tether/collection.h"
+#include "tether/collection_spec.h"
+#include "tether/graph.h"
+#include "tether/section_names.h"
+#include "tether/system_graph.h"
+
+namespace {
+
+using namespace tether;
+
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+constexpr int kMissingTool = 3;
+
+const char kUsageText[] =
+    "usage: tether <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  graph [--format text|dot|json|svg] [--pinned DIR] [-o FILE]\n"
+    "        the object graph of the whole system: programs and the maps they use,\n"
+    "        program arrays and their entries, links and their targets, pins, and\n"
+    "        the processes holding fds; hazards are marked with !!\n"
+    "  explain map|prog|link ID [--pinned DIR]\n"
+    "        why the object is alive, and what breaks if each reference goes\n"
+    "  inspect FILE.o [--json]\n"
+    "        the programs and maps in a BPF object, without loading it\n"
+    "  load FILE.o [--pin-dir DIR] [--json]\n"
+    "        load every map and program; with --pin-dir pin them all there so they\n"
+    "        outlive this command, without it nothing does\n"
+    "\n"
+    "exit codes: 0 ok, 1 failed, 2 usage, 3 missing tool (graphviz dot)\n";
+
+int Usage(const std::string& why) {
+  if (!why.empty()) fprintf(stderr, "tether: %s\n\n", why.c_str());
+  fputs(kUsageText, stderr);
+  return kUsage;
+}
+
+int Fail(const absl::Status& st) {
+  fprintf(stderr, "tether: %s\n", std::string(st.message()).c_str());
+  return kFailed;
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+bool WriteOut(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    fwrite(text.data(), 1, text.size(), stdout);
+    return true;
+  }
+  FILE* f = fopen(path.c_str(), "w");
+  if (!f) return false;
+  fwrite(text.data(), 1, text.size(), f);
+  return fclose(f) == 0;
+}
+
+// --- graph ---------------------------------------------------------------------
+
+int Graph(const std::vector<std::string>& args) {
+  std::string format = "text", pinned = "/sys/fs/bpf", out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--format" && i + 1 < args.size()) format = args[++i];
+    else if (args[i] == "--pinned" && i + 1 < args.size()) pinned = args[++i];
+    else if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
+    else return Usage("graph: unknown argument " + args[i]);
+  }
+  if (format != "text" && format != "dot" && format != "json" && format != "svg") {
+    return Usage("graph: --format must be text, dot, json or svg");
+  }
+  if (format == "svg" && system("command -v dot >/dev/null 2>&1") != 0) {
+    fprintf(stderr, "tether: graph --format svg needs graphviz's `dot` (apt-get install graphviz); "
+                    "use --format dot to get the source\n");
+    return kMissingTool;
+  }
+  SystemScanOptions o;
+  o.pin_root = pinned;
+  auto g = ScanSystem(o);
+  if (!g.ok()) return Fail(g.status());
+  std::string text;
+  if (format == "text") text = (*g)->ToText();
+  if (format == "json") text = (*g)->ToJson();
+  if (format == "dot" || format == "svg") text = (*g)->ToDot();
+  if (format == "svg") {
+    char tmpl[] = "/tmp/tether-graph-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) return Fail(absl::InternalError("graph: cannot create a temporary file"));
+    if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      close(fd);
+      unlink(tmpl);
+      return Fail(absl::InternalError("graph: cannot write the temporary file"));
+    }
+    close(fd);
+    std::string target = out.empty() ? "/dev/stdout" : out;
+    std::string cmd = absl::StrCat("dot -Tsvg '", tmpl, "' -o '", target, "'");
+    int rc = system(cmd.c_str());
+    unlink(tmpl);
+    if (rc != 0) return Fail(absl::InternalError("graph: dot failed to render the graph"));
+    return kOk;
+  }
+  if (!WriteOut(out, text)) return Fail(absl::InternalError("graph: cannot write " + out));
+  return kOk;
+}
+
+// --- explain -----------------------------------------------------------------------
+
+int Explain(const std::vector<std::string>& args) {
+  if (args.size() < 2) return Usage("explain: needs a kind (map, prog, link) and an id");
+  NodeKind kind;
+  if (args[0] == "map") kind = NodeKind::kMap;
+  else if (args[0] == "prog" || args[0] == "program") kind = NodeKind::kProgram;
+  else if (args[0] == "link") kind = NodeKind::kLink;
+  else return Usage("explain: kind must be map, prog or link, not " + args[0]);
+  uint32_t id = 0;
+  if (!absl::SimpleAtoi(args[1], &id)) return Usage("explain: bad id " + args[1]);
+  SystemScanOptions o;
+  for (size_t i = 2; i < args.size(); ++i) {
+    if (args[i] == "--pinned" && i + 1 < args.size()) o.pin_root = args[++i];
+    else return Usage("explain: unknown argument " + args[i]);
+  }
+  auto g = ScanSystem(o);
+  if (!g.ok()) return Fail(g.status());
+  NodeRef ref{kind, id};
+  auto node = (*g)->Node(ref);
+  if (!node) {
+    return Fail(absl::NotFoundError(absl::StrFormat("no %s with id %u in the kernel", args[0], id)));
+  }
+  Explanation ex = (*g)->Explain(ref);
+  printf("%s\n", ex.ToString().c_str());
+  for (const auto& note : node->notes) printf("  !! %s\n", note.c_str());
+
+  // What breaks if a given reference went: a reference that is not the
+  // last user reference costs nothing; the last one costs WhatBreaks.
+  std::vector<std::string> user_refs = node->holders;
+  for (const GraphEdge& e : (*g)->Edges()) {
+    if (e.to == ref && e.kind == EdgeKind::kPinHolds) {
+      user_refs.push_back(absl::StrCat("the pin ", (*g)->Node(e.from)->name));
+    }
+  }
+  std::vector<std::string> breaks = (*g)->WhatBreaks(ref);
+  printf("\nif a reference went:\n");
+  if (user_refs.empty()) {
+    printf("  it has no fd or pin in user space; the kernel alone holds it\n");
+  }
+  for (const std::string& r : user_refs) {
+    if (user_refs.size() > 1) {
+      printf("  %s: nothing breaks; %zu other user reference(s) remain\n", r.c_str(), user_refs.size() - 1);
+    } else {
+      printf("  %s (the last user reference):\n", r.c_str());
+      for (const auto& b : breaks) printf("    - %s\n", b.c_str());
+    }
+  }
+  return kOk;
+}
+
+// --- inspect -----------------------------------------------------------------------
+
+std::string Hex(absl::Span<const uint8_t> bytes, size_t max = 32) {
+  std::string out;
+  for (size_t i = 0; i < bytes.size() && i < max; ++i) absl::StrAppendFormat(&out, "%02x", bytes[i]);
+  if (bytes.size() > max) absl::StrAppend(&out, "...");
+  return out;
+}
+
+struct ProgramSummary {
+  const ProgramSpec* spec;
+  size_t insns = 0;
+  std::vector<std::string> maps;
+  std::string error;
+};
+
+std::vector<ProgramSummary> Summarise(const CollectionSpec& spec) {
+  std::vector<ProgramSummary> out;
+  for (const auto& [name, p] : spec.programs) {
+    ProgramSummary s{&p};
+    auto linked = LinkProgram(spec, name);
+    if (linked.ok()) {
+      s.insns = linked->insns.size();
+      std::set<std::string> maps;
+      for (const Fixup& f : linked->fixups) {
+        if (f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
+            f.kind == Fixup::Kind::kKconfig) {
+          maps.insert(f.name);
+        }
+      }
+      s.maps.assign(maps.begin(), maps.end());
+    } else {
+      s.insns = p.code.insns.size();
+      s.error = std::string(linked.status().message());
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+const char* PinTypeName(PinType p) {
+  switch (p) {
+    case PinType::kNone: return "none";
+    case PinType::kByName: return "by_name";
+    case PinType::kObjectNs: return "object_ns";
+  }
+  return "?";
+}
+
+int Inspect(const std::vector<std::string>& args) {
+  std::string path;
+  bool json = false;
+  for (const std::string& a : args) {
+    if (a == "--json") json = true;
+    else if (!a.empty() && a[0] == '-') return Usage("inspect: unknown option " + a);
+    else if (path.empty()) path = a;
+    else return Usage("inspect: one file at a time");
+  }
+  if (path.empty()) return Usage("inspect: needs FILE.o");
+  auto spec = CollectionSpec::FromFile(path);
+  if (!spec.ok()) return Fail(spec.status());
+  std::vector<ProgramSummary> progs = Summarise(*spec);
+  std::string out;
+  if (json) {
+    out = absl::StrCat("{\n  \"version\": 1,\n  \"file\": ", JsonString(path), ",\n  \"license\": ",
+                       JsonString(spec->license), ",\n  \"programs\": [");
+    for (size_t i = 0; i < progs.size(); ++i) {
+      const ProgramSummary& s = progs[i];
+      std::vector<std::string> maps;
+      for (const auto& m : s.maps) maps.push_back(JsonString(m));
+      absl::StrAppend(&out, i ? "," : "", "\n    {\"name\": ", JsonString(s.spec->name),
+                      ", \"section\": ", JsonString(s.spec->section), ", \"type\": ",
+                      JsonString(ProgramTypeName(s.spec->type)), ", \"attach_type\": ",
+                      s.spec->expected_attach_type, ", \"attach_to\": ", JsonString(s.spec->attach_to),
+                      ", \"instructions\": ", s.insns, ", \"maps\": [", absl::StrJoin(maps, ", "), "]",
+                      s.error.empty() ? "" : absl::StrCat(", \"link_error\": ", JsonString(s.error)), "}");
+    }
+    absl::StrAppend(&out, "\n  ],\n  \"maps\": [");
+    size_t i = 0;
+    for (const auto& [name, m] : spec->maps) {
+      std::vector<std::string> init;
+      for (const MapInitEntry& e : m.init)
+        init.push_back(absl::StrFormat("{\"slot\": %u, \"name\": %s}", e.key, JsonString(e.name)));
+      absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"section\": ",
+                      JsonString(m.section), ", \"type\": ", JsonString(MapTypeName(m.type)),
+                      ", \"key_size\": ", m.key_size, ", \"value_size\": ", m.value_size,
+                      ", \"max_entries\": ", m.max_entries, ", \"flags\": ", m.flags,
+                      ", \"pinning\": ", JsonString(PinTypeName(m.pinning)), ", \"init\": [",
+                      absl::StrJoin(init, ", "), "], \"contents\": ", JsonString(Hex(m.contents, 64)), "}");
+    }
+    absl::StrAppend(&out, "\n  ]\n}\n");
+  } else {
+    absl::StrAppend(&out, path, ": license ", spec->license.empty() ? "(none)" : spec->license, "\n");
+    absl::StrAppend(&out, "programs:\n");
+    for (const ProgramSummary& s : progs) {
+      absl::StrAppendFormat(&out, "  %-24s section %-28s %s, attach type %u%s, %u insns, maps: %s\n",
+                            s.spec->name, s.spec->section, ProgramTypeName(s.spec->type),
+                            s.spec->expected_attach_type,
+                            s.spec->attach_to.empty() ? "" : absl::StrCat(" to ", s.spec->attach_to),
+                            s.insns, s.maps.empty() ? "-" : absl::StrJoin(s.maps, ", "));
+      if (!s.error.empty()) absl::StrAppend(&out, "    !! ", s.error, "\n");
+    }
+    absl::StrAppend(&out, "maps:\n");
+    for (const auto& [name, m] : spec->maps) {
+      absl::StrAppendFormat(&out, "  %-24s %-16s key %u value %u max_entries %u flags 0x%x pinning %s\n",
+                            name, MapTypeName(m.type), m.key_size, m.value_size, m.max_entries,
+                            m.flags, PinTypeName(m.pinning));
+      for (const MapInitEntry& e : m.init) absl::StrAppendFormat(&out, "    [%u] = %s\n", e.key, e.name);
+      if (!m.contents.empty()) absl::StrAppend(&out, "    contents: ", Hex(m.contents), "\n");
+    }
+    for (const std::string& w : spec->warnings) absl::StrAppend(&out, "warning: ", w, "\n");
+  }
+  fwrite(out.data(), 1, out.size(), stdout);
+  return kOk;
+}
+
+// bpffs refuses '.' in names: ".rodata" is pinned as "_rodata".
+std::string PinName(absl::string_view name) {
+  std::string out(name);
+  for (char& c : out)
+    if (c == '.') c = '_';
+  return out;
+}
+
+// --- load ------------------------------------------------------------------------------
+
+int Load(const std::vector<std::string>& args) {
+  std::string path, pin_dir;
+  bool json = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--json") json = true;
+    else if (args[i] == "--pin-dir" && i + 1 < args.size()) pin_dir = args[++i];
+    else if (!args[i].empty() && args[i][0] == '-') return Usage("load: unknown option " + args[i]);
+    else if (path.empty()) path = args[i];
+    else return Usage("load: one file at a time");
+  }
+  if (path.empty()) return Usage("load: needs FILE.o");
+  auto spec = CollectionSpec::FromFile(path);
+  if (!spec.ok()) return Fail(spec.status());
+  CollectionOptions o;
+  o.pin_dir = pin_dir;
+  // Without --pin-dir the user asked for nothing to outlive the command:
+  // arrays emptied at exit are expected, not a mistake to warn about.
+  if (pin_dir.empty()) o.default_map_policy = LifetimePolicy::kIgnore;
+  auto coll = Collection::Load(*spec, o);
+  if (!coll.ok()) return Fail(coll.status());
+  std::vector<std::string> pins = coll->created_pins();
+  if (!pin_dir.empty()) {
+    for (const auto& [name, m] : coll->maps()) {
+      if (!m.PinPath().empty()) continue;
+      std::string p = absl::StrCat(pin_dir, "/", PinName(name));
+      absl::Status st = m.Pin(p);
+      if (!st.ok()) return Fail(st);
+      pins.push_back(p);
+    }
+    for (const auto& [name, prog] : coll->programs()) {
+      std::string p = absl::StrCat(pin_dir, "/prog_", PinName(name));
+      absl::Status st = prog.Pin(p);
+      if (!st.ok()) return Fail(st);
+      pins.push_back(p);
+    }
+  }
+  std::string out;
+  if (json) {
+    out = absl::StrCat("{\n  \"version\": 1,\n  \"file\": ", JsonString(path), ",\n  \"programs\": [");
+    size_t i = 0;
+    for (const auto& [name, p] : coll->programs())
+      absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", p.id(),
+                      ", \"type\": ", JsonString(ProgramTypeName(p.type())), ", \"pin\": ",
+                      JsonString(p.PinPath()), "}");
+    absl::StrAppend(&out, "\n  ],\n  \"maps\": [");
+    i = 0;
+    for (const auto& [name, m] : coll->maps())
+      absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", m.id(),
+                      ", \"type\": ", JsonString(MapTypeName(m.type())), ", \"pin\": ",
+                      JsonString(m.PinPath()), "}");
+    absl::StrAppend(&out, "\n  ],\n  \"pinned\": ", pin_dir.empty() ? "false" : "true", "\n}\n");
+  } else {
+    absl::StrAppend(&out, "loaded ", path, "\n");
+    for (const auto& [name, p] : coll->programs())
+      absl::StrAppendFormat(&out, "  program %-24s id %-6u %s%s\n", name, p.id(), ProgramTypeName(p.type()),
+                            p.PinPath().empty() ? "" : absl::StrCat("  pinned at ", p.PinPath()));
+    for (const auto& [name, m] : coll->maps())
+      absl::StrAppendFormat(&out, "  map     %-24s id %-6u %s%s\n", name, m.id(), MapTypeName(m.type()),
+                            m.PinPath().empty() ? "" : absl::StrCat("  pinned at ", m.PinPath()));
+    absl::StrAppend(&out, pin_dir.empty() ? "nothing is pinned: every object goes away when tether exits\n"
+                                          : absl::StrCat("pinned under ", pin_dir, "\n"));
+  }
+  fwrite(out.data(), 1, out.size(), stdout);
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    fputs(kUsageText, args.empty() ? stderr : stdout);
+    return args.empty() ? kUsage : kOk;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "graph") return Graph(args);
+  if (cmd == "explain") return Explain(args);
+  if (cmd == "inspect") return Inspect(args);
+  if (cmd == "load") return Load(args);
+  return Usage("unknown command " + cmd);
+}

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "graph_internal.h"
+#include "json_internal.h"
 #include "pin_internal.h"
 #include "sys/bpf.h"
 #include "tether/map.h"
@@ -517,24 +518,7 @@ class Locked {
   GraphState& s_;
 };
 
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
+using detail::JsonEscape;
 
 std::string NodeKey(NodeRef r) { return absl::StrCat(NodeKindName(r.kind), ":", r.id); }
 

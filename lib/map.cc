@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cpus.h"
 #include "graph_internal.h"
 #include "pin_internal.h"
 #include "sys/bpf.h"
@@ -66,22 +67,10 @@ bool IsPerCpuMapType(uint32_t type) {
 
 uint32_t PossibleCpus() {
   static uint32_t cached = [] {
-    // Format: "0-3,5,7-8". The kernel sizes per-CPU values by this set,
-    // not by the online CPUs.
-    std::ifstream in("/sys/devices/system/cpu/possible");
-    std::string text;
-    std::getline(in, text);
-    uint32_t count = 0;
-    for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-      std::vector<absl::string_view> range = absl::StrSplit(part, '-');
-      uint32_t lo = 0, hi = 0;
-      if (!absl::SimpleAtoi(range[0], &lo)) continue;
-      hi = lo;
-      if (range.size() == 2 && !absl::SimpleAtoi(range[1], &hi)) continue;
-      if (hi >= lo) count += hi - lo + 1;
-    }
-    if (count == 0) count = static_cast<uint32_t>(sysconf(_SC_NPROCESSORS_CONF));
-    return count ? count : 1;
+    // The kernel sizes per-CPU values by the possible CPUs, not the online ones.
+    size_t n = detail::ReadCpuList("/sys/devices/system/cpu/possible").size();
+    if (n == 0) n = static_cast<size_t>(sysconf(_SC_NPROCESSORS_CONF));
+    return static_cast<uint32_t>(n ? n : 1);
   }();
   return cached;
 }

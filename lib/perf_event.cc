@@ -116,47 +116,42 @@ absl::StatusOr<sys::Fd> OpenTracepointEvent(const std::string& category, const s
   return sys::Fd(static_cast<int>(fd));
 }
 
-absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offset, bool retprobe) {
-  std::string what = absl::StrCat(retprobe ? "kretprobe " : "kprobe ", symbol);
-  auto type = PmuType("kprobe");
+namespace {
+// kprobe and uprobe PMUs share a layout: config1 names the target (a
+// function, or a file), config2 the offset, and a config bit read from sysfs
+// makes it a return probe.
+absl::StatusOr<sys::Fd> OpenProbeEvent(const char* pmu, const char* target, uint64_t offset,
+                                       bool retprobe, int pid, int cpu, const std::string& what) {
+  auto type = PmuType(pmu);
   if (!type.ok()) return type.status();
   perf_event_attr attr;
   memset(&attr, 0, sizeof(attr));
   attr.size = sizeof(attr);
   attr.type = *type;
   if (retprobe) {
-    auto bit = RetprobeBit("kprobe");
+    auto bit = RetprobeBit(pmu);
     if (!bit.ok()) return bit.status();
     attr.config |= 1ull << *bit;
   }
-  attr.config1 = reinterpret_cast<uintptr_t>(symbol.c_str());  // kprobe_func
-  attr.config2 = offset;                                      // probe_offset
-  long fd = PerfEventOpen(&attr, -1, 0);
+  attr.config1 = reinterpret_cast<uintptr_t>(target);
+  attr.config2 = offset;
+  long fd = PerfEventOpen(&attr, pid, cpu);
   if (fd < 0) return sys::ErrnoStatus(errno, what, "perf_event_open");
   return sys::Fd(static_cast<int>(fd));
+}
+}  // namespace
+
+absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offset, bool retprobe) {
+  return OpenProbeEvent("kprobe", symbol.c_str(), offset, retprobe, -1, 0,
+                        absl::StrCat(retprobe ? "kretprobe " : "kprobe ", symbol));
 }
 
 absl::StatusOr<sys::Fd> OpenUprobeEvent(const std::string& path, uint64_t offset, bool retprobe,
                                         int pid) {
-  std::string what = absl::StrCat(retprobe ? "uretprobe " : "uprobe ", path, "+0x",
-                                  absl::Hex(offset));
-  auto type = PmuType("uprobe");
-  if (!type.ok()) return type.status();
-  perf_event_attr attr;
-  memset(&attr, 0, sizeof(attr));
-  attr.size = sizeof(attr);
-  attr.type = *type;
-  if (retprobe) {
-    auto bit = RetprobeBit("uprobe");
-    if (!bit.ok()) return bit.status();
-    attr.config |= 1ull << *bit;
-  }
-  attr.config1 = reinterpret_cast<uintptr_t>(path.c_str());  // uprobe_path
-  attr.config2 = offset;                                    // probe_offset
-  // All processes: any CPU must be named; one process: any CPU.
-  long fd = PerfEventOpen(&attr, pid < 0 ? -1 : pid, pid < 0 ? 0 : -1);
-  if (fd < 0) return sys::ErrnoStatus(errno, what, "perf_event_open");
-  return sys::Fd(static_cast<int>(fd));
+  // All processes: a CPU must be named; one process: any CPU.
+  return OpenProbeEvent("uprobe", path.c_str(), offset, retprobe, pid < 0 ? -1 : pid,
+                        pid < 0 ? 0 : -1,
+                        absl::StrCat(retprobe ? "uretprobe " : "uprobe ", path, "+0x", absl::Hex(offset)));
 }
 
 }  // namespace tether::detail

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cpus.h"
 #include "sys/bpf.h"
 
 namespace tether {
@@ -32,18 +33,7 @@ std::string Describe(const Map& map) {
 }  // namespace
 
 std::vector<uint32_t> OnlineCpus() {
-  std::ifstream in("/sys/devices/system/cpu/online");
-  std::string text;
-  std::getline(in, text);
-  std::vector<uint32_t> cpus;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    std::vector<absl::string_view> range = absl::StrSplit(part, '-');
-    uint32_t lo = 0, hi = 0;
-    if (!absl::SimpleAtoi(range[0], &lo)) continue;
-    hi = lo;
-    if (range.size() == 2 && !absl::SimpleAtoi(range[1], &hi)) continue;
-    for (uint32_t c = lo; c <= hi; ++c) cpus.push_back(c);
-  }
+  std::vector<uint32_t> cpus = detail::ReadCpuList("/sys/devices/system/cpu/online");
   if (cpus.empty()) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     for (long c = 0; c < n; ++c) cpus.push_back(static_cast<uint32_t>(c));

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "json_internal.h"
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
@@ -62,24 +63,7 @@ int Fail(const absl::Status& st) {
   return kFailed;
 }
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using tether::detail::JsonString;
 
 bool WriteOut(const std::string& path, const std::string& text) {
   if (path.empty() || path == "-") {

@@ -287,6 +287,10 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
             absl::StrJoin(users, ", ")));
       }
     }
+    if (n.ref.kind == NodeKind::kMap && !user_ref && in_edges[n.ref].empty()) {
+      n.notes.push_back("nothing visible holds it (no fd, pin, program, link or outer map): "
+                        "a kernel-internal reference keeps it, or it is about to be freed");
+    }
     if (n.ref.kind == NodeKind::kProgram && !user_ref) {
       bool held = false;
       for (const GraphEdge* e : in_edges[n.ref])

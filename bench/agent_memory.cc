@@ -43,7 +43,11 @@ long StatusKib(const char* field) {
   return -1;
 }
 
-size_t HeapInUse() { return mallinfo2().uordblks; }
+// Large blocks (a grown hash table) come from mmap and count in hblkhd.
+size_t HeapInUse() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
 
 struct ChildResult {
   long rss_before_kib = 0;
@@ -114,6 +118,30 @@ ProgramInfo ProgInfo(uint32_t id, uint32_t uses) {
   return info;
 }
 
+detail::MapObject* NewArray(uint32_t id) {
+  auto* obj = new detail::MapObject(-1, ArrayInfo(id));
+  obj->set_policy(LifetimePolicy::kIgnore);
+  return obj;
+}
+
+template <typename F>
+double Forked(F f) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    double d = f();
+    _exit(write(fds[1], &d, sizeof d) == sizeof d ? 0 : 1);
+  }
+  close(fds[1]);
+  double d = -1;
+  if (read(fds[0], &d, sizeof d) != sizeof d) d = -1;
+  close(fds[0]);
+  waitpid(pid, nullptr, 0);
+  return d;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,43 +150,55 @@ int main(int argc, char** argv) {
   AgentObject();  // read before forking, so both children start equal
   ChildResult t = InChild(false), l = InChild(true);
 
-  // One node per object: each new id is a new node with one handle.
-  std::vector<RefPtr<detail::MapObject>> nodes;
-  nodes.reserve(2 * kN);
-  size_t h0 = HeapInUse();
-  for (uint32_t i = 0; i < kN; ++i) {
-    auto* obj = new detail::MapObject(-1, ArrayInfo(kFakeId + i));
-    obj->set_policy(LifetimePolicy::kIgnore);
-    nodes.emplace_back(obj);
-  }
-  double per_object_and_node = double(HeapInUse() - h0) / kN;
+  // Each figure is taken in a fresh child, so that both sides of a
+  // difference start from the same graph and grow its tables alike.
+  double per_object_and_node = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> nodes;
+    nodes.reserve(kN);
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    return double(HeapInUse() - h) / kN;
+  });
   // A second handle object on the same kernel object (what Clone() makes):
   // the node exists, only the object and its handle count are new.
-  size_t h1 = HeapInUse();
-  for (uint32_t i = 0; i < kN; ++i) {
-    auto* obj = new detail::MapObject(-1, ArrayInfo(kFakeId + i));
-    obj->set_policy(LifetimePolicy::kIgnore);
-    nodes.emplace_back(obj);
-  }
-  double per_object = double(HeapInUse() - h1) / kN;
-  // Programs using an array: a node plus a uses_map edge each; without the
-  // map, a node alone.
-  std::vector<RefPtr<detail::ProgramObject>> progs;
-  progs.reserve(3 * kN);
-  size_t h2 = HeapInUse();
-  for (uint32_t i = 0; i < kN; ++i) progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, 0)));
-  double prog_node = double(HeapInUse() - h2) / kN;
-  size_t h3 = HeapInUse();
-  for (uint32_t i = 0; i < kN; ++i)
-    progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + 2 * kN + i, kFakeId + i)));
-  double prog_node_edge = double(HeapInUse() - h3) / kN;
+  double per_object = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> nodes;
+    nodes.reserve(2 * kN);
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    return double(HeapInUse() - h) / kN;
+  });
+  // Programs with and without a uses_map edge to an array each.
+  auto programs = [](bool uses) {
+    return [uses] {
+      std::vector<RefPtr<detail::MapObject>> arrays;
+      std::vector<RefPtr<detail::ProgramObject>> progs;
+      arrays.reserve(kN);
+      progs.reserve(kN);
+      for (uint32_t i = 0; i < kN; ++i) arrays.emplace_back(NewArray(kFakeId + i));
+      size_t h = HeapInUse();
+      for (uint32_t i = 0; i < kN; ++i)
+        progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, uses ? kFakeId + i : 0)));
+      return double(HeapInUse() - h) / kN;
+    };
+  };
+  double prog_node = Forked(programs(false));
+  double prog_node_edge = Forked(programs(true));
   // Tail-call edges: array slot -> program.
-  size_t h4 = HeapInUse();
-  for (uint32_t i = 0; i < kN; ++i) detail::GraphSetTailCall(nodes[i].get(), 0, progs[i].get());
-  double tail_edge = double(HeapInUse() - h4) / kN;
-  for (uint32_t i = 0; i < kN; ++i) detail::GraphDeleteTailCall(nodes[i].get(), 0);
-  progs.clear();
-  nodes.clear();
+  double tail_edge = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> arrays;
+    std::vector<RefPtr<detail::ProgramObject>> progs;
+    arrays.reserve(kN);
+    progs.reserve(kN);
+    for (uint32_t i = 0; i < kN; ++i) arrays.emplace_back(NewArray(kFakeId + i));
+    for (uint32_t i = 0; i < kN; ++i) progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, 0)));
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) detail::GraphSetTailCall(arrays[i].get(), 0, progs[i].get());
+    double d = double(HeapInUse() - h) / kN;
+    for (uint32_t i = 0; i < kN; ++i) detail::GraphDeleteTailCall(arrays[i].get(), 0);
+    return d;
+  });
 
   double node = per_object_and_node - per_object;
   double uses_edge = prog_node_edge - prog_node;
@@ -183,8 +223,8 @@ int main(int argc, char** argv) {
   }
   printf("\ntether's own memory (heap in use, mean of %u):\n", kN);
   printf("  handle (Map/Program/Link value):       %zu bytes (one pointer)\n", sizeof(Map));
-  printf("  object behind a handle, node existing: %.0f bytes (MapObject, fd, info, graph handle count)\n", per_object);
-  printf("  graph node:                            %.0f bytes\n", node);
+  printf("  object behind a handle, node existing: %.0f bytes (MapObject: fd, info, policy)\n", per_object);
+  printf("  graph node (with its share of the tables): %.0f bytes\n", node);
   printf("  uses_map edge:                         %.0f bytes\n", uses_edge);
   printf("  tail_call edge (array slot):           %.0f bytes\n", tail_edge);
   return t.ok && l.ok ? 0 : 1;

@@ -764,10 +764,10 @@ std::string Generator::Generate() {
   absl::StrAppend(&o, "  static const char* Name(MapId id) {\n    switch (id) {\n");
   for (const Member& m : maps) absl::StrAppend(&o, "      case MapId::", m.ident, ": return ", CString(m.name), ";\n");
   absl::StrAppend(&o, "    }\n    return \"\";\n  }\n");
-  absl::StrAppend(&o, "  static ::tether::Program* Slot(Programs& p, ProgramId id) {\n    switch (id) {\n");
+  absl::StrAppend(&o, "  static ::tether::Program* Slot([[maybe_unused]] Programs& p, ProgramId id) {\n    switch (id) {\n");
   for (const Member& p : progs) absl::StrAppend(&o, "      case ProgramId::", p.ident, ": return &p.", p.ident, ";\n");
   absl::StrAppend(&o, "    }\n    return nullptr;\n  }\n");
-  absl::StrAppend(&o, "  static ::tether::Map* Slot(Maps& m, MapId id) {\n    switch (id) {\n");
+  absl::StrAppend(&o, "  static ::tether::Map* Slot([[maybe_unused]] Maps& m, MapId id) {\n    switch (id) {\n");
   for (const Member& m : maps) absl::StrAppend(&o, "      case MapId::", m.ident, ": return &m.", m.ident, ";\n");
   absl::StrAppend(&o, "    }\n    return nullptr;\n  }\n\n");
 

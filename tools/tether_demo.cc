@@ -1,7 +1,9 @@
 // The README's first command. It shows the program-array trap and how
 // tether catches it:
-//   1. load a small tail-call chain: entry -> jmp_table[0] = stage_one
-//      -> jmp_table[1] = stage_two;
+//   1. load a small tail-call chain from its generated skeleton
+//      (tools/demo.bpf.c -> demo.skel.hpp, see docs/skeleton.md): entry
+//      -> jmp_table[0] = stage_one -> jmp_table[1] = stage_two, the array
+//      filled by the object's static initialiser;
 //   2. run it (BPF_PROG_TEST_RUN): entry reaches stage_two;
 //   3. print the object graph and render it with graphviz;
 //   4. drop the last handle of jmp_table: tether warns, the kernel clears
@@ -15,40 +17,17 @@
 #include <string>
 #include <thread>
 
+#include "demo.skel.hpp"
 #include "tether/tether.h"
 
 namespace {
 
 using namespace tether;
 
+// What demo.bpf.c returns: how far the chain got.
 constexpr int32_t kStageTwo = 2;
 constexpr int32_t kMissedFirst = 100;
 constexpr int32_t kMissedSecond = 101;
-
-absl::StatusOr<Program> Returning(int32_t value, const std::string& name) {
-  bpf_insn prog[] = {insn::MovImm(BPF_REG_0, value), insn::Exit()};
-  ProgramLoadOptions o;
-  o.type = BPF_PROG_TYPE_SOCKET_FILTER;
-  o.instructions = prog;
-  o.name = name;
-  return Program::Load(o);
-}
-
-absl::StatusOr<Program> TailCalling(const Map& table, uint32_t slot, int32_t on_miss,
-                                    const std::string& name) {
-  bpf_insn prog[7];
-  prog[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
-  insn::LdMapFd(BPF_REG_2, table.fd(), &prog[1]);
-  prog[3] = insn::MovImm(BPF_REG_3, static_cast<int32_t>(slot));
-  prog[4] = insn::Call(BPF_FUNC_tail_call);
-  prog[5] = insn::MovImm(BPF_REG_0, on_miss);
-  prog[6] = insn::Exit();
-  ProgramLoadOptions o;
-  o.type = BPF_PROG_TYPE_SOCKET_FILTER;
-  o.instructions = prog;
-  o.name = name;
-  return Program::Load(o);
-}
 
 uint32_t Run(const Program& p) {
   std::vector<uint8_t> packet(64, 0);
@@ -113,12 +92,16 @@ int main(int argc, char** argv) {
   printf("== 1. load a tail-call chain\n");
   Program entry, stage_one, stage_two;
   {
-    ProgramArray jmp_table = Must(ProgramArray::Create("jmp_table", 4), "create jmp_table");
-    stage_two = Must(Returning(kStageTwo, "stage_two"), "load stage_two");
-    stage_one = Must(TailCalling(jmp_table.map(), 1, kMissedSecond, "stage_one"), "load stage_one");
-    entry = Must(TailCalling(jmp_table.map(), 0, kMissedFirst, "entry"), "load entry");
-    if (auto st = jmp_table.Set(0, stage_one); !st.ok()) return fprintf(stderr, "%s\n", st.ToString().c_str()), 1;
-    if (auto st = jmp_table.Set(1, stage_two); !st.ok()) return fprintf(stderr, "%s\n", st.ToString().c_str()), 1;
+    // The skeleton owns the maps and programs; the handles copied out here
+    // outlive it, its jmp_table handle does not.
+    demo::Skel skel = Must(demo::Skel::Open(), "open demo.bpf.o");
+    if (auto st = skel.Load(); !st.ok()) return fprintf(stderr, "%s\n", st.ToString().c_str()), 1;
+    entry = skel.progs.entry;
+    stage_one = skel.progs.stage_one;
+    stage_two = skel.progs.stage_two;
+    Map& jmp_table = skel.maps.jmp_table;
+    printf("  loaded %s: jmp_table[0] = stage_one, jmp_table[1] = stage_two (static initialiser)\n",
+           demo::kObjectName);
 
     printf("\n== 2. run entry while jmp_table has a handle\n");
     uint32_t ret = Run(entry);
@@ -129,11 +112,11 @@ int main(int argc, char** argv) {
     Render(graph().ToDot(), out_dir, "graph-before");
     printf("\n  why is stage_two alive?\n  %s\n", graph().Explain(stage_two).ToString().c_str());
     printf("\n  what breaks if jmp_table's last handle goes?\n");
-    for (const auto& line : graph().WhatBreaks(jmp_table.map())) printf("  - %s\n", line.c_str());
+    for (const auto& line : graph().WhatBreaks(jmp_table)) printf("  - %s\n", line.c_str());
 
     printf("\n== 4. jmp_table's last handle goes out of scope (policy: %s)\n",
            LifetimePolicyName(graph().default_policy()));
-  }  // <- the warning fires here, from jmp_table's destructor
+  }  // <- the warning fires here, when the skeleton drops jmp_table's last handle
 
   // The kernel empties the array in deferred work; give it a moment.
   uint32_t ret = Run(entry);

@@ -1,0 +1,231 @@
+// Memory: what tether and libbpf hold for the agent-scale object, and what
+// one handle, graph node and graph edge cost in tether.
+//
+//   agent_memory [--json]
+//
+// Peak RSS is measured in a forked child per loader, so each starts from
+// the same process image: the child resets its high-water mark
+// (clear_refs 5), loads the object, and reports VmHWM minus its RSS
+// before the load, plus the heap still in use once loaded.
+// Per-handle, per-node and per-edge bytes come from the heap allocator's
+// in-use count (mallinfo2) over 4096 synthetic objects (fd -1, as in
+// graph_bench), so the figures are tether's own, without the kernel.
+#include <bpf/libbpf.h>
+#include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "graph_internal.h"
+#include "load_common.h"
+#include "tether/collection.h"
+#include "tether/graph.h"
+#include "tether/map.h"
+#include "tether/program.h"
+
+namespace {
+
+using namespace tether;
+using namespace tether::bench;
+
+long StatusKib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  size_t n = strlen(field);
+  while (std::getline(in, line)) {
+    if (line.compare(0, n, field) == 0 && line[n] == ':') return atol(line.c_str() + n + 1);
+  }
+  return -1;
+}
+
+// Large blocks (a grown hash table) come from mmap and count in hblkhd.
+size_t HeapInUse() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+struct ChildResult {
+  long rss_before_kib = 0;
+  long peak_delta_kib = 0;
+  long heap_held = 0;  // bytes still in use with the object loaded
+  int ok = 0;
+};
+
+ChildResult InChild(bool libbpf) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    ChildResult r;
+    r.rss_before_kib = StatusKib("VmRSS");
+    std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM
+    size_t heap0 = HeapInUse();
+    std::string dir = MakePinDir();
+    if (libbpf) {
+      absl::Status st;
+      bpf_object* obj = LibbpfLoadKeep(AgentObject(), dir, &st);
+      r.ok = obj != nullptr;
+      r.heap_held = long(HeapInUse() - heap0);
+      r.peak_delta_kib = StatusKib("VmHWM") - r.rss_before_kib;
+      if (obj) bpf_object__close(obj);
+    } else {
+      auto spec = CollectionSpec::FromMemory(AgentObject().bytes, "agent.bpf.o");
+      if (spec.ok()) {
+        auto coll = Collection::Load(*spec);
+        spec = absl::UnknownError("dropped");  // a loaded collection keeps no spec
+        r.ok = coll.ok();
+        r.heap_held = long(HeapInUse() - heap0);
+        r.peak_delta_kib = StatusKib("VmHWM") - r.rss_before_kib;
+      }
+    }
+    RemovePinDir(dir);
+    if (write(fds[1], &r, sizeof r) != sizeof r) _exit(1);
+    _exit(0);
+  }
+  close(fds[1]);
+  ChildResult r;
+  if (read(fds[0], &r, sizeof r) != sizeof r) r = {};
+  close(fds[0]);
+  waitpid(pid, nullptr, 0);
+  return r;
+}
+
+constexpr uint32_t kN = 4096;
+constexpr uint32_t kFakeId = 0x60000000;
+
+MapInfo ArrayInfo(uint32_t id) {
+  MapInfo info;
+  info.id = id;
+  info.type = BPF_MAP_TYPE_PROG_ARRAY;
+  info.key_size = info.value_size = 4;
+  info.max_entries = 4;
+  info.name = "arr";  // fits the small-string buffer, like most names
+  return info;
+}
+
+ProgramInfo ProgInfo(uint32_t id, uint32_t uses) {
+  ProgramInfo info;
+  info.id = id;
+  info.type = BPF_PROG_TYPE_SOCKET_FILTER;
+  info.name = "prog";
+  if (uses) info.map_ids = {uses};
+  return info;
+}
+
+detail::MapObject* NewArray(uint32_t id) {
+  auto* obj = new detail::MapObject(-1, ArrayInfo(id));
+  obj->set_policy(LifetimePolicy::kIgnore);
+  return obj;
+}
+
+template <typename F>
+double Forked(F f) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    double d = f();
+    _exit(write(fds[1], &d, sizeof d) == sizeof d ? 0 : 1);
+  }
+  close(fds[1]);
+  double d = -1;
+  if (read(fds[0], &d, sizeof d) != sizeof d) d = -1;
+  close(fds[0]);
+  waitpid(pid, nullptr, 0);
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json = argc > 1 && std::string(argv[1]) == "--json";
+  SetDiagnosticSink([](const Diagnostic&) {});
+  AgentObject();  // read before forking, so both children start equal
+  ChildResult t = InChild(false), l = InChild(true);
+
+  // Each figure is taken in a fresh child, so that both sides of a
+  // difference start from the same graph and grow its tables alike.
+  double per_object_and_node = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> nodes;
+    nodes.reserve(kN);
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    return double(HeapInUse() - h) / kN;
+  });
+  // A second handle object on the same kernel object (what Clone() makes):
+  // the node exists, only the object and its handle count are new.
+  double per_object = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> nodes;
+    nodes.reserve(2 * kN);
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) nodes.emplace_back(NewArray(kFakeId + i));
+    return double(HeapInUse() - h) / kN;
+  });
+  // Programs with and without a uses_map edge to an array each.
+  auto programs = [](bool uses) {
+    return [uses] {
+      std::vector<RefPtr<detail::MapObject>> arrays;
+      std::vector<RefPtr<detail::ProgramObject>> progs;
+      arrays.reserve(kN);
+      progs.reserve(kN);
+      for (uint32_t i = 0; i < kN; ++i) arrays.emplace_back(NewArray(kFakeId + i));
+      size_t h = HeapInUse();
+      for (uint32_t i = 0; i < kN; ++i)
+        progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, uses ? kFakeId + i : 0)));
+      return double(HeapInUse() - h) / kN;
+    };
+  };
+  double prog_node = Forked(programs(false));
+  double prog_node_edge = Forked(programs(true));
+  // Tail-call edges: array slot -> program.
+  double tail_edge = Forked([] {
+    std::vector<RefPtr<detail::MapObject>> arrays;
+    std::vector<RefPtr<detail::ProgramObject>> progs;
+    arrays.reserve(kN);
+    progs.reserve(kN);
+    for (uint32_t i = 0; i < kN; ++i) arrays.emplace_back(NewArray(kFakeId + i));
+    for (uint32_t i = 0; i < kN; ++i) progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, 0)));
+    size_t h = HeapInUse();
+    for (uint32_t i = 0; i < kN; ++i) detail::GraphSetTailCall(arrays[i].get(), 0, progs[i].get());
+    double d = double(HeapInUse() - h) / kN;
+    for (uint32_t i = 0; i < kN; ++i) detail::GraphDeleteTailCall(arrays[i].get(), 0);
+    return d;
+  });
+
+  double node = per_object_and_node - per_object;
+  double uses_edge = prog_node_edge - prog_node;
+  if (json) {
+    printf("{\"agent_peak_rss_kib\": {\"tether\": %ld, \"libbpf\": %ld},\n"
+           " \"agent_heap_held_bytes\": {\"tether\": %ld, \"libbpf\": %ld},\n"
+           " \"handle_bytes\": %zu, \"handle_object_bytes\": %.0f, \"graph_node_bytes\": %.0f,\n"
+           " \"uses_map_edge_bytes\": %.0f, \"tail_call_edge_bytes\": %.0f}\n",
+           t.peak_delta_kib, l.peak_delta_kib, t.heap_held, l.heap_held, sizeof(Map), per_object, node,
+           uses_edge, tail_edge);
+    return t.ok && l.ok ? 0 : 1;
+  }
+  printf("agent-scale object (100 programs, 50 maps, 5 program arrays), one forked child per loader:\n");
+  printf("  %-8s %14s %18s %22s\n", "loader", "RSS before", "peak RSS growth", "heap held once loaded");
+  printf("  %-8s %11ld KiB %14ld KiB %16ld bytes%s\n", "tether", t.rss_before_kib, t.peak_delta_kib, t.heap_held,
+         t.ok ? "" : "  (load FAILED)");
+  printf("  %-8s %11ld KiB %14ld KiB %16ld bytes%s\n", "libbpf", l.rss_before_kib, l.peak_delta_kib, l.heap_held,
+         l.ok ? "" : "  (load FAILED)");
+  if (l.peak_delta_kib > 0 && l.heap_held > 0) {
+    printf("  ratio tether/libbpf: peak RSS growth %.2f, heap held %.2f\n",
+           double(t.peak_delta_kib) / double(l.peak_delta_kib), double(t.heap_held) / double(l.heap_held));
+  }
+  printf("\ntether's own memory (heap in use, mean of %u):\n", kN);
+  printf("  handle (Map/Program/Link value):       %zu bytes (one pointer)\n", sizeof(Map));
+  printf("  object behind a handle, node existing: %.0f bytes (MapObject: fd, info, policy)\n", per_object);
+  printf("  graph node (with its share of the tables): %.0f bytes\n", node);
+  printf("  uses_map edge:                         %.0f bytes\n", uses_edge);
+  printf("  tail_call edge (array slot):           %.0f bytes\n", tail_edge);
+  return t.ok && l.ok ? 0 : 1;
+}

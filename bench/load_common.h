@@ -1,0 +1,56 @@
+// The objects the load benchmarks run over, and one load with each loader,
+// shared by load_bench.cc, elf_open_once.cc (callgrind) and agent_memory.cc.
+//
+// Every comparison uses the same set for both loaders: objects that one of
+// them cannot open or load here are left out of both, and listed.
+#ifndef TETHER_BENCH_LOAD_COMMON_H_
+#define TETHER_BENCH_LOAD_COMMON_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+struct bpf_object;
+
+namespace tether::bench {
+
+struct BenchObject {
+  std::string name;
+  std::vector<uint8_t> bytes;
+};
+
+// Corpus objects whose parse is expected to succeed and the test objects,
+// kept if both tether and libbpf open them.
+const std::vector<BenchObject>& ElfOpenSet(std::vector<std::string>* left_out = nullptr);
+// The test objects and the corpus objects that load here, kept if both
+// loaders load them.
+const std::vector<BenchObject>& LoadSet(std::vector<std::string>* left_out = nullptr);
+// The agent-scale object (bench/gen_agent.py).
+const BenchObject& AgentObject();
+
+// Parse only.
+absl::Status TetherOpen(const BenchObject& o);
+absl::Status LibbpfOpen(const BenchObject& o);
+// Open, load everything, then close it all and remove the pins it made
+// (under a bpffs directory of the caller's).
+absl::Status TetherLoad(const BenchObject& o, const std::string& pin_dir);
+absl::Status LibbpfLoad(const BenchObject& o, const std::string& pin_dir);
+// libbpf loads, kept open (for RSS measurements); close with bpf_object__close.
+struct bpf_object* LibbpfLoadKeep(const BenchObject& o, const std::string& pin_dir, absl::Status* status);
+
+// A fresh directory on bpffs for pins; removed by RemovePinDir.
+std::string MakePinDir();
+void RemovePinDir(const std::string& dir);
+
+// Time spent inside BPF_PROG_LOAD (the verifier, mostly) by any bpf()
+// call of this process, tether's or libbpf's, while counting is on.
+void CountProgLoad(bool on);
+uint64_t ProgLoadNanos();
+uint64_t ProgLoadCalls();
+void ResetProgLoad();
+
+}  // namespace tether::bench
+
+#endif  // TETHER_BENCH_LOAD_COMMON_H_

@@ -72,7 +72,7 @@ case "${1:-}" in
     need_root; install_deps; mount_bpffs
     REL=${TETHER_RELEASE_DIR:-$ROOT/build-release}
     if [ ! -f "$REL/build.ninja" ]; then
-      meson setup "$REL" --buildtype=release -Dtests=disabled -Dbench=enabled >/dev/null
+      meson setup "$REL" --buildtype=release -Dtests=enabled -Dbench=enabled >/dev/null
     fi
     ninja -C "$REL"
     python3 bench/report.py --build "$REL" ;;

@@ -147,3 +147,18 @@ TEST_CASE("tether load loads, pins on request, and reports verifier failures", "
     if (p.ok()) REQUIRE(p->Unpin().ok());
   }
 }
+
+TEST_CASE("the getting-started example loads, attaches and counts", "[cli][example]") {
+  // docs/getting-started.md walks through this program line by line.
+  FILE* p = popen(TETHER_GETTING_STARTED " 2>&1", "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 512> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_THAT(out, Catch::Contains("count_getpid saw 3 getpid() calls"));
+}

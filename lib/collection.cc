@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <deque>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "pin_internal.h"
 #include "sys/bpf.h"
 #include "tether/btf.h"
+#include "tether/core.h"
 #include "tether/pin.h"
 #include "tether/prog_array.h"
 
@@ -492,10 +494,10 @@ class CollectionLoader {
     const ProgramSpec& p = spec_.programs.at(name);
     LinkedProgram& lp = linked_.at(name);
     std::string what = absl::StrFormat("program '%s' (section %s)", name, p.section);
+    std::vector<CorePoison> poisoned;
     if (!lp.core_relos.empty()) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: has %u CO-RE relocations, and CO-RE relocation is not implemented yet",
-          what, lp.core_relos.size()));
+      absl::Status st = RelocateCore(name, lp, &poisoned);
+      if (!st.ok()) return Annotate(st, absl::StrCat("collection: ", what));
     }
     absl::Status patched = PatchExterns(name, lp);
     if (!patched.ok()) return patched;
@@ -543,9 +545,32 @@ class CollectionLoader {
     o.log_level = opt_.log_level;
     o.log_size_cap = opt_.log_size_cap;
     auto prog = Program::Load(o);
-    if (!prog.ok()) return Annotate(prog.status(), absl::StrCat("collection: ", what));
+    if (!prog.ok()) {
+      return Annotate(ExplainCorePoison(prog.status(), poisoned), absl::StrCat("collection: ", what));
+    }
     result_.programs_.emplace(name, *prog);
     return absl::OkStatus();
+  }
+
+  // CO-RE against CollectionOptions::core_target, or the running kernel.
+  absl::Status RelocateCore(const std::string& name, LinkedProgram& lp,
+                            std::vector<CorePoison>* poisoned) {
+    if (!spec_.btf) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%u CO-RE relocations but the object has no BTF to resolve them", lp.core_relos.size()));
+    }
+    const CoreTarget* target;
+    if (opt_.core_target != nullptr) {
+      // One index of the caller's BTF serves every program of the load.
+      if (!custom_target_) custom_target_ = std::make_unique<CoreTarget>(*opt_.core_target);
+      target = custom_target_.get();
+    } else {
+      auto kernel = CoreTarget::Kernel();
+      if (!kernel.ok()) return kernel.status();
+      target = *kernel;
+    }
+    return ApplyCoreRelocations(name, *spec_.btf, lp.core_relos, absl::MakeSpan(lp.insns),
+                                *target, poisoned);
   }
 
   void Rollback() {
@@ -570,6 +595,7 @@ class CollectionLoader {
   std::set<std::string> reused_;                         // replaced or pinned before
   sys::Fd btf_fd_;
   std::string btf_warning_;
+  std::unique_ptr<CoreTarget> custom_target_;
   Collection result_;
   bool committed_ = false;
 };

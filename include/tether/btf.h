@@ -181,6 +181,10 @@ class Btf {
   std::vector<uint8_t> Marshal() const;
 
  private:
+  // Parse() with `owner` keeping `data` alive: the string section is then
+  // used in place instead of copied.
+  static absl::StatusOr<Btf> ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
+                                        const Btf* base, std::shared_ptr<const void> owner);
   void BuildNameIndex();
   absl::Status Validate(absl::string_view what) const;
   // True if t is one of this Btf's own types, not its base's.
@@ -189,7 +193,9 @@ class Btf {
   }
   const BtfType& Own(uint32_t id) const { return types_[id - start_id_]; }
 
-  std::shared_ptr<const std::string> strings_;
+  // The string section (immutable, shared by copies), and its size.
+  std::shared_ptr<const char> strings_;
+  uint32_t strings_size_ = 0;
   std::vector<BtfType> types_;  // types_[i] is id start_id_ + i
   std::vector<BtfMember> members_;
   std::vector<BtfEnumValue> enums_;

@@ -634,15 +634,20 @@ bool SizeChangeSafe(const Btf& lb, uint32_t lid, const Btf& tb, uint32_t tid) {
          !(l->int_encoding() & kBtfIntSigned) && !(t->int_encoding() & kBtfIntSigned);
 }
 
-std::string MissingReason(const Spec& local) {
-  std::string what = FormatSpec(local);
-  if (IsFieldBased(local.kind)) {
-    return absl::StrCat("the field ", what, " is not in the target's BTF (no candidate of that name has it)");
-  }
-  if (IsEnumvalBased(local.kind)) {
-    return absl::StrCat("the enumerator ", what, " is not in the target's BTF");
-  }
-  return absl::StrCat("the type ", what, " is not in the target's BTF");
+std::string MissingReason(const Spec& local, size_t candidates) {
+  const BtfType* root = local.btf->TypeById(local.root_id);
+  absl::string_view name = local.btf->Name(*root);
+  std::string why =
+      candidates == 0
+          ? absl::StrCat("the target's BTF has no ", KindWord(root->kind), " named '",
+                         CoreEssentialName(name), "'")
+          : absl::StrCat("none of the target's ", candidates, " ", KindWord(root->kind),
+                         candidates == 1 ? "" : "s", " named '", CoreEssentialName(name),
+                         "' matches");
+  const char* what = IsFieldBased(local.kind)     ? "the field "
+                     : IsEnumvalBased(local.kind) ? "the enumerator "
+                                                  : "the type ";
+  return absl::StrCat(what, FormatSpec(local), " is not in the target: ", why);
 }
 
 int InsnSizeBytes(uint8_t code) {
@@ -826,7 +831,9 @@ absl::StatusOr<CoreFixup> ComputeCoreFixup(const Btf& local, const CoreRelo& rel
   Spec best;
   Side best_side;
   Spec cand_spec;
-  for (const CoreTarget::Candidate& c : target.Candidates(CoreEssentialName(name), root->kind)) {
+  const std::vector<CoreTarget::Candidate> candidates =
+      target.Candidates(CoreEssentialName(name), root->kind);
+  for (const CoreTarget::Candidate& c : candidates) {
     int r = SpecMatch(*local_spec, *c.btf, c.id, &cand_spec);
     if (r < 0) {
       return describe(absl::InvalidArgumentError(absl::StrCat(
@@ -864,7 +871,7 @@ absl::StatusOr<CoreFixup> ComputeCoreFixup(const Btf& local, const CoreRelo& rel
     if (!side.ok()) return describe(side.status());
     fx.target_value = side->value;
     fx.poison = side->poison;
-    if (fx.poison) fx.poison_reason = MissingReason(*local_spec);
+    if (fx.poison) fx.poison_reason = MissingReason(*local_spec, candidates.size());
     return fx;
   }
   fx.target_btf = best.btf;

@@ -841,3 +841,36 @@ TEST_CASE("CO-RE target for the kernel is built once and shared", "[core][kernel
   CHECK(cands[0].btf == *vmlinux);
   CHECK((*a)->Candidates("tether_no_such_type", BtfKind::kStruct).empty());
 }
+
+TEST_CASE("random relocations over real BTF never crash", "[core]") {
+  // Every type id, every string offset of the object as an access string,
+  // every kind: against the object itself and against vmlinux.
+  CollectionSpec spec = CorpusSpec("relocs-el.elf");
+  const Btf& local = *spec.btf;
+  CoreTarget own(local);
+  auto kernel = CoreTarget::Kernel();
+  REQUIRE(kernel.ok());
+  std::vector<uint32_t> accesses;
+  for (const auto& [name, p] : spec.programs) {
+    for (const CoreRelo& r : p.code.core_relos) accesses.push_back(r.access_str_off);
+  }
+  REQUIRE_FALSE(accesses.empty());
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+  };
+  size_t ok = 0;
+  for (int i = 0; i < 20000; ++i) {
+    CoreRelo r;
+    r.type_id = static_cast<uint32_t>(next() % (local.NumTypes() + 3));
+    r.access_str_off = (next() % 4 == 0) ? static_cast<uint32_t>(next() % 5000)
+                                         : accesses[next() % accesses.size()];
+    r.kind = static_cast<CoreReloKind>(next() % 13);
+    ok += ComputeCoreFixup(local, r, own).ok();
+    ok += ComputeCoreFixup(local, r, **kernel).ok();
+  }
+  CHECK(ok > 0);
+}

@@ -737,6 +737,14 @@ CoreTarget::CoreTarget(const Btf& btf) {
   indexes_.push_back(std::make_unique<Index>(btf));
 }
 
+CoreTarget::CoreTarget(const Btf& primary, absl::Span<const Btf* const> fallbacks)
+    : CoreTarget(primary) {
+  for (const Btf* b : fallbacks) {
+    btfs_.push_back(b);
+    indexes_.push_back(std::make_unique<Index>(*b));
+  }
+}
+
 CoreTarget::~CoreTarget() = default;
 
 absl::StatusOr<const CoreTarget*> CoreTarget::Kernel() {
@@ -783,10 +791,12 @@ void CoreTarget::AddCandidates(const Btf& btf, const Index& index, absl::string_
 std::vector<CoreTarget::Candidate> CoreTarget::Candidates(absl::string_view essential_name,
                                                           BtfKind kind) const {
   std::vector<Candidate> out;
-  for (size_t i = 0; i < btfs_.size(); ++i) {
+  AddCandidates(*btfs_[0], *indexes_[0], essential_name, kind, &out);
+  if (!out.empty()) return out;
+  for (size_t i = 1; i < btfs_.size(); ++i) {
     AddCandidates(*btfs_[i], *indexes_[i], essential_name, kind, &out);
   }
-  if (!out.empty() || !kernel_) return out;
+  if (!kernel_) return out;
   // Like libbpf: modules only when vmlinux has nothing of that name.
   for (const auto& [btf, index] : Modules()) AddCandidates(*btf, *index, essential_name, kind, &out);
   return out;

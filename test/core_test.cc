@@ -571,7 +571,7 @@ TEST_CASE("malformed relocations are errors, never crashes", "[core]") {
   CHECK_THAT(std::string(anonymous.status().message()), Catch::Contains("anonymous"));
 }
 
-TEST_CASE("split BTF resolves base ids and strings", "[core][btf]") {
+TEST_CASE("split BTF resolves base ids and strings; CO-RE falls back to it", "[core][btf]") {
   BtfBuilder base;
   uint32_t b_int = base.Int("int", 4);
   base.Struct("in_base", 4, {{"a", b_int, 0}});
@@ -615,6 +615,31 @@ TEST_CASE("split BTF resolves base ids and strings", "[core][btf]") {
   REQUIRE(x.ok());
   CHECK(mod->TypeById(x->type)->kind == BtfKind::kInt);
   CHECK(mod->Members(*mod->TypeById(2)).size() == 1);  // a base struct, through the module
+
+  // CO-RE looks in the module only for names the base lacks.
+  Local l;
+  uint32_t l_int = l.b.Int("int", 4);
+  uint32_t l_mod = l.b.Struct("mod_s", 8, {{"pad", l_int, 0}, {"x", l_int, 32}});
+  uint32_t l_base = l.b.Struct("in_base", 4, {{"a", l_int, 0}});
+  uint32_t a0_1 = l.Access("0:1"), a0_0 = l.Access("0:0"), zero = l.Access("0");
+  l.Done();
+  const Btf* fallbacks[] = {&*mod};
+  CoreTarget with_modules(vmlinux, fallbacks);
+  auto x_off = ComputeCoreFixup(*l.btf, {0, l_mod, a0_1, CoreReloKind::kFieldByteOffset}, with_modules);
+  REQUIRE(x_off.ok());
+  CHECK(x_off->local_value == 4);
+  CHECK(x_off->target_value == 0);
+  CHECK(x_off->target_btf == &*mod);
+  auto mod_id = ComputeCoreFixup(*l.btf, {0, l_mod, zero, CoreReloKind::kTypeIdTarget}, with_modules);
+  REQUIRE(mod_id.ok());
+  CHECK(mod_id->target_value == 3);
+  auto base_a = ComputeCoreFixup(*l.btf, {0, l_base, a0_0, CoreReloKind::kFieldExists}, with_modules);
+  REQUIRE(base_a.ok());
+  CHECK(base_a->target_value == 1);
+  CHECK(base_a->target_btf == &vmlinux);
+  // Without the module, mod_s is missing.
+  CoreTarget base_only(vmlinux);
+  CHECK(ComputeCoreFixup(*l.btf, {0, l_mod, a0_1, CoreReloKind::kFieldByteOffset}, base_only)->poison);
   // A reference past the module's last id is refused.
   words[11] = 9;
   memcpy(blob.data() + 24, words.data(), tl);

@@ -43,6 +43,10 @@ class CoreTarget {
  public:
   // Every candidate comes from `btf`, which must outlive the target.
   explicit CoreTarget(const Btf& btf);
+  // Candidates come from `primary`, and only for names it has none of,
+  // from `fallbacks` (e.g. a vmlinux file and its modules' split BTF).
+  // All must outlive the target.
+  CoreTarget(const Btf& primary, absl::Span<const Btf* const> fallbacks);
   ~CoreTarget();
   CoreTarget(const CoreTarget&) = delete;
   CoreTarget& operator=(const CoreTarget&) = delete;
@@ -70,9 +74,9 @@ class CoreTarget {
                      std::vector<Candidate>* out) const;
   static const std::vector<std::pair<const Btf*, const Index*>>& Modules();
 
-  std::vector<const Btf*> btfs_;                 // [0]: the primary
+  std::vector<const Btf*> btfs_;                 // [0]: the primary, then fallbacks
   std::vector<std::unique_ptr<Index>> indexes_;  // flavoured names, per btf
-  bool kernel_ = false;
+  bool kernel_ = false;  // fallbacks are the running kernel's modules, read on first need
 };
 
 // The name without a "___flavour" suffix: "task_struct___old" ->

@@ -1,6 +1,7 @@
 #include "tether/btf.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,9 +49,40 @@ absl::string_view BtfKindName(BtfKind kind) {
   return i < sizeof(kNames) / sizeof(kNames[0]) ? kNames[i] : "UNKNOWN";
 }
 
-Btf::Btf() : strings_(std::make_shared<const std::string>(1, '\0')), types_(1) {}
+Btf::Btf() : strings_(std::shared_ptr<const char>(std::shared_ptr<const void>(), "")),
+             strings_size_(1), types_(1) {}
 
-absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view what) {
+namespace {
+
+// Faults in a freshly allocated buffer with one call. Parsing vmlinux
+// touches some 3000 new pages, and on virtualised hosts every first touch
+// is a trap through the hypervisor: taking them one by one was a third of
+// the parse. Best effort: without MADV_POPULATE_WRITE (5.14) the pages
+// fault as usual.
+void Prefault(const void* data, size_t bytes) {
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  if (bytes < 16 * page) return;
+  uintptr_t start = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
+  if (end > start) madvise(reinterpret_cast<void*>(start), end - start, kPopulateWrite);
+}
+
+template <typename T>
+void ReserveExact(std::vector<T>* v, size_t n) {
+  v->reserve(v->size() + n);
+  Prefault(v->data() + v->size(), n * sizeof(T));
+}
+
+}  // namespace
+
+absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view what,
+                               const Btf* base) {
+  return ParseOwned(data, what, base, nullptr);
+}
+
+absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
+                                    const Btf* base, std::shared_ptr<const void> owner) {
   auto err = [&](auto&&... args) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", args...));
   };
@@ -86,22 +118,68 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
                " bytes after the header");
   }
   if (type_off % 4 != 0) return err("type section offset ", type_off, " is not 4-aligned");
-  if (str_len == 0) return err("string section is empty (it must start with a NUL)");
   const uint8_t* strs = data.data() + hdr_len + str_off;
-  if (strs[0] != 0) return err("string section does not start with a NUL");
-  if (strs[str_len - 1] != 0) {
+  // Split BTF continues its base's string section, so only a base section
+  // must start with the empty name.
+  if (base == nullptr) {
+    if (str_len == 0) return err("string section is empty (it must start with a NUL)");
+    if (strs[0] != 0) return err("string section does not start with a NUL");
+  }
+  if (str_len != 0 && strs[str_len - 1] != 0) {
     return err("string section of ", str_len, " bytes is not NUL-terminated");
   }
 
   Btf btf;
-  btf.strings_ = std::make_shared<const std::string>(reinterpret_cast<const char*>(strs), str_len);
+  if (base != nullptr) {
+    btf.base_ = base;
+    btf.start_id_ = base->NumTypes();
+    btf.start_str_ = base->start_str_ + base->strings_size_;
+    btf.types_.clear();
+  }
+  if (owner) {
+    btf.strings_ = std::shared_ptr<const char>(std::move(owner), reinterpret_cast<const char*>(strs));
+  } else {
+    std::shared_ptr<char> copy(new char[str_len + 1], std::default_delete<char[]>());
+    if (str_len) memcpy(copy.get(), strs, str_len);
+    btf.strings_ = std::move(copy);
+  }
+  btf.strings_size_ = str_len;
+  // Offsets are absolute across base and split strings.
+  const uint64_t str_end = uint64_t{btf.start_str_} + str_len;
   const uint8_t* p = data.data() + hdr_len + type_off;
   const uint8_t* end = p + type_len;
-  // Roughly one type per 16 bytes in practice: avoids regrowth on vmlinux.
-  btf.types_.reserve(type_len / 32 + 1);
-  btf.members_.reserve(type_len / 24 + 1);
+  // A first pass counts what each table will hold, so that each is
+  // allocated (and faulted in) once at its final size. It trusts nothing:
+  // counts from a truncated section only make the reservation too large.
+  {
+    size_t ntypes = 0, nmembers = 0, nenums = 0, nsecinfos = 0;
+    const uint8_t* q = p;
+    while (end - q >= 12) {
+      uint32_t info = Load32(q + 4);
+      uint32_t vlen = info & 0xffff;
+      q += 12;
+      size_t tail = 0;
+      switch (static_cast<BtfKind>((info >> 24) & 0x1f)) {
+        case BtfKind::kInt: case BtfKind::kVar: case BtfKind::kDeclTag: tail = 4; break;
+        case BtfKind::kArray: tail = 12; break;
+        case BtfKind::kStruct: case BtfKind::kUnion: tail = 12u * vlen; nmembers += vlen; break;
+        case BtfKind::kFuncProto: tail = 8u * vlen; nmembers += vlen; break;
+        case BtfKind::kEnum: tail = 8u * vlen; nenums += vlen; break;
+        case BtfKind::kEnum64: tail = 12u * vlen; nenums += vlen; break;
+        case BtfKind::kDatasec: tail = 12u * vlen; nsecinfos += vlen; break;
+        default: break;
+      }
+      ++ntypes;
+      if (static_cast<size_t>(end - q) < tail) break;
+      q += tail;
+    }
+    ReserveExact(&btf.types_, ntypes);
+    ReserveExact(&btf.members_, nmembers);
+    ReserveExact(&btf.enums_, nenums);
+    ReserveExact(&btf.secinfos_, nsecinfos);
+  }
 
-  uint32_t id = 1;
+  uint32_t id = btf.start_id_ == 0 ? 1 : btf.start_id_;
   while (p < end) {
     size_t at = static_cast<size_t>(p - (data.data() + hdr_len + type_off));
     auto terr = [&](auto&&... args) {
@@ -116,8 +194,8 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
     uint32_t kind = (info >> 24) & 0x1f;
     t.vlen = info & 0xffff;
     t.kind_flag = info >> 31;
-    if (t.name_off >= str_len) {
-      return terr("name offset ", t.name_off, " is outside the ", str_len, "-byte string section");
+    if (t.name_off >= str_end && t.name_off != 0) {
+      return terr("name offset ", t.name_off, " is outside the ", str_end, "-byte string section");
     }
     if (kind == 0 || kind > kBtfMaxKind) return terr("unknown kind ", kind);
     t.kind = static_cast<BtfKind>(kind);
@@ -154,7 +232,7 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
           } else {
             m.bit_offset = off;
           }
-          if (m.name_off >= str_len) return terr("member ", i, " name offset out of range");
+          if (m.name_off >= str_end) return terr("member ", i, " name offset out of range");
           btf.members_.push_back(m);
         }
         break;
@@ -167,7 +245,7 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
           v.name_off = Load32(p);
           uint32_t raw = Load32(p + 4);
           v.value = t.kind_flag ? static_cast<uint64_t>(int64_t{static_cast<int32_t>(raw)}) : raw;
-          if (v.name_off >= str_len) return terr("enumerator ", i, " name offset out of range");
+          if (v.name_off >= str_end) return terr("enumerator ", i, " name offset out of range");
           btf.enums_.push_back(v);
         }
         break;
@@ -179,7 +257,7 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
           BtfEnumValue v;
           v.name_off = Load32(p);
           v.value = uint64_t{Load32(p + 4)} | uint64_t{Load32(p + 8)} << 32;
-          if (v.name_off >= str_len) return terr("enumerator ", i, " name offset out of range");
+          if (v.name_off >= str_end) return terr("enumerator ", i, " name offset out of range");
           btf.enums_.push_back(v);
         }
         break;
@@ -191,7 +269,7 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
           BtfMember m;
           m.name_off = Load32(p);
           m.type = Load32(p + 4);
-          if (m.name_off >= str_len) return terr("parameter ", i, " name offset out of range");
+          if (m.name_off >= str_end) return terr("parameter ", i, " name offset out of range");
           btf.members_.push_back(m);
         }
         break;
@@ -233,11 +311,11 @@ absl::Status Btf::Validate(absl::string_view what) const {
   const uint32_t n = NumTypes();
   auto err = [&](uint32_t id, auto&&... args) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": type [", id, "] ", BtfKindName(types_[id].kind), " '",
+        absl::StrCat(what, ": type [", id, "] ", BtfKindName(TypeById(id)->kind), " '",
                      NameOf(id), "': ", args...));
   };
-  for (uint32_t id = 1; id < n; ++id) {
-    const BtfType& t = types_[id];
+  for (uint32_t id = FirstOwnId(); id < n; ++id) {
+    const BtfType& t = Own(id);
     auto check = [&](uint32_t ref, absl::string_view field) -> absl::Status {
       if (ref >= n) return err(id, field, " refers to type ", ref, ", past the last id ", n - 1);
       return absl::OkStatus();
@@ -255,7 +333,7 @@ absl::Status Btf::Validate(absl::string_view what) const {
         break;
       case BtfKind::kFunc:
         st = check(t.type(), "type");
-        if (st.ok() && types_[t.type()].kind != BtfKind::kFuncProto) {
+        if (st.ok() && TypeById(t.type())->kind != BtfKind::kFuncProto) {
           return err(id, "type ", t.type(), " is not a FUNC_PROTO");
         }
         break;
@@ -298,10 +376,11 @@ absl::Status Btf::Validate(absl::string_view what) const {
   // Chains through typedefs, modifiers, arrays and vars must end: a loop
   // there has no size and would send every resolver around forever.
   // Pointers break chains legitimately (a list node points to itself).
-  std::vector<uint8_t> state(n, 0);  // 0 new, 1 on the current path, 2 done
+  // A chain that reaches the base ends there: the base was validated.
+  std::vector<uint8_t> state(types_.size(), 0);  // 0 new, 1 on the current path, 2 done
   std::vector<uint32_t> path;
   auto next = [&](uint32_t id) -> uint32_t {
-    const BtfType& t = types_[id];
+    const BtfType& t = Own(id);
     switch (t.kind) {
       case BtfKind::kTypedef:
       case BtfKind::kVolatile:
@@ -317,83 +396,134 @@ absl::Status Btf::Validate(absl::string_view what) const {
         return 0;
     }
   };
-  for (uint32_t start = 1; start < n; ++start) {
+  auto own = [&](uint32_t id) { return id >= start_id_ && id != 0; };
+  for (uint32_t start = FirstOwnId(); start < n; ++start) {
     path.clear();
     uint32_t cur = start;
-    while (cur != 0 && state[cur] == 0) {
-      state[cur] = 1;
+    while (own(cur) && state[cur - start_id_] == 0) {
+      state[cur - start_id_] = 1;
       path.push_back(cur);
       cur = next(cur);
     }
-    if (cur != 0 && state[cur] == 1) {
+    if (own(cur) && state[cur - start_id_] == 1) {
       return err(cur, "is part of a reference cycle (", path.size(),
                  " types starting at id ", start, ")");
     }
-    for (uint32_t p : path) state[p] = 2;
+    for (uint32_t p : path) state[p - start_id_] = 2;
   }
   return absl::OkStatus();
 }
 
+namespace {
+
+// Word-at-a-time multiplicative hash: names are short, and this runs once
+// per named type of vmlinux on every parse.
+uint64_t NameHash(absl::string_view s) {
+  constexpr uint64_t kMul = 0x9e3779b97f4a7c15ull;
+  uint64_t h = s.size() * kMul;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * kMul;
+    h ^= h >> 29;
+  }
+  uint64_t w = 0;
+  memcpy(&w, s.data() + i, s.size() - i);
+  h = (h ^ w) * kMul;
+  return h ^ (h >> 32);
+}
+
+}  // namespace
+
 void Btf::BuildNameIndex() {
-  name_ranges_.clear();
   name_ids_.clear();
-  const std::string& s = *strings_;
-  auto name_at = [&](uint32_t off) {
-    const char* b = s.data() + off;
-    return absl::string_view(b, strlen(b));  // terminated: checked at parse
-  };
-  // Sorting ids by name offset groups equal names without hashing each
-  // type: deduplicated BTF (vmlinux) stores every name once, so only one
-  // hash insert per distinct name remains.
-  std::vector<std::pair<uint32_t, uint32_t>> by_off;  // (name_off, id)
-  by_off.reserve(types_.size());
-  for (uint32_t id = 1; id < types_.size(); ++id) {
-    if (types_[id].name_off != 0) by_off.emplace_back(types_[id].name_off, id);
-  }
-  std::sort(by_off.begin(), by_off.end());
-  name_ids_.resize(by_off.size());
-  bool duplicate_strings = false;
-  for (size_t i = 0; i < by_off.size();) {
-    size_t j = i;
-    while (j < by_off.size() && by_off[j].first == by_off[i].first) {
-      name_ids_[j] = by_off[j].second;
-      ++j;
+  name_groups_.clear();
+  name_slots_.clear();
+  const uint32_t first = FirstOwnId() - start_id_;
+  uint32_t named = 0;
+  for (uint32_t i = first; i < types_.size(); ++i) named += types_[i].name_off != 0;
+  if (named == 0) return;
+  size_t cap = 16;
+  while (cap < size_t{named} * 2) cap <<= 1;
+  const size_t mask = cap - 1;
+  ReserveExact(&name_slots_, cap);
+  name_slots_.assign(cap, 0);
+  ReserveExact(&name_groups_, named);
+  // Each type's group, then a counting sort: ids stay in id order within
+  // a name, and equal names stored at different offsets (BTF nobody
+  // deduplicated) still land in one group.
+  std::vector<uint32_t> group_of;
+  ReserveExact(&group_of, types_.size() - first);
+  group_of.resize(types_.size() - first);
+  for (uint32_t i = first; i < types_.size(); ++i) {
+    uint32_t off = types_[i].name_off;
+    if (off == 0) continue;
+    absl::string_view name = String(off);
+    size_t slot = NameHash(name) & mask;
+    for (;;) {
+      uint32_t g = name_slots_[slot];
+      if (g == 0) {
+        name_groups_.push_back({off, 0, 0});
+        name_slots_[slot] = static_cast<uint32_t>(name_groups_.size());
+        g = name_slots_[slot];
+      } else if (name_groups_[g - 1].name_off != off && String(name_groups_[g - 1].name_off) != name) {
+        slot = (slot + 1) & mask;
+        continue;
+      }
+      ++name_groups_[g - 1].count;
+      group_of[i - first] = g - 1;
+      break;
     }
-    auto [it, inserted] = name_ranges_.try_emplace(
-        name_at(by_off[i].first), static_cast<uint32_t>(i), static_cast<uint32_t>(j - i));
-    if (!inserted) duplicate_strings = true;
-    i = j;
   }
-  if (!duplicate_strings) return;
-  // The same name at several offsets (BTF nobody deduplicated): regroup
-  // by string, in id order.
-  name_ranges_.clear();
-  for (const auto& [off, id] : by_off) ++name_ranges_[name_at(off)].second;
   uint32_t start = 0;
-  for (auto& [name, range] : name_ranges_) {
-    range.first = start;
-    start += range.second;
-    range.second = 0;
+  for (NameGroup& g : name_groups_) {
+    g.start = start;
+    start += g.count;
+    g.count = 0;
   }
-  for (uint32_t id = 1; id < types_.size(); ++id) {
-    if (types_[id].name_off == 0) continue;
-    auto& range = name_ranges_[name_at(types_[id].name_off)];
-    name_ids_[range.first + range.second++] = id;
+  ReserveExact(&name_ids_, start);
+  name_ids_.resize(start);
+  for (uint32_t i = first; i < types_.size(); ++i) {
+    if (types_[i].name_off == 0) continue;
+    NameGroup& g = name_groups_[group_of[i - first]];
+    name_ids_[g.start + g.count++] = start_id_ + i;
   }
 }
 
-absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path) {
+absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return sys::ErrnoStatus(errno, path, "open");
-  std::vector<uint8_t> buf;
   struct stat st;
-  // sysfs reports the real size of the BTF file; read straight into place.
-  size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? st.st_size + 1 : 1 << 20;
-  buf.resize(cap);
+  size_t size = (fstat(fd, &st) == 0 && st.st_size > 0) ? st.st_size : 0;
+  // Newer kernels let vmlinux BTF be mapped: parsing straight from the
+  // kernel's pages skips copying 5 MB into freshly faulted memory.
+  if (size != 0) {
+    void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map != MAP_FAILED) {
+      close(fd);
+      // The mapping stays while any copy of the Btf does: its strings are
+      // read in place.
+      std::shared_ptr<const void> owner(map, [size](const void* m) {
+        munmap(const_cast<void*>(m), size);
+      });
+      return ParseOwned(absl::MakeConstSpan(static_cast<const uint8_t*>(map), size), path, base,
+                        std::move(owner));
+    }
+  }
+  // sysfs reports the real size; the buffer is left uninitialised because
+  // read() fills it, and zeroing it first showed up in profiles.
+  size_t cap = size != 0 ? size + 1 : 1 << 20;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
   size_t len = 0;
   for (;;) {
-    if (len == buf.size()) buf.resize(buf.size() * 2);
-    ssize_t r = read(fd, buf.data() + len, buf.size() - len);
+    if (len == cap) {
+      std::unique_ptr<uint8_t[]> bigger(new uint8_t[cap * 2]);
+      memcpy(bigger.get(), buf.get(), len);
+      buf = std::move(bigger);
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf.get() + len, cap - len);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
@@ -403,28 +533,35 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path) {
     if (r == 0) break;
     len += r;
   }
-  buf.resize(len);
   close(fd);
-  return Parse(buf, path);
+  return Parse(absl::MakeConstSpan(buf.get(), len), path, base);
 }
 
 const BtfType* Btf::TypeById(uint32_t id) const {
+  if (id < start_id_) return base_->TypeById(id);
+  id -= start_id_;
   return id < types_.size() ? &types_[id] : nullptr;
 }
-BtfType* Btf::MutableTypeById(uint32_t id) { return id < types_.size() ? &types_[id] : nullptr; }
+BtfType* Btf::MutableTypeById(uint32_t id) {
+  if (id < start_id_) return nullptr;  // the base is shared and immutable
+  id -= start_id_;
+  return id < types_.size() ? &types_[id] : nullptr;
+}
 
 absl::StatusOr<const BtfType*> Btf::Type(uint32_t id) const {
-  if (id >= types_.size()) {
+  const BtfType* t = TypeById(id);
+  if (t == nullptr) {
     return absl::NotFoundError(absl::StrCat("BTF type id ", id, " does not exist (",
-                                            types_.size() - 1, " types)"));
+                                            NumTypes() - 1, " types)"));
   }
-  return &types_[id];
+  return t;
 }
 
 absl::string_view Btf::String(uint32_t off) const {
-  const std::string& s = *strings_;
-  if (off >= s.size()) return {};
-  const char* b = s.data() + off;
+  if (off < start_str_) return base_->String(off);
+  off -= start_str_;
+  if (off >= strings_size_) return {};
+  const char* b = strings_.get() + off;
   return absl::string_view(b, strlen(b));
 }
 
@@ -434,43 +571,57 @@ absl::string_view Btf::NameOf(uint32_t id) const {
 }
 
 absl::Span<const uint32_t> Btf::IdsByName(absl::string_view name) const {
-  auto it = name_ranges_.find(name);
-  if (it == name_ranges_.end()) return {};
-  return absl::MakeConstSpan(name_ids_).subspan(it->second.first, it->second.second);
+  if (name_slots_.empty()) return {};
+  const size_t mask = name_slots_.size() - 1;
+  for (size_t slot = NameHash(name) & mask;; slot = (slot + 1) & mask) {
+    uint32_t g = name_slots_[slot];
+    if (g == 0) return {};
+    const NameGroup& group = name_groups_[g - 1];
+    if (String(group.name_off) == name) {
+      return absl::MakeConstSpan(name_ids_).subspan(group.start, group.count);
+    }
+  }
 }
 
 absl::optional<uint32_t> Btf::FindByNameKind(absl::string_view name, BtfKind kind) const {
   for (uint32_t id : IdsByName(name)) {
-    if (types_[id].kind == kind) return id;
+    if (Own(id).kind == kind) return id;
   }
   return absl::nullopt;
 }
 
 absl::Span<const BtfMember> Btf::Members(const BtfType& t) const {
   if (!t.is_composite() && t.kind != BtfKind::kFuncProto) return {};
+  if (base_ && !Owns(t)) return base_->Members(t);
   return absl::MakeConstSpan(members_).subspan(t.first, t.vlen);
 }
 absl::Span<BtfMember> Btf::MutableMembers(const BtfType& t) {
   if (!t.is_composite() && t.kind != BtfKind::kFuncProto) return {};
+  if (base_ && !Owns(t)) return {};
   return absl::MakeSpan(members_).subspan(t.first, t.vlen);
 }
 absl::Span<const BtfEnumValue> Btf::EnumValues(const BtfType& t) const {
   if (t.kind != BtfKind::kEnum && t.kind != BtfKind::kEnum64) return {};
+  if (base_ && !Owns(t)) return base_->EnumValues(t);
   return absl::MakeConstSpan(enums_).subspan(t.first, t.vlen);
 }
 absl::Span<const BtfVarSecinfo> Btf::Secinfos(const BtfType& t) const {
   if (t.kind != BtfKind::kDatasec) return {};
+  if (base_ && !Owns(t)) return base_->Secinfos(t);
   return absl::MakeConstSpan(secinfos_).subspan(t.first, t.vlen);
 }
 absl::Span<BtfVarSecinfo> Btf::MutableSecinfos(const BtfType& t) {
   if (t.kind != BtfKind::kDatasec) return {};
+  if (base_ && !Owns(t)) return {};
   return absl::MakeSpan(secinfos_).subspan(t.first, t.vlen);
 }
 
 uint32_t Btf::SkipModifiers(uint32_t id, bool skip_typedefs) const {
   // Validate() proved these chains finite; the bound guards hand-edited types.
-  for (int i = 0; i < kMaxResolveDepth && id < types_.size(); ++i) {
-    const BtfType& t = types_[id];
+  for (int i = 0; i < kMaxResolveDepth; ++i) {
+    const BtfType* tp = TypeById(id);
+    if (tp == nullptr) break;
+    const BtfType& t = *tp;
     if (t.is_modifier() || (skip_typedefs && t.kind == BtfKind::kTypedef)) {
       id = t.type();
     } else {
@@ -485,8 +636,9 @@ uint32_t Btf::SkipQualifiers(uint32_t id) const { return SkipModifiers(id, true)
 absl::StatusOr<uint64_t> Btf::SizeOf(uint32_t id) const {
   uint64_t mult = 1;
   for (int i = 0; i < kMaxResolveDepth; ++i) {
-    if (id >= types_.size()) return absl::NotFoundError(absl::StrCat("BTF type ", id, " does not exist"));
-    const BtfType& t = types_[id];
+    const BtfType* tp = TypeById(id);
+    if (tp == nullptr) return absl::NotFoundError(absl::StrCat("BTF type ", id, " does not exist"));
+    const BtfType& t = *tp;
     switch (t.kind) {
       case BtfKind::kInt:
       case BtfKind::kEnum:
@@ -600,8 +752,8 @@ absl::StatusOr<Btf::MemberLocation> Btf::FindMember(uint32_t struct_id,
 std::vector<uint8_t> Btf::Marshal() const {
   std::vector<uint8_t> types;
   types.reserve(types_.size() * 16);
-  for (uint32_t id = 1; id < types_.size(); ++id) {
-    const BtfType& t = types_[id];
+  for (uint32_t id = FirstOwnId(); id < NumTypes(); ++id) {
+    const BtfType& t = Own(id);
     Put32(&types, t.name_off);
     Put32(&types, Info(t.kind, t.kind_flag, t.vlen));
     Put32(&types, t.size_or_type);
@@ -656,7 +808,7 @@ std::vector<uint8_t> Btf::Marshal() const {
     }
   }
   std::vector<uint8_t> out;
-  out.reserve(kBtfHeaderMinLen + types.size() + strings_->size());
+  out.reserve(kBtfHeaderMinLen + types.size() + strings_size_);
   out.push_back(kBtfMagic & 0xff);
   out.push_back(kBtfMagic >> 8);
   out.push_back(1);  // version
@@ -665,9 +817,9 @@ std::vector<uint8_t> Btf::Marshal() const {
   Put32(&out, 0);
   Put32(&out, static_cast<uint32_t>(types.size()));
   Put32(&out, static_cast<uint32_t>(types.size()));
-  Put32(&out, static_cast<uint32_t>(strings_->size()));
+  Put32(&out, strings_size_);
   out.insert(out.end(), types.begin(), types.end());
-  out.insert(out.end(), strings_->begin(), strings_->end());
+  out.insert(out.end(), strings_.get(), strings_.get() + strings_size_);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <deque>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "pin_internal.h"
 #include "sys/bpf.h"
 #include "tether/btf.h"
+#include "tether/core.h"
 #include "tether/pin.h"
 #include "tether/prog_array.h"
 
@@ -424,11 +426,19 @@ class CollectionLoader {
     return absl::OkStatus();
   }
 
+  // The running kernel's config, read at most once per load: kprobe
+  // programs without a version and .kconfig externs both need it.
+  absl::StatusOr<const KernelConfig*> Config() {
+    if (opt_.kernel_config) return opt_.kernel_config;
+    if (!kernel_config_) kernel_config_ = KernelConfig::Load();
+    if (!kernel_config_->ok()) return kernel_config_->status();
+    return &**kernel_config_;
+  }
+
   absl::StatusOr<std::vector<uint8_t>> KconfigContents() {
-    if (opt_.kernel_config) return ResolveKconfig(spec_, *opt_.kernel_config);
-    auto config = KernelConfig::Load();
+    auto config = Config();
     if (!config.ok()) return config.status();
-    return ResolveKconfig(spec_, *config);
+    return ResolveKconfig(spec_, **config);
   }
 
   absl::Status PatchExterns(const std::string& prog_name, LinkedProgram& lp) {
@@ -492,10 +502,10 @@ class CollectionLoader {
     const ProgramSpec& p = spec_.programs.at(name);
     LinkedProgram& lp = linked_.at(name);
     std::string what = absl::StrFormat("program '%s' (section %s)", name, p.section);
+    std::vector<CorePoison> poisoned;
     if (!lp.core_relos.empty()) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: has %u CO-RE relocations, and CO-RE relocation is not implemented yet",
-          what, lp.core_relos.size()));
+      absl::Status st = RelocateCore(name, lp, &poisoned);
+      if (!st.ok()) return Annotate(st, absl::StrCat("collection: ", what));
     }
     absl::Status patched = PatchExterns(name, lp);
     if (!patched.ok()) return patched;
@@ -518,8 +528,8 @@ class CollectionLoader {
     o.kernel_version = p.kernel_version ? p.kernel_version : spec_.kernel_version;
     if (o.kernel_version == 0 && o.type == BPF_PROG_TYPE_KPROBE) {
       // Kernels before 5.0 checked it; newer ones ignore it.
-      auto cfg = KernelConfig::Load();
-      if (cfg.ok()) o.kernel_version = cfg->linux_kernel_version;
+      auto cfg = Config();
+      if (cfg.ok()) o.kernel_version = (*cfg)->linux_kernel_version;
     }
     if (auto target = TracingTarget(p)) {
       auto vmlinux = KernelBtf();
@@ -543,9 +553,32 @@ class CollectionLoader {
     o.log_level = opt_.log_level;
     o.log_size_cap = opt_.log_size_cap;
     auto prog = Program::Load(o);
-    if (!prog.ok()) return Annotate(prog.status(), absl::StrCat("collection: ", what));
+    if (!prog.ok()) {
+      return Annotate(ExplainCorePoison(prog.status(), poisoned), absl::StrCat("collection: ", what));
+    }
     result_.programs_.emplace(name, *prog);
     return absl::OkStatus();
+  }
+
+  // CO-RE against CollectionOptions::core_target, or the running kernel.
+  absl::Status RelocateCore(const std::string& name, LinkedProgram& lp,
+                            std::vector<CorePoison>* poisoned) {
+    if (!spec_.btf) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%u CO-RE relocations but the object has no BTF to resolve them", lp.core_relos.size()));
+    }
+    const CoreTarget* target;
+    if (opt_.core_target != nullptr) {
+      // One index of the caller's BTF serves every program of the load.
+      if (!custom_target_) custom_target_ = std::make_unique<CoreTarget>(*opt_.core_target);
+      target = custom_target_.get();
+    } else {
+      auto kernel = CoreTarget::Kernel();
+      if (!kernel.ok()) return kernel.status();
+      target = *kernel;
+    }
+    return ApplyCoreRelocations(name, *spec_.btf, lp.core_relos, absl::MakeSpan(lp.insns),
+                                *target, poisoned);
   }
 
   void Rollback() {
@@ -570,6 +603,8 @@ class CollectionLoader {
   std::set<std::string> reused_;                         // replaced or pinned before
   sys::Fd btf_fd_;
   std::string btf_warning_;
+  absl::optional<absl::StatusOr<KernelConfig>> kernel_config_;
+  std::unique_ptr<CoreTarget> custom_target_;
   Collection result_;
   bool committed_ = false;
 };

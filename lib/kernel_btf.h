@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "tether/btf.h"
@@ -21,6 +22,12 @@ namespace detail {
 // LSM and iterator programs.
 absl::StatusOr<uint32_t> VmlinuxBtfTypeId(const std::string& name, uint32_t kind);
 }  // namespace detail
+// /sys/kernel/btf/<module>: split BTF over vmlinux, whose ids continue
+// after vmlinux's. Parsed on first use per module and cached.
+absl::StatusOr<const Btf*> KernelModuleBtf(const std::string& module);
+
+// Every module's BTF that parses, in name order; read once.
+const std::vector<const Btf*>& KernelModuleBtfs();
 
 }  // namespace tether
 

@@ -118,13 +118,24 @@ class Btf {
   // Parses raw .BTF bytes (header, types, strings). Every offset, length
   // and type reference is checked; referenced ids must exist, and chains of
   // typedefs/modifiers/arrays must not loop. `what` names the blob in errors.
+  //
+  // With `base`, the blob is split BTF (a kernel module's): its ids start
+  // at base->NumTypes() and its string offsets at the end of base's
+  // strings, and it may refer to base's types. `base` must outlive the
+  // result and every copy of it; lookups of base ids and strings go there.
   static absl::StatusOr<Btf> Parse(absl::Span<const uint8_t> data,
-                                   absl::string_view what = ".BTF");
-  // Parses /sys/kernel/btf/vmlinux.
-  static absl::StatusOr<Btf> LoadKernel(const std::string& path = "/sys/kernel/btf/vmlinux");
+                                   absl::string_view what = ".BTF",
+                                   const Btf* base = nullptr);
+  // Parses /sys/kernel/btf/vmlinux, or a module's file with vmlinux as base.
+  static absl::StatusOr<Btf> LoadKernel(const std::string& path = "/sys/kernel/btf/vmlinux",
+                                        const Btf* base = nullptr);
 
-  // Number of type ids including void: valid ids are [0, NumTypes()).
-  uint32_t NumTypes() const { return static_cast<uint32_t>(types_.size()); }
+  // Number of type ids including void (and a base's types): valid ids are
+  // [0, NumTypes()).
+  uint32_t NumTypes() const { return start_id_ + static_cast<uint32_t>(types_.size()); }
+  // The first id this Btf holds itself: 1, or base->NumTypes() for split BTF.
+  uint32_t FirstOwnId() const { return base_ ? start_id_ : 1; }
+  const Btf* base() const { return base_; }
   // nullptr if id is out of range.
   const BtfType* TypeById(uint32_t id) const;
   BtfType* MutableTypeById(uint32_t id);
@@ -135,7 +146,8 @@ class Btf {
   absl::string_view Name(const BtfType& t) const { return String(t.name_off); }
   absl::string_view NameOf(uint32_t id) const;
 
-  // All ids with this name, in id order. Empty span if none.
+  // All ids with this name, in id order. Empty span if none. Split BTF
+  // answers for its own types only.
   absl::Span<const uint32_t> IdsByName(absl::string_view name) const;
   // The first id with this name and kind.
   absl::optional<uint32_t> FindByNameKind(absl::string_view name, BtfKind kind) const;
@@ -169,18 +181,39 @@ class Btf {
   std::vector<uint8_t> Marshal() const;
 
  private:
+  // Parse() with `owner` keeping `data` alive: the string section is then
+  // used in place instead of copied.
+  static absl::StatusOr<Btf> ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
+                                        const Btf* base, std::shared_ptr<const void> owner);
   void BuildNameIndex();
   absl::Status Validate(absl::string_view what) const;
+  // True if t is one of this Btf's own types, not its base's.
+  bool Owns(const BtfType& t) const {
+    return &t >= types_.data() && &t < types_.data() + types_.size();
+  }
+  const BtfType& Own(uint32_t id) const { return types_[id - start_id_]; }
 
-  std::shared_ptr<const std::string> strings_;
-  std::vector<BtfType> types_;
+  // The string section (immutable, shared by copies), and its size.
+  std::shared_ptr<const char> strings_;
+  uint32_t strings_size_ = 0;
+  std::vector<BtfType> types_;  // types_[i] is id start_id_ + i
   std::vector<BtfMember> members_;
   std::vector<BtfEnumValue> enums_;
   std::vector<BtfVarSecinfo> secinfos_;
-  // ids grouped by name; name_ranges_ maps a name (a view into *strings_,
-  // which copies share and nobody mutates) to its run [start, start+count).
+  const Btf* base_ = nullptr;
+  uint32_t start_id_ = 0;
+  uint32_t start_str_ = 0;  // string offsets below this are base's
+  // Name index: ids grouped by name in id order. An open-addressed table
+  // of group numbers (+1; 0 is empty) keyed by the name's hash; groups
+  // hold a string offset, so copies of a Btf share nothing mutable.
+  struct NameGroup {
+    uint32_t name_off;
+    uint32_t start;
+    uint32_t count;
+  };
   std::vector<uint32_t> name_ids_;
-  absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>> name_ranges_;
+  std::vector<NameGroup> name_groups_;
+  std::vector<uint32_t> name_slots_;
 };
 
 // --- .BTF.ext ---------------------------------------------------------------

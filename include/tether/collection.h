@@ -46,6 +46,11 @@ struct CollectionOptions {
   // Kernel config for .kconfig externs; read from the running kernel when
   // absent and the object needs it.
   const KernelConfig* kernel_config = nullptr;
+  // Types CO-RE relocations resolve against. nullptr: the running
+  // kernel's (vmlinux, then module BTF). Otherwise the caller's BTF, e.g.
+  // Btf::LoadKernel("/path/to/other/vmlinux") or another object's
+  // CollectionSpec::btf; it must outlive the load.
+  const Btf* core_target = nullptr;
 };
 
 // Distinct error for a pinned map that does not match its spec. The

@@ -1,0 +1,169 @@
+// CO-RE costs on the live kernel (run as root):
+//   - parsing vmlinux BTF from scratch: tether's Btf::LoadKernel vs
+//     libbpf's btf__load_vmlinux_btf; and tether's per-process cache,
+//   - relocating without loading: the 30 programs of manyprogs,
+//   - loading a CO-RE object end to end (open + relocate + load + close):
+//     the corpus manyprogs (legacy maps, which libbpf 1.x refuses, so
+//     tether only) and the same programs with a BTF map, under both.
+// libbpf resolves vmlinux BTF on every bpf_object__load; tether parses it
+// once per process, which the load figures include.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "kernel_btf.h"
+#include "tether/btf.h"
+#include "tether/collection.h"
+#include "tether/collection_spec.h"
+#include "tether/core.h"
+
+#ifdef TETHER_BENCH_HAVE_LIBBPF
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#endif
+
+namespace {
+
+using namespace tether;
+
+std::vector<uint8_t> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fprintf(stderr, "core_bench: cannot read %s\n", path.c_str());
+    exit(1);
+  }
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), {});
+}
+
+const std::vector<uint8_t>& CorpusManyprogs() {
+  static const auto* bytes =
+      new std::vector<uint8_t>(ReadAll(TETHER_BENCH_SOURCE_DIR "/test/corpus/manyprogs-el.elf"));
+  return *bytes;
+}
+
+const std::vector<uint8_t>& BtfManyprogs() {
+  static const auto* bytes =
+      new std::vector<uint8_t>(ReadAll(TETHER_BENCH_BUILD_DIR "/core_manyprogs.bpf.o"));
+  return *bytes;
+}
+
+void vmlinux_parse_cold_tether(benchmark::State& state) {
+  for (auto _ : state) {
+    auto btf = Btf::LoadKernel();
+    if (!btf.ok()) {
+      state.SkipWithError(std::string(btf.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(btf->NumTypes());
+  }
+}
+BENCHMARK(vmlinux_parse_cold_tether)->Name("vmlinux_parse_cold/tether")->Unit(benchmark::kMillisecond);
+
+void vmlinux_parse_cached_tether(benchmark::State& state) {
+  (void)KernelBtf();
+  for (auto _ : state) {
+    auto btf = KernelBtf();
+    benchmark::DoNotOptimize(btf);
+  }
+}
+BENCHMARK(vmlinux_parse_cached_tether)->Name("vmlinux_parse_cached/tether");
+
+void core_relocate_manyprogs_tether(benchmark::State& state) {
+  auto spec = CollectionSpec::FromMemory(CorpusManyprogs(), "manyprogs");
+  auto target = CoreTarget::Kernel();
+  if (!spec.ok() || !target.ok()) {
+    state.SkipWithError("cannot read manyprogs or the kernel's BTF");
+    return;
+  }
+  std::vector<LinkedProgram> linked;
+  for (const auto& [name, p] : spec->programs) linked.push_back(*LinkProgram(*spec, name));
+  size_t relos = 0;
+  for (auto _ : state) {
+    relos = 0;
+    for (const LinkedProgram& lp : linked) {
+      std::vector<bpf_insn> insns = lp.insns;
+      absl::Status st = ApplyCoreRelocations(lp.name, *spec->btf, lp.core_relos,
+                                             absl::MakeSpan(insns), **target);
+      if (!st.ok()) {
+        state.SkipWithError(std::string(st.message()).c_str());
+        return;
+      }
+      relos += lp.core_relos.size();
+    }
+  }
+  state.counters["relocations"] = static_cast<double>(relos);
+}
+BENCHMARK(core_relocate_manyprogs_tether)->Name("core_relocate_manyprogs/tether")->Unit(benchmark::kMicrosecond);
+
+void LoadTether(benchmark::State& state, const std::vector<uint8_t>& elf) {
+  (void)KernelBtf();
+  for (auto _ : state) {
+    auto spec = CollectionSpec::FromMemory(elf, "manyprogs");
+    if (!spec.ok()) {
+      state.SkipWithError(std::string(spec.status().message()).c_str());
+      return;
+    }
+    auto coll = Collection::Load(*spec);
+    if (!coll.ok()) {
+      state.SkipWithError(std::string(coll.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(coll->programs().size());
+  }
+}
+
+void core_load_manyprogs_tether(benchmark::State& state) { LoadTether(state, CorpusManyprogs()); }
+BENCHMARK(core_load_manyprogs_tether)->Name("core_load_manyprogs/tether")->Unit(benchmark::kMillisecond);
+
+void core_load_manyprogs_btf_tether(benchmark::State& state) { LoadTether(state, BtfManyprogs()); }
+BENCHMARK(core_load_manyprogs_btf_tether)->Name("core_load_manyprogs_btf/tether")->Unit(benchmark::kMillisecond);
+
+#ifdef TETHER_BENCH_HAVE_LIBBPF
+
+int Quiet(enum libbpf_print_level, const char*, va_list) { return 0; }
+
+void vmlinux_parse_cold_libbpf(benchmark::State& state) {
+  libbpf_set_print(Quiet);
+  for (auto _ : state) {
+    struct btf* btf = btf__load_vmlinux_btf();
+    if (btf == nullptr) {
+      state.SkipWithError("btf__load_vmlinux_btf failed");
+      return;
+    }
+    benchmark::DoNotOptimize(btf__type_cnt(btf));
+    btf__free(btf);
+  }
+}
+BENCHMARK(vmlinux_parse_cold_libbpf)->Name("vmlinux_parse_cold/libbpf")->Unit(benchmark::kMillisecond);
+
+void LoadLibbpf(benchmark::State& state, const std::vector<uint8_t>& elf) {
+  libbpf_set_print(Quiet);
+  for (auto _ : state) {
+    struct bpf_object* obj = bpf_object__open_mem(elf.data(), elf.size(), nullptr);
+    if (obj == nullptr) {
+      // libbpf 1.x refuses the legacy "maps" section of the corpus object.
+      state.SkipWithError("bpf_object__open_mem failed (legacy maps section?)");
+      return;
+    }
+    int err = bpf_object__load(obj);
+    bpf_object__close(obj);
+    if (err != 0) {
+      state.SkipWithError("bpf_object__load failed");
+      return;
+    }
+  }
+}
+
+void core_load_manyprogs_libbpf(benchmark::State& state) { LoadLibbpf(state, CorpusManyprogs()); }
+BENCHMARK(core_load_manyprogs_libbpf)->Name("core_load_manyprogs/libbpf")->Unit(benchmark::kMillisecond);
+
+void core_load_manyprogs_btf_libbpf(benchmark::State& state) { LoadLibbpf(state, BtfManyprogs()); }
+BENCHMARK(core_load_manyprogs_btf_libbpf)->Name("core_load_manyprogs_btf/libbpf")->Unit(benchmark::kMillisecond);
+
+#endif  // TETHER_BENCH_HAVE_LIBBPF
+
+}  // namespace

@@ -286,9 +286,6 @@ class Locked {
     if (!n) return;
     if (n->node.handles > 0 || n->kept_fd >= 0 || !n->node.legacy_hooks.empty()) return;
     if (!n->in.empty()) return;
-    if (ref.kind == NodeKind::kMap && IsProgArrayType(n->node.type) && !n->node.cleared_by_kernel) {
-      // Nothing refers to it any more: freed, entries and all.
-    }
     auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
     s_.nodes.erase(ref);
     for (NodeRef t : touched) Collect(t);

@@ -158,7 +158,16 @@ class CollectionLoader {
                        const std::set<std::string>* want_maps) {
     std::deque<std::pair<bool, std::string>> work;  // (is_program, name)
     if (want_programs == nullptr && want_maps == nullptr) {
-      for (const auto& [name, p] : spec_.programs) work.emplace_back(true, name);
+      for (const auto& [name, p] : spec_.programs) {
+        // A function in a section that names no program type (cilium's
+        // "other") is only ever a callee; a full load skips it unless the
+        // caller gave it a type.
+        if (EffectiveType(name) == BPF_PROG_TYPE_UNSPEC) {
+          result_.skipped_programs_.push_back(name);
+          continue;
+        }
+        work.emplace_back(true, name);
+      }
       for (const auto& [name, m] : spec_.maps) work.emplace_back(false, name);
     } else {
       if (want_programs)
@@ -308,6 +317,12 @@ class CollectionLoader {
   }
 
  private:
+  uint32_t EffectiveType(const std::string& name) const {
+    if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) return it->second;
+    uint32_t type = spec_.programs.at(name).type;
+    return type != BPF_PROG_TYPE_UNSPEC ? type : opt_.default_program_type;
+  }
+
   LifetimePolicy PolicyFor(const std::string& name) const {
     auto it = opt_.map_policies.find(name);
     return it != opt_.map_policies.end() ? it->second : opt_.default_map_policy;
@@ -511,9 +526,7 @@ class CollectionLoader {
     if (!patched.ok()) return patched;
 
     ProgramLoadOptions o;
-    o.type = p.type;
-    if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) o.type = it->second;
-    if (o.type == BPF_PROG_TYPE_UNSPEC) o.type = opt_.default_program_type;
+    o.type = EffectiveType(name);
     if (o.type == BPF_PROG_TYPE_UNSPEC) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: the section does not say what kind of program this is; set "

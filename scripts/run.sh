@@ -18,7 +18,7 @@ PACKAGES=(
   g++ meson ninja-build pkg-config
   libabsl-dev libelf-dev zlib1g-dev catch2 libbenchmark-dev
   clang llvm libbpf-dev bpftool linux-libc-dev
-  graphviz gnuplot-nox iproute2 iputils-ping util-linux procps
+  graphviz gnuplot-nox iproute2 iputils-ping util-linux procps valgrind
 )
 
 need_root() {

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <sstream>
 #include <fstream>
 #include <iterator>
 #include <cstdio>
@@ -10,6 +11,8 @@
 #include "test_programs.h"
 #include "test_support.h"
 #include "tether/graph.h"
+#include "sys/bpf.h"
+#include "tether/probe.h"
 #include "tether/prog_array.h"
 
 using namespace tether;
@@ -161,4 +164,30 @@ TEST_CASE("the getting-started example loads, attaches and counts", "[cli][examp
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK_THAT(out, Catch::Contains("count_getpid saw 3 getpid() calls"));
+}
+
+TEST_CASE("tether load loads every corpus object marked loadable here", "[cli][corpus]") {
+  std::string dir = std::string(TETHER_SOURCE_DIR) + "/test/corpus";
+  std::ifstream tsv(dir + "/EXPECTED.tsv");
+  std::string line;
+  std::getline(tsv, line);
+  int loaded = 0;
+  while (std::getline(tsv, line)) {
+    std::stringstream row(line);
+    std::string file, parse, load;
+    std::getline(row, file, '\t');
+    std::getline(row, parse, '\t');
+    std::getline(row, load, '\t');
+    if (load != "ok") continue;
+    if (file == "arena-el.elf" && !probe::HaveMapType(sys::uapi::kMapTypeArena).ok()) {
+      WARN("SKIPPED (probe map_type:arena) " << file);
+      continue;
+    }
+    testing::TempPinDir pins;
+    Result r = RunCli("load --pin-dir " + pins.path() + " " + dir + "/" + file);
+    INFO(file << ": " << r.err);
+    CHECK(r.exit_code == 0);
+    if (r.exit_code == 0) ++loaded;
+  }
+  CHECK(loaded >= 16);
 }

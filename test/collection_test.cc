@@ -299,8 +299,8 @@ TEST_CASE("corpus: objects loadable here load", "[collection][corpus]") {
     }
     CollectionOptions o;
     o.pin_dir = pins.path();
-    // Sections such as "other" say nothing; the corpus runs them as socket filters.
-    o.default_program_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    // Sections such as "other" say nothing: those functions are callees, and
+    // the load skips them.
     auto coll = Collection::Load(*spec, o);
     INFO(coll.status().ToString());
     CHECK(coll.ok());
@@ -315,6 +315,7 @@ TEST_CASE("corpus: objects loadable here load", "[collection][corpus]") {
       auto r = xdp.Run(ro);
       REQUIRE(r.ok());
       CHECK(r->return_value == 7);
+      CHECK(coll->skipped_programs() == std::vector<std::string>{"global_fn3"});
     }
     for (const std::string& pin : coll->created_pins()) unlink(pin.c_str());
   }

@@ -359,6 +359,8 @@ int Load(const std::vector<std::string>& args) {
     for (const auto& [name, m] : coll->maps())
       absl::StrAppendFormat(&out, "  map     %-24s id %-6u %s%s\n", name, m.id(), MapTypeName(m.type()),
                             m.PinPath().empty() ? "" : absl::StrCat("  pinned at ", m.PinPath()));
+    for (const std::string& name : coll->skipped_programs())
+      absl::StrAppendFormat(&out, "  skipped %s: its section names no program type (a callee only)\n", name);
     absl::StrAppend(&out, pin_dir.empty() ? "nothing is pinned: every object goes away when tether exits\n"
                                           : absl::StrCat("pinned under ", pin_dir, "\n"));
   }

@@ -71,12 +71,17 @@ class Collection {
   Program program(absl::string_view name) const;
   // Pins the load made (not pins it reused).
   const std::vector<std::string>& created_pins() const { return created_pins_; }
+  // Programs a full load left out: their section names no program type and
+  // no type was given (CollectionOptions::program_types), so they serve
+  // only as callees of the others.
+  const std::vector<std::string>& skipped_programs() const { return skipped_programs_; }
 
  private:
   friend class CollectionLoader;
   std::map<std::string, Map> maps_;
   std::map<std::string, Program> programs_;
   std::vector<std::string> created_pins_;
+  std::vector<std::string> skipped_programs_;
 };
 
 // LoadAndAssign: load only what the caller asks for, plus what it needs.

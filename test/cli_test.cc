@@ -80,6 +80,12 @@ TEST_CASE("tether graph shows this process's arrays, entries, fds and hazards", 
   Result svg = RunCli("graph --format svg");
   REQUIRE(svg.exit_code == 0);
   CHECK_THAT(svg.out, Catch::Contains("<svg"));
+  std::string svg_file = "/tmp/tether-cli-test-" + std::to_string(getpid()) + ".svg";
+  REQUIRE(RunCli("graph --format svg -o " + svg_file).exit_code == 0);
+  std::ifstream svg_in(svg_file);
+  std::string svg_text((std::istreambuf_iterator<char>(svg_in)), {});
+  unlink(svg_file.c_str());
+  CHECK_THAT(svg_text, Catch::Contains("<svg") && Catch::Contains("cli_jmp"));
 
   // Drop the array: the kernel clears it, and the system graph marks the
   // hazard: an array held only by the kernel, which tail calls miss.

@@ -4,9 +4,13 @@
 // Exit codes: 0 success, 1 the operation failed (bad object, load or
 // verifier failure, kernel error), 2 usage error, 3 a needed external tool
 // (graphviz `dot`) is missing. JSON output is documented in docs/cli.md.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +82,57 @@ bool WriteOut(const std::string& path, const std::string& text) {
 
 // --- graph ---------------------------------------------------------------------
 
+// Pipes the DOT text into `dot -Tsvg`. dot writes straight to our stdout or
+// to the file we opened: "-o /dev/stdout" is not portable, since a bare
+// devtmpfs (as in the test VM) has no /dev/stdout and dot would silently
+// create a regular file there.
+int RenderSvg(const std::string& dot_text, const std::string& out) {
+  int out_fd = STDOUT_FILENO;
+  if (!out.empty()) {
+    out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out_fd < 0) return Fail(absl::InternalError(absl::StrCat("graph: cannot write ", out, ": ", strerror(errno))));
+  }
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    if (out_fd != STDOUT_FILENO) close(out_fd);
+    return Fail(absl::InternalError(absl::StrCat("graph: pipe: ", strerror(errno))));
+  }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipe_fds[0], STDIN_FILENO);
+    if (out_fd != STDOUT_FILENO) dup2(out_fd, STDOUT_FILENO);
+    execlp("dot", "dot", "-Tsvg", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(pipe_fds[0]);
+  if (out_fd != STDOUT_FILENO) close(out_fd);
+  if (pid < 0) {
+    close(pipe_fds[1]);
+    return Fail(absl::InternalError(absl::StrCat("graph: fork: ", strerror(errno))));
+  }
+  // A dot that dies early must not kill us with SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  size_t done = 0;
+  while (done < dot_text.size()) {
+    ssize_t n = write(pipe_fds[1], dot_text.data() + done, dot_text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(pipe_fds[1]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || done != dot_text.size()) {
+    return Fail(absl::InternalError(
+        absl::StrFormat("graph: dot failed to render the graph (%s)",
+                        WIFEXITED(status) ? absl::StrCat("exit status ", WEXITSTATUS(status))
+                                          : std::string("killed by a signal"))));
+  }
+  return kOk;
+}
+
 int Graph(const std::vector<std::string>& args) {
   std::string format = "text", pinned = "/sys/fs/bpf", out;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -102,23 +157,7 @@ int Graph(const std::vector<std::string>& args) {
   if (format == "text") text = (*g)->ToText();
   if (format == "json") text = (*g)->ToJson();
   if (format == "dot" || format == "svg") text = (*g)->ToDot();
-  if (format == "svg") {
-    char tmpl[] = "/tmp/tether-graph-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0) return Fail(absl::InternalError("graph: cannot create a temporary file"));
-    if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-      close(fd);
-      unlink(tmpl);
-      return Fail(absl::InternalError("graph: cannot write the temporary file"));
-    }
-    close(fd);
-    std::string target = out.empty() ? "/dev/stdout" : out;
-    std::string cmd = absl::StrCat("dot -Tsvg '", tmpl, "' -o '", target, "'");
-    int rc = system(cmd.c_str());
-    unlink(tmpl);
-    if (rc != 0) return Fail(absl::InternalError("graph: dot failed to render the graph"));
-    return kOk;
-  }
+  if (format == "svg") return RenderSvg(text, out);
   if (!WriteOut(out, text)) return Fail(absl::InternalError("graph: cannot write " + out));
   return kOk;
 }

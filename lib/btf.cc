@@ -1044,6 +1044,10 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
           // Same record layout as struct members: {name, type, offset},
           // where the struct wants the var's name and a bit offset.
           w32(start + 4, Info(BtfKind::kStruct, false, t.vlen));
+          // The kernel wants every member inside the struct. A section's
+          // size is 0 in the compiler's output until the loader fills it
+          // in, so grow the struct to cover its (now 1-byte) members.
+          uint64_t needed = t.size_or_type;
           for (uint32_t i = 0; i < t.vlen; ++i) {
             size_t m = start + 12 + 12 * i;
             uint32_t var = r32(m);
@@ -1052,7 +1056,9 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
             w32(m, vt ? vt->name_off : 0);
             w32(m + 4, var);
             w32(m + 8, var_off * 8);
+            needed = std::max<uint64_t>(needed, uint64_t{var_off} + 1);
           }
+          w32(start + 8, static_cast<uint32_t>(std::min<uint64_t>(needed, UINT32_MAX)));
           // Section names like ".data" are not C identifiers.
           for (size_t i = t.name_off; i < strings.size() && strings[i]; ++i) {
             if (strings[i] == '.') strings[i] = '_';

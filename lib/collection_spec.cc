@@ -383,7 +383,11 @@ absl::StatusOr<std::vector<uint8_t>> ResolveKconfig(const CollectionSpec& spec,
   std::vector<uint8_t> out(mit->second.value_size, 0);
   if (!spec.btf) return absl::FailedPreconditionError(".kconfig externs need BTF");
   const Btf& btf = *spec.btf;
-  for (const auto& [name, e] : spec.externs) {
+  for (const auto& entry : spec.externs) {
+    // Named references, not a structured binding: clang 14 (the fuzz
+    // build) cannot capture bindings in the lambdas below.
+    const std::string& name = entry.first;
+    const ExternSpec& e = entry.second;
     if (e.kind != ExternSpec::Kind::kKconfig) continue;
     auto err = [&](auto&&... args) {
       return absl::InvalidArgumentError(absl::StrCat("kconfig extern '", name, "': ", args...));

@@ -647,7 +647,17 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
 
 absl::Status ElfReader::ReadDataSection(const Section& sec) {
   if (sec.hdr.sh_size == 0) return absl::OkStatus();
-  if (sec.hdr.sh_size > 0xffffffffu) return Err(SecName(sec.index), ": too large for a map value");
+  // The kernel refuses array values over KMALLOC_MAX_SIZE (4 MiB with
+  // 4 KiB pages, 64 MiB at most on common configs), so a larger section can
+  // never load; refusing it here also keeps a hostile sh_size of a .bss
+  // from making us allocate gigabytes of zeros.
+  constexpr uint64_t kMaxMapValue = uint64_t{64} << 20;
+  if (sec.hdr.sh_size > kMaxMapValue) {
+    return Err(SecName(sec.index), absl::StrFormat(": %u bytes is too large for a map value "
+                                                   "(the kernel takes at most KMALLOC_MAX_SIZE, "
+                                                   "64 MiB on any common configuration)",
+                                                   sec.hdr.sh_size));
+  }
   MapSpec m;
   m.name = sec.name;
   m.section = sec.name;
@@ -1043,7 +1053,9 @@ absl::Status ElfReader::ReadPrograms() {
     for (const FuncRange& f : fs) {
       FunctionCode code;
       code.insns.resize(f.end - f.start);
-      memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
+      if (!code.insns.empty()) {
+        memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
+      }
       for (uint32_t i = 0; i < code.insns.size(); ++i) {
         auto r = by_off.find((uint64_t{f.start} + i) * 8);
         absl::Status s = ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code);

@@ -2,7 +2,12 @@
 // data, pins by name, LoadAndAssign's refusal, and all-or-nothing loads
 // proven by failing every bpf() call of a load in turn.
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <fstream>
 #include <sstream>
@@ -229,6 +234,74 @@ TEST_CASE("a failure at any bpf() call of a load leaves no fd and no pin", "[col
   }
   SetDiagnosticSink(nullptr);
   CHECK(testing::CountOpenFds() == fds_before);
+}
+
+namespace {
+
+int HighestOpenFd() {
+  int highest = 2;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') highest = std::max(highest, atoi(e->d_name));
+    }
+    closedir(d);
+  }
+  return highest;
+}
+
+}  // namespace
+
+TEST_CASE("EMFILE from a lowered RLIMIT_NOFILE at any point of a load leaves nothing behind",
+          "[collection][faults]") {
+  testing::TempPinDir dir;
+  CollectionSpec spec = Spec();
+  SetDiagnosticSink([](const Diagnostic&) {});
+  // New fds take the lowest free number, so fill the holes below the
+  // highest open fd: then the limit counts exactly the fds the load opens.
+  const int highest = HighestOpenFd();
+  std::vector<int> fillers;
+  for (;;) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    fillers.push_back(fd);
+    if (fd > highest) break;  // every hole is taken
+  }
+  size_t fds_before = testing::CountOpenFds();
+  struct rlimit saved;
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  const int base = HighestOpenFd() + 1;
+  int failures = 0;
+  bool loaded = false;
+  for (int room = 0; room <= 40 && !loaded; ++room) {
+    INFO("fds allowed above the current ones: " << room);
+    struct rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(base + room);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    absl::StatusOr<Collection> coll = Collection::Load(spec, Options(dir));
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    if (coll.ok()) {
+      // Enough room: the load is whole and works.
+      CHECK(RunValue(coll->program("entry")) == 42);
+      REQUIRE(coll->map("shared_counter").Unpin().ok());
+      loaded = true;
+    } else {
+      ++failures;
+      std::string msg(coll.status().message());
+      INFO(msg);
+      // The error is the fd table's, and names what could not be made.
+      CHECK((msg.find("EMFILE") != std::string::npos || msg.find("ENFILE") != std::string::npos ||
+             msg.find("Too many open files") != std::string::npos));
+      CHECK((msg.find("map '") != std::string::npos || msg.find("program '") != std::string::npos ||
+             msg.find("BTF") != std::string::npos));
+    }
+    coll = absl::UnknownError("dropped");
+    CHECK(testing::CountOpenFds() == fds_before);
+    CHECK(EntriesUnder(dir.path()) == 0);
+  }
+  SetDiagnosticSink(nullptr);
+  for (int fd : fillers) close(fd);
+  CHECK(loaded);
+  CHECK(failures >= 3);  // the limit hit the load at several different steps
 }
 
 TEST_CASE("a verifier failure names the program and carries the log", "[collection]") {

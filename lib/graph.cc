@@ -948,6 +948,9 @@ void GraphOnMapReleased(MapObject* map) {
             NodeRef pin{NodeKind::kPin, it->second};
             g.Ensure(pin).node.name = path;
             g.AddEdge(pin, ref, EdgeKind::kPinHolds, 0);
+            // Inserting the pin's node may rehash the node table (no
+            // pointer stability): look the array up again.
+            n = g.Find(ref);
             pending.present = true;
             d.kind = Diagnostic::Kind::kProgramArrayPinned;
             d.pin_path = path;

@@ -5,6 +5,8 @@
 #   bash scripts/run.sh demo    # the tail-call trap, caught (README command 1)
 #   bash scripts/run.sh test    # the whole suite on this kernel, then on Debian's 6.1 in qemu (command 2)
 #   bash scripts/run.sh test-host  # the suite on this kernel only (quick)
+#   bash scripts/run.sh sanitize   # the suite under ASan+UBSan, the concurrency tests under TSan
+#   bash scripts/run.sh fuzz [S]   # the three libFuzzer targets, S seconds each (default 60)
 #   bash scripts/run.sh bench   # benchmarks (release build) -> docs/benchmarks.md
 #   bash scripts/run.sh deps    # only install the packages
 set -euo pipefail
@@ -19,6 +21,7 @@ PACKAGES=(
   libabsl-dev libelf-dev zlib1g-dev catch2 libbenchmark-dev
   clang llvm libbpf-dev bpftool linux-libc-dev
   graphviz gnuplot-nox iproute2 iputils-ping util-linux procps valgrind
+  libclang-rt-14-dev
 )
 
 need_root() {
@@ -55,6 +58,16 @@ build() {
   ninja -C "$BUILD"
 }
 
+# A sanitized build of the suite. Unoptimised: compiling is most of the
+# cost here, and the tests spend their time in syscalls anyway.
+build_sanitized() {  # DIR SANITIZERS
+  if [ ! -f "$1/build.ninja" ]; then
+    meson setup "$1" --buildtype=debug -Db_sanitize="$2" -Db_lundef=false \
+      -Dtests=enabled -Dbench=disabled >/dev/null
+  fi
+  ninja -C "$1"
+}
+
 case "${1:-}" in
   deps)
     need_root; install_deps ;;
@@ -68,6 +81,30 @@ case "${1:-}" in
   test-host)
     need_root; install_deps; mount_bpffs; build
     meson test -C "$BUILD" --print-errorlogs --no-rebuild ;;
+  sanitize)
+    need_root; install_deps; mount_bpffs
+    ASAN=${TETHER_ASAN_BUILD_DIR:-$ROOT/build-asan}
+    TSAN=${TETHER_TSAN_BUILD_DIR:-$ROOT/build-tsan}
+    build_sanitized "$ASAN" address,undefined
+    echo "run.sh: the whole suite under ASan+UBSan"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$ASAN/test/tether_tests"
+    build_sanitized "$TSAN" thread
+    # TSan's shadow layout does not fit the newest kernels' mmap randomisation
+    # (vm.mmap_rnd_bits > 28): run without ASLR, as LLVM advises.
+    echo "run.sh: the concurrency tests under TSan"
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      setarch "$(uname -m)" -R "$TSAN/test/tether_tests" "[threads],[concurrency]" ;;
+  fuzz)
+    need_root; install_deps
+    FUZZ=${TETHER_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
+    if [ ! -f "$FUZZ/build.ninja" ]; then
+      CXX=clang++-14 meson setup "$FUZZ" -Dfuzz=enabled -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dtests=disabled -Dbench=disabled >/dev/null
+    fi
+    ninja -C "$FUZZ" test/fuzz/fuzz_elf test/fuzz/fuzz_btf test/fuzz/fuzz_core
+    # Seeds: the corpus, plus the test objects when the main build has them.
+    bash test/fuzz/run-fuzzers.sh "$FUZZ" "${2:-60}" $( [ -d "$BUILD/test" ] && echo "$BUILD/test" ) ;;
   bench)
     need_root; install_deps; mount_bpffs
     REL=${TETHER_RELEASE_DIR:-$ROOT/build-release}
@@ -77,6 +114,6 @@ case "${1:-}" in
     ninja -C "$REL"
     python3 bench/report.py --build "$REL" ;;
   *)
-    echo "usage: bash scripts/run.sh demo|test|test-host|bench|deps" >&2
+    echo "usage: bash scripts/run.sh demo|test|test-host|sanitize|fuzz [SECONDS]|bench|deps" >&2
     exit 2 ;;
 esac

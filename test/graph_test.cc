@@ -2,6 +2,7 @@
 // catches it. See docs/lifecycle.md.
 #include <sys/stat.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -300,17 +301,67 @@ TEST_CASE("graph nodes come and go with the objects", "[graph]") {
 TEST_CASE("graph updates from many threads stay consistent", "[graph][threads]") {
   auto array = ProgramArray::Create("threaded", 8, LifetimePolicy::kIgnore);
   REQUIRE(array.ok());
+  // Catch2's assertions are not thread-safe: threads count their failures.
+  std::atomic<int> failures{0};
+  std::atomic<int> warnings{0};
+  SetDiagnosticSink([&](const Diagnostic&) { warnings.fetch_add(1); });
+  auto load_returning = [&](int32_t value) {
+    bpf_insn prog[] = {insn::MovImm(BPF_REG_0, value), insn::Exit()};
+    ProgramLoadOptions o;
+    o.type = BPF_PROG_TYPE_SOCKET_FILTER;
+    o.instructions = prog;
+    o.name = "thr";
+    auto p = Program::Load(o);
+    if (!p.ok()) failures.fetch_add(1);
+    return p.ok() ? *p : Program();
+  };
   std::vector<std::thread> threads;
+  // Four threads overwrite their slot: each Set drops the previous program.
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
-        Program p = LoadReturning(t, "thr");
-        REQUIRE(array->Set(static_cast<uint32_t>(t), p).ok());
+        Program p = load_returning(t);
+        if (!array->Set(static_cast<uint32_t>(t), p).ok()) failures.fetch_add(1);
         (void)graph().ToJson();
       }
     });
   }
+  // Two threads make arrays that a program uses and drop their last handle,
+  // so the policy check runs while the other threads update the graph.
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        auto local = ProgramArray::Create("dropped", 2, LifetimePolicy::kWarn);
+        if (!local.ok()) {
+          failures.fetch_add(1);
+          continue;
+        }
+        Program target = load_returning(1);
+        if (!local->Set(0, target).ok()) failures.fetch_add(1);
+        bpf_insn caller[8];
+        caller[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
+        caller[1] = insn::MovReg(BPF_REG_1, BPF_REG_6);
+        insn::LdMapFd(BPF_REG_2, local->map().fd(), &caller[2]);
+        caller[4] = insn::MovImm(BPF_REG_3, 0);
+        caller[5] = insn::Call(BPF_FUNC_tail_call);
+        caller[6] = insn::MovImm(BPF_REG_0, 0);
+        caller[7] = insn::Exit();
+        ProgramLoadOptions o;
+        o.type = BPF_PROG_TYPE_SOCKET_FILTER;
+        o.instructions = caller;
+        o.name = "thr_caller";
+        auto user = Program::Load(o);
+        if (!user.ok()) failures.fetch_add(1);
+        (void)graph().Cycles();
+        (void)graph().WhatBreaks(local->map());
+        *local = ProgramArray();  // the last handle: the policy warns here
+      }
+    });
+  }
   for (auto& th : threads) th.join();
+  SetDiagnosticSink(nullptr);
+  CHECK(failures.load() == 0);
+  CHECK(warnings.load() == 20);  // one per dropped array, none lost or doubled
   size_t entries = 0;
   for (const GraphEdge& e : graph().Edges())
     if (e.from == NodeOf(array->map()) && e.kind == EdgeKind::kTailCall) ++entries;

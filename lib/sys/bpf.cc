@@ -192,7 +192,7 @@ absl::StatusOr<Fd> MapCreate(const MapCreateRequest& req) {
   attr.inner_map_fd = req.inner_map_fd >= 0 ? req.inner_map_fd : 0;
   attr.numa_node = req.numa_node;
   size_t n = std::min(req.name.size(), sizeof(attr.map_name) - 1);
-  memcpy(attr.map_name, req.name.data(), n);
+  if (n > 0) memcpy(attr.map_name, req.name.data(), n);
   attr.map_ifindex = req.ifindex;
   attr.btf_fd = req.btf_fd >= 0 ? req.btf_fd : 0;
   attr.btf_key_type_id = req.btf_key_type_id;
@@ -280,7 +280,7 @@ void FillProgLoad(const ProgLoadRequest& req, union bpf_attr* attr) {
   attr->kern_version = req.kern_version;
   attr->prog_flags = req.prog_flags;
   size_t n = std::min(req.name.size(), sizeof(attr->prog_name) - 1);
-  memcpy(attr->prog_name, req.name.data(), n);
+  if (n > 0) memcpy(attr->prog_name, req.name.data(), n);
   attr->expected_attach_type = req.expected_attach_type;
   if (req.prog_btf_fd >= 0) {
     attr->prog_btf_fd = req.prog_btf_fd;
@@ -554,13 +554,13 @@ absl::StatusOr<BtfLoadResult> BtfLoad(absl::Span<const uint8_t> btf, uint32_t lo
     if (fd.ok()) {
       BtfLoadResult result;
       result.fd = std::move(*fd);
-      if (level > 0) result.log.assign(log.data(), strnlen(log.data(), log.size()));
+      if (level > 0 && !log.empty()) result.log.assign(log.data(), strnlen(log.data(), log.size()));
       return result;
     }
     int err = StatusErrno(fd.status());
     if (level > 0 || err == ENOMEM || err == EPERM || err == EMFILE) {
       absl::Status st = ErrnoStatus(err, "BTF", "BPF_BTF_LOAD");
-      std::string text(log.data(), strnlen(log.data(), log.size()));
+      std::string text = log.empty() ? std::string() : std::string(log.data(), strnlen(log.data(), log.size()));
       if (!text.empty()) {
         st = absl::Status(st.code(), absl::StrCat(st.message(), "\nBTF log:\n", LogTail(text)));
         st.SetPayload("tether/errno", absl::Cord(absl::StrCat(err)));

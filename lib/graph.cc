@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
+#include "mutex_internal.h"
 #include "graph_internal.h"
 #include "json_internal.h"
 #include "pin_internal.h"
@@ -39,7 +39,7 @@ struct NodeData {
 
 class GraphState {
  public:
-  absl::Mutex mu;
+  detail::Mutex mu;
   absl::flat_hash_map<NodeRef, NodeData> nodes ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, uint32_t> pin_ids ABSL_GUARDED_BY(mu);
   uint32_t next_pin_id ABSL_GUARDED_BY(mu) = 1;
@@ -48,7 +48,7 @@ class GraphState {
   std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
   size_t edge_count ABSL_GUARDED_BY(mu) = 0;
 
-  absl::Mutex sink_mu;
+  detail::Mutex sink_mu;
   DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);
 };
 
@@ -82,7 +82,7 @@ void Deliver(const PendingDiagnostic& pending) {
   if (!pending.present) return;
   DiagnosticSink sink;
   {
-    absl::MutexLock lock(&State().sink_mu);
+    detail::MutexLock lock(&State().sink_mu);
     sink = State().sink;
   }
   if (sink) {
@@ -574,7 +574,7 @@ std::string Explanation::ToString() const {
 }
 
 void SetDiagnosticSink(DiagnosticSink sink) {
-  absl::MutexLock lock(&State().sink_mu);
+  detail::MutexLock lock(&State().sink_mu);
   State().sink = std::move(sink);
 }
 
@@ -588,7 +588,7 @@ ObjectGraph::ObjectGraph(detail::GraphState* state) : state_(state) {}
 void detail::PopulateGraph(ObjectGraph& graph, const std::vector<GraphNode>& nodes,
                            const std::vector<GraphEdge>& edges) {
   GraphState& s = *graph.state_;
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   for (const GraphNode& n : nodes) g.Ensure(n.ref).node = n;
   for (const GraphEdge& e : edges) {
@@ -617,22 +617,22 @@ NodeRef NodeOf(const Program& program) { return NodeRef{NodeKind::kProgram, prog
 
 void ObjectGraph::SetDefaultPolicy(LifetimePolicy policy) {
   if (policy == LifetimePolicy::kDefault) policy = LifetimePolicy::kWarn;
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   (*state_).default_policy = policy;
 }
 
 LifetimePolicy ObjectGraph::default_policy() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   return (*state_).default_policy;
 }
 
 void ObjectGraph::SetPinDirectory(const std::string& dir) {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   (*state_).pin_dir = dir;
 }
 
 std::string ObjectGraph::pin_directory() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   return (*state_).pin_dir;
 }
 
@@ -640,7 +640,7 @@ size_t ObjectGraph::ReleaseKept() {
   GraphState& s = (*state_);
   std::vector<int> fds;
   {
-    absl::MutexLock lock(&s.mu);
+    detail::MutexLock lock(&s.mu);
     Locked g(s);
     std::vector<NodeRef> released;
     for (auto& [ref, n] : s.nodes) {
@@ -664,7 +664,7 @@ size_t ObjectGraph::ReleaseKept() {
 // --- queries ------------------------------------------------------------------------
 
 std::vector<GraphNode> ObjectGraph::Nodes() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   std::vector<GraphNode> out;
   out.reserve((*state_).nodes.size());
   for (const auto& [ref, n] : (*state_).nodes) {
@@ -678,7 +678,7 @@ std::vector<GraphNode> ObjectGraph::Nodes() const {
 }
 
 std::vector<GraphEdge> ObjectGraph::Edges() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   std::vector<GraphEdge> out;
   for (const auto& [ref, n] : (*state_).nodes)
     for (const Edge& e : n.out) out.push_back(GraphEdge{e.from, e.to, e.kind, e.slot});
@@ -690,7 +690,7 @@ std::vector<GraphEdge> ObjectGraph::Edges() const {
 }
 
 absl::optional<GraphNode> ObjectGraph::Node(NodeRef ref) const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   auto it = (*state_).nodes.find(ref);
   if (it == (*state_).nodes.end()) return absl::nullopt;
   GraphNode n = it->second.node;
@@ -699,18 +699,18 @@ absl::optional<GraphNode> ObjectGraph::Node(NodeRef ref) const {
 }
 
 size_t ObjectGraph::node_count() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   return (*state_).nodes.size();
 }
 
 size_t ObjectGraph::edge_count() const {
-  absl::MutexLock lock(&(*state_).mu);
+  detail::MutexLock lock(&(*state_).mu);
   return (*state_).edge_count;
 }
 
 std::vector<Cycle> ObjectGraph::Cycles() const {
   GraphState& s = (*state_);
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   // Drop the cycles that an edge removal has opened since.
   s.cycles.erase(std::remove_if(s.cycles.begin(), s.cycles.end(),
@@ -721,7 +721,7 @@ std::vector<Cycle> ObjectGraph::Cycles() const {
 
 Explanation ObjectGraph::Explain(NodeRef ref) const {
   GraphState& s = (*state_);
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   Explanation ex;
   ex.subject = ref;
@@ -737,7 +737,7 @@ Explanation ObjectGraph::Explain(const Program& p) const { return Explain(NodeOf
 
 std::vector<std::string> ObjectGraph::WhatBreaks(NodeRef ref) const {
   GraphState& s = (*state_);
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   std::vector<std::string> out;
   if (!g.Find(ref)) {
@@ -759,7 +759,7 @@ std::string ObjectGraph::ToText() const {
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   GraphState& s = (*state_);
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   std::string out;
   for (const GraphNode& n : nodes) {
@@ -885,7 +885,7 @@ namespace detail {
 
 void GraphOnMapCreated(const MapObject* map) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeData& n = g.Ensure(NodeRef{NodeKind::kMap, map->info().id});
   n.node.name = map->info().name;
@@ -895,7 +895,7 @@ void GraphOnMapCreated(const MapObject* map) {
 
 absl::Status GraphCheckLastRelease(const MapObject* map) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   const NodeData* n = g.Find(NodeRef{NodeKind::kMap, map->info().id});
   if (!n || n->node.handles > 1) return absl::OkStatus();
@@ -908,7 +908,7 @@ void GraphOnMapReleased(MapObject* map) {
   GraphState& s = State();
   PendingDiagnostic pending;
   {
-    absl::MutexLock lock(&s.mu);
+    detail::MutexLock lock(&s.mu);
     Locked g(s);
     NodeRef ref{NodeKind::kMap, map->info().id};
     NodeData* n = g.Find(ref);
@@ -989,7 +989,7 @@ void GraphOnProgramCreated(const ProgramObject* prog) {
   NodeRef ref{NodeKind::kProgram, info.id};
   std::vector<uint32_t> unknown;
   {
-    absl::MutexLock lock(&s.mu);
+    detail::MutexLock lock(&s.mu);
     Locked g(s);
     NodeData& n = g.Ensure(ref);
     n.node.name = info.name;
@@ -1009,7 +1009,7 @@ void GraphOnProgramCreated(const ProgramObject* prog) {
     auto mi = sys::GetMapInfo(fd->get());
     if (mi.ok()) fetched.emplace_back(id, *mi);
   }
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   for (auto& [id, mi] : fetched) {
     NodeData& m = g.Ensure(NodeRef{NodeKind::kMap, id});
@@ -1028,7 +1028,7 @@ void GraphOnProgramCreated(const ProgramObject* prog) {
 
 void GraphOnProgramReleased(const ProgramObject* prog) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef ref{NodeKind::kProgram, prog->info().id};
   NodeData* n = g.Find(ref);
@@ -1039,7 +1039,7 @@ void GraphOnProgramReleased(const ProgramObject* prog) {
 
 void GraphSetTailCall(const MapObject* array, uint32_t slot, const ProgramObject* prog) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef a{NodeKind::kMap, array->info().id};
   NodeRef p{NodeKind::kProgram, prog->info().id};
@@ -1058,7 +1058,7 @@ void GraphSetTailCall(const MapObject* array, uint32_t slot, const ProgramObject
 
 void GraphNoteTailCallById(const MapObject* array, uint32_t slot, uint32_t prog_id) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef a{NodeKind::kMap, array->info().id};
   NodeRef p{NodeKind::kProgram, prog_id};
@@ -1070,7 +1070,7 @@ void GraphNoteTailCallById(const MapObject* array, uint32_t slot, uint32_t prog_
 
 void GraphDeleteTailCall(const MapObject* array, uint32_t slot) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef a{NodeKind::kMap, array->info().id};
   auto touched = g.RemoveEdges(
@@ -1080,7 +1080,7 @@ void GraphDeleteTailCall(const MapObject* array, uint32_t slot) {
 
 void GraphSetInnerMap(const MapObject* outer, uint32_t slot, uint32_t inner_id) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef o{NodeKind::kMap, outer->info().id};
   auto replaced = g.RemoveEdges(
@@ -1091,7 +1091,7 @@ void GraphSetInnerMap(const MapObject* outer, uint32_t slot, uint32_t inner_id) 
 
 void GraphDeleteInnerMap(const MapObject* outer, uint32_t slot) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef o{NodeKind::kMap, outer->info().id};
   auto touched = g.RemoveEdges(
@@ -1101,7 +1101,7 @@ void GraphDeleteInnerMap(const MapObject* outer, uint32_t slot) {
 
 void GraphAddPin(NodeRef target, const std::string& path) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   auto [it, inserted] = s.pin_ids.try_emplace(path, s.next_pin_id);
   if (inserted) s.next_pin_id++;
@@ -1114,7 +1114,7 @@ void GraphAddPin(NodeRef target, const std::string& path) {
 
 void GraphRemovePin(const std::string& path) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   auto it = s.pin_ids.find(path);
   if (it == s.pin_ids.end()) return;
@@ -1134,7 +1134,7 @@ void GraphRemovePin(const std::string& path) {
 
 std::string GraphPinPathOf(NodeRef target) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   const NodeData* n = g.Find(target);
   if (!n) return "";
@@ -1145,14 +1145,14 @@ std::string GraphPinPathOf(NodeRef target) {
 
 void GraphAddLegacyHook(NodeRef prog, const std::string& hook) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   g.Ensure(prog).node.legacy_hooks.push_back(hook);
 }
 
 void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeData* n = g.Find(prog);
   if (!n) return;
@@ -1165,7 +1165,7 @@ void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook) {
 void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
                         const std::string& description) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef l{NodeKind::kLink, link_id};
   NodeData& n = g.Ensure(l);
@@ -1178,7 +1178,7 @@ void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
 
 void GraphOnLinkReleased(uint32_t link_id) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef l{NodeKind::kLink, link_id};
   NodeData* n = g.Find(l);
@@ -1189,7 +1189,7 @@ void GraphOnLinkReleased(uint32_t link_id) {
 
 void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id) {
   GraphState& s = State();
-  absl::MutexLock lock(&s.mu);
+  detail::MutexLock lock(&s.mu);
   Locked g(s);
   NodeRef l{NodeKind::kLink, link_id};
   if (!g.Find(l)) return;

@@ -7,7 +7,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "mutex_internal.h"
 
 namespace tether {
 
@@ -45,11 +45,11 @@ absl::StatusOr<const Btf*> KernelModuleBtf(const std::string& module) {
       module[0] == '.') {
     return absl::InvalidArgumentError(absl::StrCat("'", module, "' is not a kernel module name"));
   }
-  static absl::Mutex mu(absl::kConstInit);
+  static detail::Mutex mu(absl::kConstInit);
   // Parsed modules live until exit: relocated programs and CO-RE targets
   // keep pointers into them.
   static auto* cache = new std::map<std::string, absl::StatusOr<const Btf*>>;
-  absl::MutexLock lock(&mu);
+  detail::MutexLock lock(&mu);
   if (auto it = cache->find(module); it != cache->end()) return it->second;
   auto vmlinux = KernelBtf();
   if (!vmlinux.ok()) return vmlinux.status();

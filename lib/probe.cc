@@ -21,7 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
-#include "absl/synchronization/mutex.h"
+#include "mutex_internal.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
 #include "tether/map.h"
@@ -32,7 +32,7 @@ namespace tether::probe {
 namespace {
 
 struct Cache {
-  absl::Mutex mu;
+  detail::Mutex mu;
   std::map<std::string, absl::Status> results ABSL_GUARDED_BY(mu);
 };
 
@@ -357,18 +357,18 @@ absl::Status Cached(absl::string_view name, const std::function<absl::Status()>&
   Cache& c = TheCache();
   std::string key(name);
   {
-    absl::MutexLock lock(&c.mu);
+    detail::MutexLock lock(&c.mu);
     auto it = c.results.find(key);
     if (it != c.results.end()) return it->second;
   }
   absl::Status result = probe();  // outside the lock: probes may nest
-  absl::MutexLock lock(&c.mu);
+  detail::MutexLock lock(&c.mu);
   return c.results.emplace(key, result).first->second;
 }
 
 std::string Report() {
   Cache& c = TheCache();
-  absl::MutexLock lock(&c.mu);
+  detail::MutexLock lock(&c.mu);
   std::string out;
   for (const auto& [name, st] : c.results) {
     absl::StrAppend(&out, name, ": ", st.ok() ? "OK" : st.ToString(), "\n");

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
 #include "test_programs.h"
 #include "test_support.h"
 #include "tether/graph.h"
@@ -27,18 +27,18 @@ class CapturedDiagnostics {
  public:
   CapturedDiagnostics() {
     SetDiagnosticSink([this](const Diagnostic& d) {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       diags_.push_back(d);
     });
   }
   ~CapturedDiagnostics() { SetDiagnosticSink(nullptr); }
   std::vector<Diagnostic> Get() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return diags_;
   }
 
  private:
-  absl::Mutex mu_;
+  std::mutex mu_;
   std::vector<Diagnostic> diags_;
 };
 

@@ -5,7 +5,7 @@
 //   - an mmapable array read from memory vs a lookup syscall,
 //   - ring buffer records/s: tether's reader vs libbpf's ring_buffer__poll
 //     on the same producer.
-// After the runs, main() prints the ratios between the variants.
+// bench/report.py turns the paired figures into ratios.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -354,69 +354,8 @@ void BM_RingLibbpf(benchmark::State& state) {
 }
 BENCHMARK(BM_RingLibbpf)->Name("ringbuf_consume/libbpf")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// --- ratios ------------------------------------------------------------------------
-
-// Prints as the console does and keeps ns/iteration and items/s by name.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
-      double ns = r.GetAdjustedRealTime() * NsPerUnit(r.time_unit);
-      ns_[r.benchmark_name()] = ns;
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
-    }
-  }
-
-  void PrintRatios() const {
-    printf("\n== ratios (time of the first / time of the second; >1 means the second is faster) ==\n");
-    for (const char* op : {"Lookup/array", "Lookup/hash", "Update/array", "Update/hash",
-                           "DeleteReinsert/hash"}) {
-      std::string base(op);
-      Ratio(base + "/raw", base + "/tether", "raw / tether");
-      Ratio(base + "/libbpf", base + "/tether", "libbpf / tether");
-    }
-    for (const char* b : {"64", "256", "1024"})
-      Ratio("Iterate10k/per_key", std::string("Iterate10k/batch/") + b, "per-key / batch");
-    Ratio("MmapArray/read/lookup", "MmapArray/read/mmap", "lookup / mmap");
-    auto t = rate_.find("Ringbuf/consume/tether/manual_time");
-    auto l = rate_.find("Ringbuf/consume/libbpf/manual_time");
-    if (t != rate_.end() && l != rate_.end()) {
-      printf("  %-55s %.2f M records/s vs libbpf %.2f M records/s: tether / libbpf = %.2fx\n",
-             "Ringbuf/consume", t->second / 1e6, l->second / 1e6, t->second / l->second);
-    }
-  }
-
- private:
-  static double NsPerUnit(benchmark::TimeUnit u) {
-    switch (u) {
-      case benchmark::kNanosecond: return 1;
-      case benchmark::kMicrosecond: return 1e3;
-      case benchmark::kMillisecond: return 1e6;
-      case benchmark::kSecond: return 1e9;
-    }
-    return 1;
-  }
-  void Ratio(const std::string& a, const std::string& b, const char* what) const {
-    auto ia = ns_.find(a), ib = ns_.find(b);
-    if (ia == ns_.end() || ib == ns_.end()) return;
-    printf("  %-55s %10.1f ns vs %10.1f ns  %s = %.2fx\n", (a + " vs " + b).c_str(), ia->second,
-           ib->second, what, ia->second / ib->second);
-  }
-  std::map<std::string, double> ns_;
-  std::map<std::string, double> rate_;
-};
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.PrintRatios();
-  benchmark::Shutdown();
-  return 0;
-}
+// bench/report.py pairs the variants and computes the ratios from the
+// JSON (--benchmark_format=json), so the stock reporters are enough.
+BENCHMARK_MAIN();

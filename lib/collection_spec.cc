@@ -38,7 +38,8 @@ MapSpec::MapSpec(const MapSpec& o)
       extra(o.extra),
       iproute2_id(o.iproute2_id),
       iproute2_inner_id(o.iproute2_inner_id),
-      iproute2_inner_idx(o.iproute2_inner_idx) {}
+      iproute2_inner_idx(o.iproute2_inner_idx),
+      legacy_inner_idx(o.legacy_inner_idx) {}
 
 MapSpec& MapSpec::operator=(const MapSpec& o) {
   if (this != &o) {

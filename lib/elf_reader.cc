@@ -130,6 +130,7 @@ class ElfReader {
   absl::Status ReadSymbols();
   absl::Status ReadBtf();
   absl::Status ReadLegacyMaps(const Section& sec);
+  absl::Status ResolveLegacyInnerMaps(const std::vector<std::string>& in_order);
   absl::Status ReadBtfMaps(const Section& sec);
   absl::StatusOr<MapSpec> ReadBtfMapDef(absl::string_view name, uint32_t type_id,
                                          const Section& sec, uint64_t def_off,
@@ -378,6 +379,11 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
   }
   std::sort(syms.begin(), syms.end(),
             [](const Symbol* a, const Symbol* b) { return a->value < b->value; });
+  // Definitions in section order: legacy inner-map references are indices
+  // into this list.
+  std::vector<std::string> in_order;
+  const Symbol* prev = nullptr;
+  uint64_t prev_end = 0;
   for (const Symbol* s : syms) {
     uint64_t size = s->size;
     // Old compilers emitted no symbol sizes; then all definitions share
@@ -387,6 +393,12 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
       return Err("section maps: map '", s->name, "' at offset ", s->value, " size ", size,
                  " extends past the section (", sec.hdr.sh_size, " bytes)");
     }
+    if (prev != nullptr && s->value < prev_end) {
+      return Err("section maps: map '", s->name, "' at offset ", s->value, " overlaps map '",
+                 prev->name, "' at offsets ", prev->value, "..", prev_end - 1);
+    }
+    prev = s;
+    prev_end = s->value + size;
     if (size < 16) {
       return Err("section maps: map '", s->name, "' at offset ", s->value, " is ", size,
                  " bytes, too small for a map definition (16)");
@@ -401,7 +413,13 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
     m.value_size = Load32(p + 8);
     m.max_entries = Load32(p + 12);
     if (size >= 20) m.flags = Load32(p + 16);
-    if (size == 36) {
+    if (size == 28) {
+      // samples/bpf's struct bpf_map_def: inner_map_idx, numa_node.
+      m.legacy_inner_idx = Load32(p + 20);
+      // Used by the kernel only with BPF_F_NUMA_NODE in the flags, as
+      // with the samples loader.
+      m.numa_node = Load32(p + 24);
+    } else if (size == 36) {
       // iproute2's struct bpf_elf_map.
       m.iproute2_id = Load32(p + 20);
       uint32_t pin = Load32(p + 24);
@@ -429,7 +447,44 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
     }
     map_syms_[sec.index][s->value] = s;
     if (spec_.maps.count(m.name)) return Err("section maps: duplicate map '", m.name, "'");
+    in_order.push_back(m.name);
     spec_.maps.emplace(m.name, std::move(m));
+  }
+  return ResolveLegacyInnerMaps(in_order);
+}
+
+// Map-in-map in legacy sections. samples/bpf's layout names the inner
+// map's template by its index among the definitions. iproute2's turns it
+// around: the inner map carries the outer map's id in inner_id and its slot
+// in inner_idx; it is the outer map's template and its entry at that slot.
+absl::Status ElfReader::ResolveLegacyInnerMaps(const std::vector<std::string>& in_order) {
+  auto is_outer = [](uint32_t type) {
+    return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+  };
+  for (const std::string& name : in_order) {
+    MapSpec& m = spec_.maps.at(name);
+    if (!is_outer(m.type) || m.inner) continue;
+    if (m.legacy_inner_idx.has_value()) {
+      uint32_t idx = *m.legacy_inner_idx;
+      if (idx >= in_order.size() || in_order[idx] == name) {
+        return Err("section maps: map '", name, "': inner_map_idx ", idx,
+                   " does not name another map (", in_order.size(), " definitions)");
+      }
+      const MapSpec& inner = spec_.maps.at(in_order[idx]);
+      m.inner = std::make_unique<MapSpec>(inner);
+      continue;
+    }
+    if (m.iproute2_id == 0) continue;
+    for (const std::string& other : in_order) {
+      const MapSpec& inner = spec_.maps.at(other);
+      if (other == name || inner.iproute2_inner_id != m.iproute2_id) continue;
+      if (!m.inner) m.inner = std::make_unique<MapSpec>(inner);
+      m.init.push_back(MapInitEntry{inner.iproute2_inner_idx, other});
+    }
+    if (!m.inner) {
+      return Err("section maps: map '", name, "' (iproute2 id ", m.iproute2_id,
+                 ") is a map-in-map, but no map names it in inner_id");
+    }
   }
   return absl::OkStatus();
 }

@@ -52,6 +52,12 @@ TEST_CASE("tether with no or bad arguments explains its usage", "[cli]") {
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.out, Catch::Contains("graph") && Catch::Contains("explain"));
   CHECK(RunCli("frobnicate").exit_code == 2);
+  for (const char* sub : {"graph --help", "explain -h", "help inspect", "load --help"}) {
+    Result r = RunCli(sub);
+    INFO(sub);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("usage: tether"));
+  }
   CHECK(RunCli("graph --format png").exit_code == 2);
   CHECK(RunCli("explain map notanumber").exit_code == 2);
 }

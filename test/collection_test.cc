@@ -394,3 +394,76 @@ TEST_CASE("corpus: objects loadable here load", "[collection][corpus]") {
   }
   CHECK(loaded >= 10);
 }
+
+TEST_CASE("legacy map-in-map definitions get their inner maps, in both old layouts",
+          "[collection][elf][legacy]") {
+  auto spec = CollectionSpec::FromFile(testing::BpfObjectPath("legacy_inner_maps"));
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  // samples/bpf: inner_map_idx 0 is the template of samples_outer.
+  const MapSpec& samples = spec->maps.at("samples_outer");
+  REQUIRE(samples.inner != nullptr);
+  CHECK(samples.inner->value_size == 8);
+  CHECK(samples.inner->max_entries == 2);
+  CHECK(samples.init.empty());
+  // iproute2: ip_inner names ip_outer (id 7) and slot 3.
+  const MapSpec& ip = spec->maps.at("ip_outer");
+  REQUIRE(ip.inner != nullptr);
+  CHECK(ip.inner->value_size == 8);
+  REQUIRE(ip.init.size() == 1);
+  CHECK(ip.init[0].key == 3);
+  CHECK(ip.init[0].name == "ip_inner");
+
+  testing::TempPinDir dir;
+  auto coll = Collection::Load(*spec, Options(dir));
+  INFO(coll.status().ToString());
+  REQUIRE(coll.ok());
+  // The static entry is in place: a program reads ip_outer[3][0].
+  uint64_t value = 77;
+  REQUIRE(coll->map("ip_inner").Update(uint32_t{0}, value).ok());
+  CHECK(RunValue(coll->program("read_through_outer")) == 77);
+  uint32_t inner_id = 0;
+  REQUIRE(coll->map("ip_outer").Lookup(uint32_t{3}, &inner_id).ok());
+  CHECK(inner_id == coll->map("ip_inner").id());
+  // samples_outer was created with its template, so the template's twin fits.
+  CHECK(RunValue(coll->program("read_samples")) == 1);  // empty slot
+  uint32_t inner_fd = static_cast<uint32_t>(coll->map("samples_inner").fd());
+  REQUIRE(coll->map("samples_outer").Update(uint32_t{0}, inner_fd).ok());
+  value = 5;
+  REQUIRE(coll->map("samples_inner").Update(uint32_t{0}, value).ok());
+  CHECK(RunValue(coll->program("read_samples")) == 5);
+}
+
+TEST_CASE("BPF_F_LOCK updates and lookups on a map whose value holds a spin lock",
+          "[collection][map][lock]") {
+  // map_spin_lock-el.elf: hash u32 -> struct hash_elem { int cnt; struct bpf_spin_lock lock; }.
+  auto spec = CollectionSpec::FromFile(std::string(TETHER_SOURCE_DIR) +
+                                       "/test/corpus/map_spin_lock-el.elf");
+  REQUIRE(spec.ok());
+  testing::TempPinDir dir;
+  auto coll = Collection::Load(*spec, Options(dir));
+  INFO(coll.status().ToString());
+  REQUIRE(coll.ok());
+  Map m = coll->map("spin_lock_map");
+  REQUIRE(m.value_size() == 8);
+  struct LockedValue {
+    int32_t cnt;
+    uint32_t lock;
+  };
+  REQUIRE(m.Update(uint32_t{1}, LockedValue{1234, 0}, UpdateFlag::kAny | UpdateFlag::kLock).ok());
+  LockedValue got{0, 99};
+  REQUIRE(m.Lookup(uint32_t{1}, &got, UpdateFlag::kLock).ok());
+  CHECK(got.cnt == 1234);
+  CHECK(got.lock == 0);  // the kernel never copies the lock itself out
+  // NOEXIST with the lock: the key is there, so the kernel refuses.
+  absl::Status again = m.Update(uint32_t{1}, LockedValue{1, 0}, UpdateFlag::kNoExist | UpdateFlag::kLock);
+  CHECK_FALSE(again.ok());
+  CHECK_THAT(std::string(again.message()), Catch::Contains("EEXIST"));
+  // A map without a spin lock refuses BPF_F_LOCK, and says which map.
+  auto plain = Map::Create({.type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 8,
+                            .max_entries = 2, .name = "no_lock"});
+  REQUIRE(plain.ok());
+  absl::Status refused = plain->Update(uint32_t{1}, LockedValue{1, 0}, UpdateFlag::kLock);
+  CHECK_FALSE(refused.ok());
+  CHECK_THAT(std::string(refused.message()), Catch::Contains("no_lock") && Catch::Contains("EINVAL"));
+}

@@ -296,6 +296,20 @@ struct Image {
     FAIL("no section " << n);
     return 0;
   }
+  // Offset in bytes of the symbol table entry named n.
+  size_t symbol(const std::string& n) const {
+    Elf64_Shdr symtab = shdr(find(".symtab"));
+    Elf64_Shdr strtab = shdr(symtab.sh_link);
+    for (uint64_t off = 0; off + sizeof(Elf64_Sym) <= symtab.sh_size; off += sizeof(Elf64_Sym)) {
+      Elf64_Sym sym;
+      memcpy(&sym, bytes.data() + symtab.sh_offset + off, sizeof(sym));
+      if (n == reinterpret_cast<const char*>(bytes.data() + strtab.sh_offset + sym.st_name)) {
+        return symtab.sh_offset + off;
+      }
+    }
+    FAIL("no symbol " << n);
+    return 0;
+  }
 };
 
 std::string ParseError(const std::vector<uint8_t>& bytes) {
@@ -309,6 +323,32 @@ TEST_CASE("bad inputs give one precise error each", "[elf][bad]") {
   REQUIRE(CollectionSpec::FromMemory(good.bytes).ok());
 
   CHECK_THAT(ParseError({}), Catch::Contains("bad.o: empty file"));
+  {
+    Image img = good;
+    Elf64_Ehdr h = img.eh();
+    h.e_machine = EM_X86_64;
+    memcpy(img.bytes.data(), &h, sizeof(h));
+    CHECK_THAT(ParseError(img.bytes), Catch::Contains("ELF machine 62 is not BPF (247)"));
+  }
+  {
+    Image img = good;
+    img.bytes[EI_DATA] = ELFDATA2MSB;
+    CHECK_THAT(ParseError(img.bytes), Catch::Contains("big-endian"));
+  }
+  {
+    // Two legacy map definitions sharing bytes.
+    Image legacy{ReadFileBytes(BpfObjectPath("elf_maps"))};
+    size_t hash = legacy.symbol("legacy_hash");
+    size_t array = legacy.symbol("legacy_array");
+    Elf64_Sym h, a;
+    memcpy(&h, legacy.bytes.data() + hash, sizeof(h));
+    memcpy(&a, legacy.bytes.data() + array, sizeof(a));
+    a.st_value = h.st_value + 4;
+    memcpy(legacy.bytes.data() + array, &a, sizeof(a));
+    CHECK_THAT(ParseError(legacy.bytes),
+               Catch::Contains("section maps: map 'legacy_array' at offset " +
+                               std::to_string(h.st_value + 4) + " overlaps map 'legacy_hash'"));
+  }
   CHECK_THAT(ParseError({good.bytes.begin(), good.bytes.begin() + 20}),
              Catch::Contains("truncated ELF header: 20 bytes"));
   {

@@ -1,6 +1,7 @@
 // The program-array trap, proven on the live kernel, and the graph that
 // catches it. See docs/lifecycle.md.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -123,6 +124,54 @@ TEST_CASE("KeepAlive: the tail call survives the last handle until ReleaseKept",
   CHECK(graph().ReleaseKept() >= 1);
   CHECK(Eventually([&] { return RunValue(s.caller) == kMiss; }));
   CHECK(diags.Get().empty());
+}
+
+TEST_CASE("the global default policy applies to arrays that set none", "[graph][policy]") {
+  CapturedDiagnostics diags;
+  graph().SetDefaultPolicy(LifetimePolicy::kKeepAlive);
+  TailCallSet s = MakeSet("default_keep", LifetimePolicy::kDefault);
+  uint32_t array_id = s.array.map().id();
+  s.array = ProgramArray();
+  graph().SetDefaultPolicy(LifetimePolicy::kWarn);
+  CHECK(KeepsHitting(s.caller));
+  auto node = graph().Node(NodeRef{NodeKind::kMap, array_id});
+  REQUIRE(node.has_value());
+  CHECK(node->kept_alive);
+  CHECK(diags.Get().empty());
+  CHECK(graph().ReleaseKept() >= 1);
+  CHECK(Eventually([&] { return RunValue(s.caller) == kMiss; }));
+  // A per-map policy still wins over the global one.
+  graph().SetDefaultPolicy(LifetimePolicy::kKeepAlive);
+  TailCallSet ignored = MakeSet("own_ignore", LifetimePolicy::kIgnore);
+  ignored.array = ProgramArray();
+  graph().SetDefaultPolicy(LifetimePolicy::kWarn);
+  CHECK(Eventually([&] { return RunValue(ignored.caller) == kMiss; }));
+}
+
+TEST_CASE("the default sink writes the warning to stderr", "[graph][policy]") {
+  SetDiagnosticSink(nullptr);  // the built-in sink
+  char path[] = "/tmp/tether-stderr-XXXXXX";
+  int capture = mkstemp(path);
+  REQUIRE(capture >= 0);
+  unlink(path);
+  fflush(stderr);
+  int saved = dup(STDERR_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(dup2(capture, STDERR_FILENO) == STDERR_FILENO);
+  {
+    TailCallSet s = MakeSet("stderr_array", LifetimePolicy::kWarn);
+    s.array = ProgramArray();
+  }
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  std::string text(4096, '\0');
+  ssize_t n = pread(capture, text.data(), text.size(), 0);
+  close(capture);
+  REQUIRE(n > 0);
+  text.resize(static_cast<size_t>(n));
+  CHECK_THAT(text, Catch::Contains("tether: warning") && Catch::Contains("stderr_array") &&
+                       Catch::Contains("caller_p"));
 }
 
 TEST_CASE("Pin: the array is pinned, then released, and keeps working", "[graph][policy]") {

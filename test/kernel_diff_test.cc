@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <linux/btf.h>
 #include <sys/utsname.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,7 +20,9 @@
 #include "test_support.h"
 #include "tether/insn.h"
 #include "tether/map.h"
+#include "tether/attach.h"
 #include "tether/probe.h"
+#include "tether/program.h"
 
 using namespace tether;
 
@@ -362,4 +365,47 @@ TEST_CASE("kprobe: a program on a kernel function counts its calls", "[kernel_di
   uint64_t hits = 0;
   REQUIRE(sys::MapLookupElem(counter->get(), &key, &hits, 0) == 0);
   CHECK(hits >= 3);
+}
+
+// 6.1 has neither tcx nor uprobe.multi links: the API must say so, naming the
+// feature and the release, rather than pass on a bare EINVAL.
+TEST_CASE("tcx and uprobe.multi links: Unimplemented naming 6.6 where the kernel lacks them",
+          "[kernel_diff][link]") {
+  bpf_insn pass[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+  ProgramLoadOptions tc_opts;
+  tc_opts.type = BPF_PROG_TYPE_SCHED_CLS;
+  tc_opts.instructions = pass;
+  tc_opts.name = "diff_tcx";
+  auto tc = Program::Load(tc_opts);
+  REQUIRE(tc.ok());
+  int lo = static_cast<int>(if_nametoindex("lo"));
+  REQUIRE(lo > 0);
+  auto tcx = AttachTcx(*tc, lo, TcxDirection::kIngress);
+  if (probe::HaveLinkKind(probe::LinkKind::kTcx).ok()) {
+    // Returning TC_ACT_OK on lo changes nothing; the link goes at scope end.
+    INFO(tcx.status().ToString());
+    REQUIRE(tcx.ok());
+    CHECK(tcx->type() == sys::uapi::kLinkTypeTcx);
+  } else {
+    INFO(tcx.status().ToString());
+    CHECK(absl::IsUnimplemented(tcx.status()));
+    CHECK_THAT(std::string(tcx.status().message()),
+               Catch::Contains("diff_tcx") && Catch::Contains("tcx") && Catch::Contains("6.6"));
+  }
+
+  if (!probe::HaveLinkKind(probe::LinkKind::kUprobeMulti).ok()) {
+    // Without the 6.6 attach type the program loads as a plain kprobe; the
+    // link is what the kernel lacks.
+    ProgramLoadOptions up_opts;
+    up_opts.type = BPF_PROG_TYPE_KPROBE;
+    up_opts.instructions = pass;
+    up_opts.name = "diff_umulti";
+    auto up = Program::Load(up_opts);
+    REQUIRE(up.ok());
+    std::vector<UprobeTarget> targets = {{"main", 0}};
+    auto link = AttachUprobeMulti(*up, "/proc/self/exe", targets);
+    INFO(link.status().ToString());
+    CHECK(absl::IsUnimplemented(link.status()));
+    CHECK_THAT(std::string(link.status().message()), Catch::Contains("6.6"));
+  }
 }

@@ -417,6 +417,13 @@ int main(int argc, char** argv) {
   }
   std::string cmd = args[0];
   args.erase(args.begin());
+  // "tether graph --help" answers on stdout and exits 0, like "tether help".
+  bool wants_help = false;
+  for (const std::string& a : args) wants_help |= a == "-h" || a == "--help";
+  if (wants_help && (cmd == "graph" || cmd == "explain" || cmd == "inspect" || cmd == "load")) {
+    fputs(kUsageText, stdout);
+    return kOk;
+  }
   if (cmd == "graph") return Graph(args);
   if (cmd == "explain") return Explain(args);
   if (cmd == "inspect") return Inspect(args);

@@ -71,6 +71,9 @@ struct MapSpec {
   uint32_t iproute2_id = 0;
   uint32_t iproute2_inner_id = 0;
   uint32_t iproute2_inner_idx = 0;
+  // samples/bpf's 28-byte bpf_map_def: the index, among the legacy
+  // definitions, of this map-in-map's inner map template.
+  absl::optional<uint32_t> legacy_inner_idx;
 
   MapSpec() = default;
   MapSpec(const MapSpec& other);

@@ -66,7 +66,10 @@ def run_all(build, repetitions, min_time, extra):
 
 def run(binary, repetitions, min_time, extra):
     cmd = [binary, f"--benchmark_repetitions={repetitions}", "--benchmark_format=json",
-           f"--benchmark_min_time={min_time}", "--benchmark_report_aggregates_only=false"] + extra
+           f"--benchmark_min_time={min_time}", "--benchmark_report_aggregates_only=false",
+           # Repetitions of every variant run in random order, so that no
+           # variant always goes first (cold caches) or last (a warm core).
+           "--benchmark_enable_random_interleaving=true"] + extra
     print("running:", " ".join(cmd), file=sys.stderr)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
@@ -90,8 +93,23 @@ def collect(results):
         if not s:
             continue
         group, variant, args = s
-        table[(group, args)][variant].append(b["real_time"])
+        table[(group, args)][variant].append(to_ns(b))
     return table
+
+
+NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def fmt_time(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.2f} {unit}"
+    return f"{ns:.1f} ns"
+
+
+def to_ns(b):
+    """Google Benchmark reports real_time in the benchmark's own unit."""
+    return b["real_time"] * NS_PER_UNIT.get(b.get("time_unit", "ns"), 1.0)
 
 
 def ratios(table):
@@ -160,19 +178,19 @@ def write_markdown(rows, singles, path, machine, extras=()):
             ok = r["ratio_median"] <= goal if kind == "max" else r["ratio_median"] >= goal
             fig = f"{g}{('/' + r['args']) if r['args'] else ''}: {t} vs {a}"
             lines.append(f"| {text} | {fig} | {r['ratio_median']:.3f} | {r['ratio_min']:.3f}..{r['ratio_max']:.3f} "
-                         f"| {r['tether_ns']:.1f} ns | {r['alternative_ns']:.1f} ns | {'met' if ok else 'NOT met'} |")
+                         f"| {fmt_time(r['tether_ns'])} | {fmt_time(r['alternative_ns'])} | {'met' if ok else 'NOT met'} |")
     other = [r for r in rows if (r["group"], r["tether"], r["alternative"]) not in GOAL_PAIRS]
     if other:
         lines += ["", "## Other pairs", "", "| figure | ratio (median) | spread | tether | alternative |", "|---|---|---|---|---|"]
         for r in other:
             fig = f"{r['group']}{('/' + r['args']) if r['args'] else ''}: {r['tether']} vs {r['alternative']}"
             lines.append(f"| {fig} | {r['ratio_median']:.3f} | {r['ratio_min']:.3f}..{r['ratio_max']:.3f} "
-                         f"| {r['tether_ns']:.1f} ns | {r['alternative_ns']:.1f} ns |")
+                         f"| {fmt_time(r['tether_ns'])} | {fmt_time(r['alternative_ns'])} |")
     if singles:
         lines += ["", "## Single figures (no alternative)", "", "| benchmark | time | counters |", "|---|---|---|"]
         for name, t, counters in singles:
             c = ", ".join(f"{k}={v:g}" for k, v in counters.items())
-            lines.append(f"| {name} | {t:.1f} ns | {c} |")
+            lines.append(f"| {name} | {fmt_time(t)} | {c} |")
     for title, text in extras:
         lines += ["", f"## {title}", "", "```", text.rstrip(), "```"]
     lines += ["", "![ratios](benchmarks.png)", ""]
@@ -194,7 +212,7 @@ def write_plot(rows, png):
             label = f"{r['group']}{('/' + r['args']) if r['args'] else ''}\\n{r['tether']} vs {r['alternative']}"
             f.write(f'{i} "{label}" {r["ratio_median"]} {r["ratio_min"]} {r["ratio_max"]} {goal}\n')
     script = f"""
-set terminal pngcairo size 1400,600 font ",9"
+set terminal pngcairo size 1400,600 font ",9" noenhanced
 set output "{png}"
 set style fill solid 0.6
 set boxwidth 0.6
@@ -204,7 +222,8 @@ set key top left
 set yrange [0:*]
 plot "{data}" using 1:3:xtic(2) with boxes title "median ratio", \\
      "" using 1:3:4:5 with yerrorbars lc rgb "black" pt 0 title "spread", \\
-     "" using 1:6 with points pt 7 ps 1.2 lc rgb "red" title "goal"
+     "" using 1:6:(0.4) with xerrorbars pt 0 lw 3 lc rgb "red" title "goal (each bar's own)", \\
+     1 with lines dt 2 lc rgb "gray" title "parity (1.0)"
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     os.unlink(data)
@@ -231,7 +250,7 @@ def main():
                     "name", "run_name", "run_type", "repetitions", "repetition_index", "threads", "iterations",
                     "real_time", "cpu_time", "time_unit", "family_index", "per_family_instance_index", "aggregate_name")
                     and isinstance(v, (int, float))}
-                singles.append((b["name"], b["real_time"], counters))
+                singles.append((b["name"], to_ns(b), counters))
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
         json.dump({"context": results["context"], "ratios": rows, "raw": results["benchmarks"]}, f, indent=1)

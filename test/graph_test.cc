@@ -9,6 +9,7 @@
 #include <mutex>
 #include "test_programs.h"
 #include "test_support.h"
+#include "tether/collection.h"
 #include "tether/graph.h"
 #include "tether/prog_array.h"
 
@@ -49,13 +50,28 @@ struct TailCallSet {
   Program target;  // Q: returns kHit
 };
 
+// One program of test/bpf/tail_calls.bpf.c, its jmp_table replaced by
+// `array`. LoadAndAssign loads just that program: a replaced array is the
+// caller's, so its refusal does not apply.
+Program LoadTailCallProgram(const std::string& name, const ProgramArray& array) {
+  auto spec = CollectionSpec::FromFile(testing::BpfObjectPath("tail_calls"));
+  REQUIRE(spec.ok());
+  CollectionOptions o;
+  o.replace_maps.emplace("jmp_table", array.map());
+  Program p;
+  absl::Status st = LoadAndAssign(*spec, {{}, {{name, &p}}}, o);
+  INFO(st.ToString());
+  REQUIRE(st.ok());
+  return p;
+}
+
 TailCallSet MakeSet(const std::string& array_name, LifetimePolicy policy) {
   TailCallSet s;
   auto array = ProgramArray::Create(array_name, 4, policy);
   REQUIRE(array.ok());
   s.array = *array;
-  s.target = LoadReturning(kHit, "target_q");
-  s.caller = LoadTailCaller(s.array.map(), 0, kMiss, "caller_p");
+  s.target = LoadTailCallProgram("target_q", s.array);
+  s.caller = LoadTailCallProgram("caller_p", s.array);
   REQUIRE(s.array.Set(0, s.target).ok());
   REQUIRE(RunValue(s.caller) == kHit);
   return s;
@@ -262,9 +278,9 @@ TEST_CASE("Close refuses to orphan a used array unless forced", "[graph][policy]
 }
 
 TEST_CASE("a self-recursive tail call is reported as a cycle", "[graph][cycles]") {
-  auto array = ProgramArray::Create("self_loop", 1, LifetimePolicy::kIgnore);
+  auto array = ProgramArray::Create("self_loop", 4, LifetimePolicy::kIgnore);
   REQUIRE(array.ok());
-  Program p = LoadTailCaller(array->map(), 0, kMiss, "recurse");
+  Program p = LoadTailCallProgram("recurse", *array);
   REQUIRE(array->Set(0, p).ok());
   NodeRef pn = NodeOf(p);
   NodeRef an = NodeOf(array->map());

@@ -50,6 +50,27 @@ TEST_CASE("a pinned map outlives its handles and goes with its pin", "[pin]") {
   CHECK(Eventually([&] { return !KernelHasMap(id); }));
 }
 
+TEST_CASE("a pin this process makes is a reference in the graph until it is unpinned", "[pin][graph]") {
+  testing::TempPinDir dir;
+  Map m = testing::CounterMap("graph_pin");
+  NodeRef node = NodeOf(m);
+  CHECK_FALSE(absl::StrContains(graph().Explain(node).ToString(), "pinned at"));
+  REQUIRE_OK(m.Pin(dir.Sub("first")));
+  CHECK(absl::StrContains(graph().Explain(node).ToString(), "pinned at " + dir.Sub("first")));
+  bool pin_edge = false;
+  for (const GraphEdge& e : graph().Edges()) pin_edge |= e.to == node && e.kind == EdgeKind::kPinHolds;
+  CHECK(pin_edge);
+  // Re-pinning moves the pin: the old path is gone, in bpffs and in the graph.
+  REQUIRE_OK(m.Pin(dir.Sub("second")));
+  std::string why = graph().Explain(node).ToString();
+  CHECK(absl::StrContains(why, "pinned at " + dir.Sub("second")));
+  CHECK_FALSE(absl::StrContains(why, dir.Sub("first")));
+  CHECK_FALSE(Exists(dir.Sub("first")));
+  REQUIRE_OK(m.Unpin());
+  CHECK_FALSE(absl::StrContains(graph().Explain(node).ToString(), "pinned at"));
+  CHECK_FALSE(Exists(dir.Sub("second")));
+}
+
 TEST_CASE("tail calls through a pinned program array work after every handle is gone", "[pin][prog_array]") {
   testing::TempPinDir dir;
   uint32_t array_id = 0, target_id = 0;

@@ -974,6 +974,9 @@ void ProbeAll() {
   (void)HaveTrampolines();
   (void)HaveBatchOps();
   (void)HaveModifyReturn();
+  for (int k = static_cast<int>(LinkKind::kXdp); k <= static_cast<int>(LinkKind::kNetnsFlowDissector); ++k) {
+    (void)HaveLinkKind(static_cast<LinkKind>(k));
+  }
 }
 
 }  // namespace tether::probe

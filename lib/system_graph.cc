@@ -195,6 +195,15 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
         edges.push_back({me, {progs ? NodeKind::kProgram : NodeKind::kMap, held},
                          progs ? EdgeKind::kTailCall : EdgeKind::kInnerMap, i});
       }
+      if (progs) {
+        // A kernel race (seen on 6.18): if this array's last user fd went
+        // just before we opened it, its deferred clear is still queued, and
+        // our close would queue it again while pending; the second queueing
+        // is dropped with the map reference it took, and the array is never
+        // freed. Letting the queued work run before we close avoids it.
+        // docs/lifecycle.md has the reproducer.
+        usleep(1000);
+      }
     } else if (info->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
       std::vector<uint8_t> key(info->key_size), next(info->key_size);
       const void* prev = nullptr;

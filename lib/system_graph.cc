@@ -224,6 +224,10 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
     if (!info.ok()) continue;
     GraphNode& n = node({NodeKind::kLink, id});
     n.name = LinkTarget(*info);
+    if (info->type == BPF_LINK_TYPE_RAW_TRACEPOINT) {
+      auto tp = sys::GetRawTracepointLinkName(fd->get());
+      if (tp.ok() && !tp->empty()) absl::StrAppend(&n.name, " ", *tp);
+    }
     n.type = info->type;
     if (info->prog_id)
       edges.push_back({{NodeKind::kLink, id}, {NodeKind::kProgram, info->prog_id}, EdgeKind::kLinkHolds, 0});

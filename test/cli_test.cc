@@ -10,7 +10,10 @@
 
 #include "test_programs.h"
 #include "test_support.h"
+#include "tether/attach.h"
 #include "tether/graph.h"
+#include "tether/insn.h"
+#include "tether/program.h"
 #include "sys/bpf.h"
 #include "tether/probe.h"
 #include "tether/prog_array.h"
@@ -202,4 +205,46 @@ TEST_CASE("tether load loads every corpus object marked loadable here", "[cli][c
     if (r.exit_code == 0) ++loaded;
   }
   CHECK(loaded >= 16);
+}
+
+TEST_CASE("tether graph shows links with their programs and targets, and pins under --pinned",
+          "[cli][link][pin]") {
+  bpf_insn ret0[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+  ProgramLoadOptions o;
+  o.type = BPF_PROG_TYPE_RAW_TRACEPOINT;
+  o.instructions = ret0;
+  o.name = "cli_rawtp";
+  auto prog = Program::Load(o);
+  REQUIRE(prog.ok());
+  auto link = AttachRawTracepoint(*prog, "sys_enter");
+  INFO(link.status().ToString());
+  REQUIRE(link.ok());
+  uint32_t link_id = link->id();
+
+  testing::TempPinDir dir;
+  auto map = Map::Create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
+                          .max_entries = 1, .name = "cli_pinned"});
+  REQUIRE(map.ok());
+  std::string pin = dir.Sub("cli_pinned");
+  REQUIRE(map->Pin(pin).ok());
+
+  Result json = RunCli("graph --format json --pinned " + dir.path());
+  REQUIRE(json.exit_code == 0);
+  std::string link_key = "link:" + std::to_string(link_id);
+  CHECK_THAT(json.out, Catch::Contains("\"key\": \"" + link_key + "\""));
+  CHECK_THAT(json.out, Catch::Contains("\"from\": \"" + link_key + "\", \"to\": \"program:" +
+                                       std::to_string(prog->id()) + "\", \"kind\": \"link_holds\""));
+  CHECK_THAT(json.out, Catch::Contains("sys_enter"));  // the link's target
+  CHECK_THAT(json.out, Catch::Contains(pin));
+  CHECK_THAT(json.out, Catch::Contains("\"to\": \"map:" + std::to_string(map->id()) +
+                                       "\", \"kind\": \"pin_holds\""));
+  // Outside --pinned the pin is not looked for.
+  Result elsewhere = RunCli("graph --format json --pinned " + dir.path() + "/nonexistent");
+  CHECK_THAT(elsewhere.out, !Catch::Contains(pin));
+
+  Result why = RunCli("explain link " + std::to_string(link_id));
+  INFO(why.err);
+  REQUIRE(why.exit_code == 0);
+  CHECK_THAT(why.out, Catch::Contains("cli_rawtp"));
+  REQUIRE(map->Unpin().ok());
 }

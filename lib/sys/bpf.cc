@@ -516,6 +516,18 @@ absl::StatusOr<bpf_map_info> GetMapInfo(int fd) { return GetInfo<bpf_map_info>(f
 absl::StatusOr<bpf_prog_info> GetProgInfo(int fd) { return GetInfo<bpf_prog_info>(fd, "program"); }
 absl::StatusOr<bpf_link_info> GetLinkInfo(int fd) { return GetInfo<bpf_link_info>(fd, "link"); }
 
+absl::StatusOr<std::string> GetRawTracepointLinkName(int fd) {
+  char name[256] = {0};
+  bpf_link_info info;
+  memset(&info, 0, sizeof(info));
+  info.raw_tracepoint.tp_name = Ptr(name);
+  info.raw_tracepoint.tp_name_len = sizeof(name);
+  uint32_t len = sizeof(info);
+  int err = ObjGetInfoByFd(fd, &info, &len);
+  if (err < 0) return ErrnoStatus(-err, "link", "BPF_OBJ_GET_INFO_BY_FD(tp_name)");
+  return std::string(name, strnlen(name, sizeof(name)));
+}
+
 absl::Status GetProgMapIds(int fd, std::vector<uint32_t>* ids) {
   ids->clear();
   // The count can change only by a program being replaced, which a loaded

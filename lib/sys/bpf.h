@@ -185,6 +185,9 @@ int ObjGetInfoByFd(int fd, void* info, uint32_t* info_len);
 absl::StatusOr<bpf_map_info> GetMapInfo(int fd);
 absl::StatusOr<bpf_prog_info> GetProgInfo(int fd);
 absl::StatusOr<bpf_link_info> GetLinkInfo(int fd);
+// The tracepoint a raw tracepoint link is attached to ("sys_enter"); the
+// kernel copies it out only into a buffer the caller provides.
+absl::StatusOr<std::string> GetRawTracepointLinkName(int fd);
 // The ids of the maps a loaded program uses, from the kernel.
 absl::Status GetProgMapIds(int fd, std::vector<uint32_t>* ids);
 

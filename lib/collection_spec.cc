@@ -429,8 +429,12 @@ absl::StatusOr<std::vector<uint8_t>> ResolveKconfig(const CollectionSpec& spec,
       if (!absl::ConsumePrefix(&s, "\"") || !absl::ConsumeSuffix(&s, "\"")) {
         return err("value ", val, " is not a string");
       }
-      size_t n = std::min<size_t>(s.size(), e.size ? e.size - 1 : 0);
-      memcpy(dst, s.data(), n);
+      // A string longer than the array is cut to the array's length, with
+      // no room kept for a NUL (as cilium/ebpf does; libbpf keeps one and
+      // so loses the last byte: `extern char CONFIG_X[1]` would read "").
+      // Shorter strings end in the zeros the map starts with.
+      size_t n = std::min<size_t>(s.size(), e.size);
+      if (n > 0) memcpy(dst, s.data(), n);
     } else if (t->kind == BtfKind::kInt) {
       if (tristate_word) {
         if (val == "m" && (t->int_encoding() & kBtfIntBool)) return err("bool cannot hold 'm'");

@@ -467,3 +467,118 @@ TEST_CASE("BPF_F_LOCK updates and lookups on a map whose value holds a spin lock
   CHECK_FALSE(refused.ok());
   CHECK_THAT(std::string(refused.message()), Catch::Contains("no_lock") && Catch::Contains("EINVAL"));
 }
+
+namespace {
+
+std::string CorpusPath(const std::string& file) {
+  return std::string(TETHER_SOURCE_DIR) + "/test/corpus/" + file;
+}
+
+CollectionSpec CorpusSpec(const std::string& file) {
+  auto spec = CollectionSpec::FromFile(CorpusPath(file));
+  INFO(file << ": " << spec.status().ToString());
+  REQUIRE(spec.ok());
+  return *std::move(spec);
+}
+
+// Loads one program (and what it needs) through LoadAndAssign.
+absl::Status LoadOne(const CollectionSpec& spec, const std::string& name, Program* out,
+                     const CollectionOptions& o = {}) {
+  return LoadAndAssign(spec, {{}, {{name, out}}}, o);
+}
+
+}  // namespace
+
+// EXPECTED.tsv says more than "loads": what the programs return, which
+// loads are conditional on a change, and which programs of an object load.
+TEST_CASE("corpus: what EXPECTED.tsv says beyond 'loads'", "[collection][corpus]") {
+  testing::TempPinDir dir;
+  SECTION("btf_map_init: the static tail call returns 42; without the array the load is refused") {
+    CollectionSpec spec = CorpusSpec("btf_map_init-el.elf");
+    auto coll = Collection::Load(spec, Options(dir));
+    INFO(coll.status().ToString());
+    REQUIRE(coll.ok());
+    CHECK(RunValue(coll->program("tail_main")) == 42);
+    Program main_only;
+    size_t fds = testing::CountOpenFds();
+    absl::Status refused = LoadOne(spec, "tail_main", &main_only);
+    CHECK_FALSE(refused.ok());
+    CHECK_THAT(std::string(refused.message()),
+               Catch::Contains("prog_array_init") && Catch::Contains("tail_main"));
+    CHECK_FALSE(static_cast<bool>(main_only));
+    CHECK(testing::CountOpenFds() == fds);
+    Map array;
+    REQUIRE(LoadAndAssign(spec, {{{"prog_array_init", &array}}, {{"tail_main", &main_only}}}).ok());
+    CHECK(RunValue(main_only) == 42);
+  }
+  SECTION("subprog_reloc returns 42, kconfig 0, every program of linked 0") {
+    CollectionSpec sub = CorpusSpec("subprog_reloc-el.elf");
+    Program fp;
+    REQUIRE(LoadOne(sub, "fp_relocation", &fp).ok());
+    CHECK(RunValue(fp) == 42);
+    CollectionSpec kconfig = CorpusSpec("kconfig-el.elf");
+    Program k;
+    absl::Status st = LoadOne(kconfig, "kconfig", &k);
+    INFO(st.ToString());
+    REQUIRE(st.ok());
+    CHECK(RunValue(k) == 0);
+    auto linked = Collection::Load(CorpusSpec("linked-el.elf"), Options(dir));
+    REQUIRE(linked.ok());
+    REQUIRE(linked->programs().size() == 5);
+    for (const auto& [name, p] : linked->programs()) {
+      INFO(name);
+      CHECK(RunValue(p) == 0);
+    }
+  }
+  SECTION("constants: refused as shipped, loads once the constant is rewritten") {
+    CollectionSpec spec = CorpusSpec("constants-el.elf");
+    auto shipped = Collection::Load(spec, Options(dir));
+    REQUIRE_FALSE(shipped.ok());
+    CHECK_THAT(std::string(shipped.status().message()),
+               Catch::Contains("freeze_rodata") && Catch::Contains("verifier log"));
+    REQUIRE(spec.SetVariable("ret", uint32_t{1}).ok());
+    auto fixed = Collection::Load(spec, Options(dir));
+    INFO(fixed.status().ToString());
+    CHECK(fixed.ok());
+  }
+  SECTION("iproute2_map_compat: pinning 2 pins by name in the pin directory") {
+    auto coll = Collection::Load(CorpusSpec("iproute2_map_compat-el.elf"), Options(dir));
+    INFO(coll.status().ToString());
+    REQUIRE(coll.ok());
+    CHECK(coll->created_pins() == std::vector<std::string>{dir.Sub("hash_map")});
+    auto pinned = Map::LoadPinned(dir.Sub("hash_map"));
+    REQUIRE(pinned.ok());
+    CHECK(pinned->id() == coll->map("hash_map").id());
+    REQUIRE(pinned->Unpin().ok());
+  }
+  SECTION("relocs_read: loads against relocs_read_tgt's BTF and returns 0, not against vmlinux") {
+    CollectionSpec target = CorpusSpec("relocs_read_tgt-el.elf");
+    REQUIRE(target.btf.has_value());
+    CollectionSpec spec = CorpusSpec("relocs_read-el.elf");
+    CollectionOptions o = Options(dir);
+    o.core_target = &*target.btf;
+    Program reads;
+    absl::Status st = LoadOne(spec, "reads", &reads, o);
+    INFO(st.ToString());
+    REQUIRE(st.ok());
+    CHECK(RunValue(reads) == 0);
+    Program against_vmlinux;
+    CHECK_FALSE(LoadOne(spec, "reads", &against_vmlinux).ok());
+  }
+  SECTION("ksym: the non-weak missing ksyms fail and name themselves; the weak ones load") {
+    CollectionSpec spec = CorpusSpec("ksym-el.elf");
+    for (const char* name : {"missing_ksym_test", "missing_typed_ksym_test"}) {
+      Program p;
+      absl::Status st = LoadOne(spec, name, &p);
+      INFO(name << ": " << st.ToString());
+      CHECK_FALSE(st.ok());
+      CHECK_THAT(std::string(st.message()), Catch::Contains(name));
+    }
+    for (const char* name : {"ksym_test", "missing_weak_ksym_test", "missing_weak_typed_ksym_test"}) {
+      Program p;
+      absl::Status st = LoadOne(spec, name, &p);
+      INFO(name << ": " << st.ToString());
+      CHECK(st.ok());
+    }
+  }
+}

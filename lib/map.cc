@@ -155,6 +155,13 @@ absl::Status ValidateCreate(const MapOptions& o) {
       if (o.max_entries == 0 || (o.max_entries & (o.max_entries - 1)) != 0 || o.max_entries % 4096 != 0)
         return bad(absl::StrFormat("ring buffer size %u must be a power of 2 and a multiple of the page size", o.max_entries));
       break;
+    case BPF_MAP_TYPE_STRUCT_OPS:
+      if (o.btf_vmlinux_value_type_id == 0)
+        return bad("struct_ops needs btf_vmlinux_value_type_id: the kernel struct_ops type it implements");
+      // Checked by the kernel as "the object's BTF", though the value's
+      // type is vmlinux's; without it the answer is a bare EINVAL.
+      if (o.btf_fd < 0) return bad("struct_ops needs btf_fd: the BTF of the object it comes from");
+      break;
     default:
       break;
   }

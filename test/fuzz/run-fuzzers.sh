@@ -35,8 +35,11 @@ for target in elf btf core; do
   [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing: ninja -C $BUILD" >&2; exit 2; }
   seeds=$WORK/seeds-btf; [ "$target" = elf ] && seeds=$WORK/seeds-elf
   mkdir -p "$WORK/corpus-$target"
+  dirs=("$WORK/corpus-$target" "$seeds")
+  # A target with no regression yet has no directory (git keeps no empty ones).
+  [ -d "$SRC/test/fuzz/regressions/$target" ] && dirs+=("$SRC/test/fuzz/regressions/$target")
   # -max_len: the largest seed, so that whole objects can be mutated.
-  "$bin" "$WORK/corpus-$target" "$seeds" "$SRC/test/fuzz/regressions/$target" \
+  "$bin" "${dirs[@]}" \
       -dict="$HERE/elf_btf.dict" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
       -max_len=300000 -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target-" \
       > "$WORK/$target.log" 2>&1 &

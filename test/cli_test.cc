@@ -209,14 +209,8 @@ TEST_CASE("tether load loads every corpus object marked loadable here", "[cli][c
 
 TEST_CASE("tether graph shows links with their programs and targets, and pins under --pinned",
           "[cli][link][pin]") {
-  bpf_insn ret0[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
-  ProgramLoadOptions o;
-  o.type = BPF_PROG_TYPE_RAW_TRACEPOINT;
-  o.instructions = ret0;
-  o.name = "cli_rawtp";
-  auto prog = Program::Load(o);
-  REQUIRE(prog.ok());
-  auto link = AttachRawTracepoint(*prog, "sys_enter");
+  Program prog = testing::LoadReturning(0, "cli_rawtp", BPF_PROG_TYPE_RAW_TRACEPOINT);
+  auto link = AttachRawTracepoint(prog, "sys_enter");
   INFO(link.status().ToString());
   REQUIRE(link.ok());
   uint32_t link_id = link->id();
@@ -233,7 +227,7 @@ TEST_CASE("tether graph shows links with their programs and targets, and pins un
   std::string link_key = "link:" + std::to_string(link_id);
   CHECK_THAT(json.out, Catch::Contains("\"key\": \"" + link_key + "\""));
   CHECK_THAT(json.out, Catch::Contains("\"from\": \"" + link_key + "\", \"to\": \"program:" +
-                                       std::to_string(prog->id()) + "\", \"kind\": \"link_holds\""));
+                                       std::to_string(prog.id()) + "\", \"kind\": \"link_holds\""));
   CHECK_THAT(json.out, Catch::Contains("sys_enter"));  // the link's target
   CHECK_THAT(json.out, Catch::Contains(pin));
   CHECK_THAT(json.out, Catch::Contains("\"to\": \"map:" + std::to_string(map->id()) +

@@ -371,12 +371,7 @@ TEST_CASE("graph updates from many threads stay consistent", "[graph][threads]")
   std::atomic<int> warnings{0};
   SetDiagnosticSink([&](const Diagnostic&) { warnings.fetch_add(1); });
   auto load_returning = [&](int32_t value) {
-    bpf_insn prog[] = {insn::MovImm(BPF_REG_0, value), insn::Exit()};
-    ProgramLoadOptions o;
-    o.type = BPF_PROG_TYPE_SOCKET_FILTER;
-    o.instructions = prog;
-    o.name = "thr";
-    auto p = Program::Load(o);
+    auto p = testing::TryLoadReturning(value, "thr");
     if (!p.ok()) failures.fetch_add(1);
     return p.ok() ? *p : Program();
   };
@@ -403,19 +398,7 @@ TEST_CASE("graph updates from many threads stay consistent", "[graph][threads]")
         }
         Program target = load_returning(1);
         if (!local->Set(0, target).ok()) failures.fetch_add(1);
-        bpf_insn caller[8];
-        caller[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
-        caller[1] = insn::MovReg(BPF_REG_1, BPF_REG_6);
-        insn::LdMapFd(BPF_REG_2, local->map().fd(), &caller[2]);
-        caller[4] = insn::MovImm(BPF_REG_3, 0);
-        caller[5] = insn::Call(BPF_FUNC_tail_call);
-        caller[6] = insn::MovImm(BPF_REG_0, 0);
-        caller[7] = insn::Exit();
-        ProgramLoadOptions o;
-        o.type = BPF_PROG_TYPE_SOCKET_FILTER;
-        o.instructions = caller;
-        o.name = "thr_caller";
-        auto user = Program::Load(o);
+        auto user = testing::TryLoadTailCaller(local->map(), 0, 0, "thr_caller");
         if (!user.ok()) failures.fetch_add(1);
         (void)graph().Cycles();
         (void)graph().WhatBreaks(local->map());

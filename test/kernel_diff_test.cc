@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sys/bpf.h"
+#include "test_programs.h"
 #include "test_support.h"
 #include "tether/insn.h"
 #include "tether/map.h"
@@ -371,16 +372,10 @@ TEST_CASE("kprobe: a program on a kernel function counts its calls", "[kernel_di
 // feature and the release, rather than pass on a bare EINVAL.
 TEST_CASE("tcx and uprobe.multi links: Unimplemented naming 6.6 where the kernel lacks them",
           "[kernel_diff][link]") {
-  bpf_insn pass[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
-  ProgramLoadOptions tc_opts;
-  tc_opts.type = BPF_PROG_TYPE_SCHED_CLS;
-  tc_opts.instructions = pass;
-  tc_opts.name = "diff_tcx";
-  auto tc = Program::Load(tc_opts);
-  REQUIRE(tc.ok());
+  Program tc = testing::LoadReturning(0, "diff_tcx", BPF_PROG_TYPE_SCHED_CLS);
   int lo = static_cast<int>(if_nametoindex("lo"));
   REQUIRE(lo > 0);
-  auto tcx = AttachTcx(*tc, lo, TcxDirection::kIngress);
+  auto tcx = AttachTcx(tc, lo, TcxDirection::kIngress);
   if (probe::HaveLinkKind(probe::LinkKind::kTcx).ok()) {
     // Returning TC_ACT_OK on lo changes nothing; the link goes at scope end.
     INFO(tcx.status().ToString());
@@ -396,14 +391,9 @@ TEST_CASE("tcx and uprobe.multi links: Unimplemented naming 6.6 where the kernel
   if (!probe::HaveLinkKind(probe::LinkKind::kUprobeMulti).ok()) {
     // Without the 6.6 attach type the program loads as a plain kprobe; the
     // link is what the kernel lacks.
-    ProgramLoadOptions up_opts;
-    up_opts.type = BPF_PROG_TYPE_KPROBE;
-    up_opts.instructions = pass;
-    up_opts.name = "diff_umulti";
-    auto up = Program::Load(up_opts);
-    REQUIRE(up.ok());
+    Program up = testing::LoadReturning(0, "diff_umulti", BPF_PROG_TYPE_KPROBE);
     std::vector<UprobeTarget> targets = {{"main", 0}};
-    auto link = AttachUprobeMulti(*up, "/proc/self/exe", targets);
+    auto link = AttachUprobeMulti(up, "/proc/self/exe", targets);
     INFO(link.status().ToString());
     CHECK(absl::IsUnimplemented(link.status()));
     CHECK_THAT(std::string(link.status().message()), Catch::Contains("6.6"));

@@ -18,20 +18,30 @@ namespace tether::testing {
 // Socket filters run under BPF_PROG_TEST_RUN with any packet >= 14 bytes.
 inline std::vector<uint8_t> Packet() { return std::vector<uint8_t>(64, 0xab); }
 
-inline Program LoadReturning(int32_t value, const std::string& name = "ret") {
+// Returns `value`, as a program of `type`. The Try forms assert nothing,
+// so threads may call them (Catch2's assertions are not thread-safe).
+inline absl::StatusOr<Program> TryLoadReturning(int32_t value, const std::string& name = "ret",
+                                                uint32_t type = BPF_PROG_TYPE_SOCKET_FILTER) {
   bpf_insn prog[] = {insn::MovImm(BPF_REG_0, value), insn::Exit()};
   ProgramLoadOptions o;
-  o.type = BPF_PROG_TYPE_SOCKET_FILTER;
+  o.type = type;
   o.instructions = prog;
   o.name = name;
-  auto p = Program::Load(o);
+  return Program::Load(o);
+}
+
+inline Program LoadReturning(int32_t value, const std::string& name = "ret",
+                             uint32_t type = BPF_PROG_TYPE_SOCKET_FILTER) {
+  auto p = TryLoadReturning(value, name, type);
+  INFO(p.status().ToString());
   REQUIRE(p.ok());
   return *p;
 }
 
 // Tail-calls through `array` at `slot`; returns `fallthrough` on a miss.
-inline Program LoadTailCaller(const Map& array, uint32_t slot, int32_t fallthrough,
-                              const std::string& name = "caller") {
+inline absl::StatusOr<Program> TryLoadTailCaller(const Map& array, uint32_t slot,
+                                                 int32_t fallthrough,
+                                                 const std::string& name = "caller") {
   bpf_insn prog[8];
   prog[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
   prog[1] = insn::MovReg(BPF_REG_1, BPF_REG_6);
@@ -44,7 +54,13 @@ inline Program LoadTailCaller(const Map& array, uint32_t slot, int32_t fallthrou
   o.type = BPF_PROG_TYPE_SOCKET_FILTER;
   o.instructions = prog;
   o.name = name;
-  auto p = Program::Load(o);
+  return Program::Load(o);
+}
+
+inline Program LoadTailCaller(const Map& array, uint32_t slot, int32_t fallthrough,
+                              const std::string& name = "caller") {
+  auto p = TryLoadTailCaller(array, slot, fallthrough, name);
+  INFO(p.status().ToString());
   REQUIRE(p.ok());
   return *p;
 }

@@ -288,6 +288,18 @@ class Locked {
     if (!n->in.empty()) return;
     auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
     s_.nodes.erase(ref);
+    // A cycle through a node that is gone is gone too. Dropping it here
+    // keeps the list at the live cycles: an agent that reloads its
+    // collections would otherwise pile up stale ones, and every AddCycle
+    // compares against the whole list.
+    if (!s_.cycles.empty()) {
+      s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
+                                     [&](const Cycle& c) {
+                                       return std::find(c.nodes.begin(), c.nodes.end(), ref) !=
+                                              c.nodes.end();
+                                     }),
+                      s_.cycles.end());
+    }
     for (NodeRef t : touched) Collect(t);
   }
 
@@ -343,6 +355,13 @@ class Locked {
     std::rotate(c.nodes.begin(), c.nodes.begin() + best, c.nodes.end());
     for (const Cycle& existing : s_.cycles)
       if (existing.nodes == c.nodes) return;
+    if (s_.cycles.size() >= kMaxCyclesKept) {
+      // Edges overwritten in place (a slot set again) leave cycles that no
+      // longer close; make room from those before giving up on this one.
+      s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
+                                     [&](const Cycle& old) { return !CycleClosed(old); }),
+                      s_.cycles.end());
+    }
     if (s_.cycles.size() < kMaxCyclesKept) s_.cycles.push_back(std::move(c));
   }
 

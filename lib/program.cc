@@ -62,16 +62,14 @@ std::string Describe(const ProgramInfo& info) {
 }
 
 absl::StatusOr<ProgramInfo> ReadInfo(int fd) {
-  auto k = sys::GetProgInfo(fd);
-  if (!k.ok()) return k.status();
   ProgramInfo info;
+  auto k = sys::GetProgInfoAndMapIds(fd, &info.map_ids);
+  if (!k.ok()) return k.status();
   info.id = k->id;
   info.type = k->type;
   info.name = std::string(k->name, strnlen(k->name, sizeof(k->name)));
   memcpy(info.tag.data(), k->tag, BPF_TAG_SIZE);
   info.btf_id = k->btf_id;
-  absl::Status ids = sys::GetProgMapIds(fd, &info.map_ids);
-  if (!ids.ok()) return ids;
   return info;
 }
 

@@ -184,6 +184,9 @@ int ObjGetInfoByFd(int fd, void* info, uint32_t* info_len);
 
 absl::StatusOr<bpf_map_info> GetMapInfo(int fd);
 absl::StatusOr<bpf_prog_info> GetProgInfo(int fd);
+// GetProgInfo and the ids of the maps the program uses, in one syscall
+// when it uses at most 16 maps.
+absl::StatusOr<bpf_prog_info> GetProgInfoAndMapIds(int fd, std::vector<uint32_t>* ids);
 absl::StatusOr<bpf_link_info> GetLinkInfo(int fd);
 // The tracepoint a raw tracepoint link is attached to ("sys_enter"); the
 // kernel copies it out only into a buffer the caller provides.

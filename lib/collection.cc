@@ -565,11 +565,14 @@ class CollectionLoader {
     }
     o.log_level = opt_.log_level;
     o.log_size_cap = opt_.log_size_cap;
+    std::string log;
+    if (opt_.log_level > 0) o.log = &log;
     auto prog = Program::Load(o);
     if (!prog.ok()) {
       return Annotate(ExplainCorePoison(prog.status(), poisoned), absl::StrCat("collection: ", what));
     }
     result_.programs_.emplace(name, *prog);
+    if (!log.empty()) result_.verifier_logs_.emplace(name, std::move(log));
     return absl::OkStatus();
   }
 
@@ -650,6 +653,12 @@ Map Collection::map(absl::string_view name) const {
 Program Collection::program(absl::string_view name) const {
   auto it = programs_.find(std::string(name));
   return it == programs_.end() ? Program() : it->second;
+}
+
+const std::string& Collection::verifier_log(absl::string_view name) const {
+  static const std::string* const kNone = new std::string();
+  auto it = verifier_logs_.find(name);
+  return it == verifier_logs_.end() ? *kNone : it->second;
 }
 
 absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,

@@ -75,6 +75,10 @@ class Collection {
   // no type was given (CollectionOptions::program_types), so they serve
   // only as callees of the others.
   const std::vector<std::string>& skipped_programs() const { return skipped_programs_; }
+  // The verifier's log of a program that loaded, when
+  // CollectionOptions::log_level > 0; empty otherwise. With BTF, its
+  // "; <source line>" comments come from the object's line_info.
+  const std::string& verifier_log(absl::string_view program) const;
 
  private:
   friend class CollectionLoader;
@@ -82,6 +86,7 @@ class Collection {
   std::map<std::string, Program> programs_;
   std::vector<std::string> created_pins_;
   std::vector<std::string> skipped_programs_;
+  std::map<std::string, std::string, std::less<>> verifier_logs_;
 };
 
 // LoadAndAssign: load only what the caller asks for, plus what it needs.

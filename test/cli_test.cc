@@ -1,5 +1,6 @@
 // The `tether` command, run as a real binary against objects this test
 // process creates: the CLI sees them as another process's.
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -241,4 +242,40 @@ TEST_CASE("tether graph shows links with their programs and targets, and pins un
   REQUIRE(why.exit_code == 0);
   CHECK_THAT(why.out, Catch::Contains("cli_rawtp"));
   REQUIRE(map->Unpin().ok());
+}
+
+TEST_CASE("tether graph marks cycles and programs held only by a legacy hook", "[cli]") {
+  // A program that tail-calls the array it sits in.
+  auto array = ProgramArray::Create("cli_cycle", 1, LifetimePolicy::kIgnore);
+  REQUIRE(array.ok());
+  Program loop = testing::LoadTailCaller(array->map(), 0, 3, "cli_loop");
+  REQUIRE(array->Set(0, loop).ok());
+  // A socket filter whose only holder, once the handle goes, is the socket.
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(sock >= 0);
+  uint32_t hooked_id = 0;
+  {
+    Program hooked = testing::LoadReturning(0, "cli_hooked");
+    REQUIRE(AttachSocketFilter(hooked, sock).ok());
+    hooked_id = hooked.id();
+  }
+  Result text = RunCli("graph");
+  close(sock);
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("cycle: program " + std::to_string(loop.id()) + " -> map " +
+                                       std::to_string(array->map().id()) + " -> program " +
+                                       std::to_string(loop.id())));
+  // The hooked program's own line carries the note.
+  std::string marker = "program 'cli_hooked' (id " + std::to_string(hooked_id) + ")";
+  size_t at = text.out.find(marker);
+  REQUIRE(at != std::string::npos);
+  // Its block: its own line and the indented ones under it.
+  size_t next = at;
+  while ((next = text.out.find('\n', next + 1)) != std::string::npos &&
+         next + 1 < text.out.size() && text.out[next + 1] == ' ') {
+  }
+  std::string block = text.out.substr(at, next == std::string::npos ? std::string::npos : next - at);
+  INFO(block);
+  CHECK_THAT(block, Catch::Contains("held by nothing but a legacy hook"));
+  REQUIRE(array->Clear().ok());
 }

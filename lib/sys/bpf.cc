@@ -556,24 +556,7 @@ absl::StatusOr<bpf_prog_info> GetProgInfoAndMapIds(int fd, std::vector<uint32_t>
 }
 
 absl::Status GetProgMapIds(int fd, std::vector<uint32_t>* ids) {
-  ids->clear();
-  // The count can change only by a program being replaced, which a loaded
-  // program never is, so two calls suffice: one to size, one to fill.
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    bpf_prog_info info;
-    memset(&info, 0, sizeof(info));
-    info.nr_map_ids = static_cast<uint32_t>(ids->size());
-    info.map_ids = Ptr(ids->data());
-    uint32_t len = sizeof(info);
-    int err = ObjGetInfoByFd(fd, &info, &len);
-    if (err < 0) return ErrnoStatus(-err, "program", "BPF_OBJ_GET_INFO_BY_FD(map_ids)");
-    if (info.nr_map_ids <= ids->size()) {
-      ids->resize(info.nr_map_ids);
-      return absl::OkStatus();
-    }
-    ids->resize(info.nr_map_ids);
-  }
-  return absl::InternalError("program: map_ids kept changing while being read");
+  return GetProgInfoAndMapIds(fd, ids).status();
 }
 
 absl::StatusOr<BtfLoadResult> BtfLoad(absl::Span<const uint8_t> btf, uint32_t log_level) {

@@ -1036,6 +1036,13 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
 absl::Status ElfReader::ReadPrograms() {
   // Pass 1: functions of every exec section, with unique keys.
   absl::flat_hash_map<std::string, int> used;
+  // Function symbols by section, in symbol order: an object with a section
+  // per program would otherwise rescan every symbol for every section.
+  absl::flat_hash_map<uint32_t, std::vector<const Symbol*>> funcs_in;
+  for (const Symbol& s : symbols_) {
+    if (s.type == STT_FUNC) funcs_in[s.shndx].push_back(&s);
+  }
+  static const std::vector<const Symbol*> kNoSymbols;
   for (const Section& sec : sections_) {
     if (!sec.exec() || sec.hdr.sh_size == 0) continue;
     if (sec.hdr.sh_size % 8 != 0) {
@@ -1043,8 +1050,9 @@ absl::Status ElfReader::ReadPrograms() {
     }
     uint32_t n = static_cast<uint32_t>(sec.hdr.sh_size / 8);
     std::vector<FuncRange> fs;
-    for (const Symbol& s : symbols_) {
-      if (s.shndx != sec.index || s.type != STT_FUNC) continue;
+    auto in_sec = funcs_in.find(sec.index);
+    for (const Symbol* sym : in_sec == funcs_in.end() ? kNoSymbols : in_sec->second) {
+      const Symbol& s = *sym;
       if (s.value % 8 != 0 || s.value / 8 >= n) {
         return Err(SecName(sec.index), ": function '", s.name, "' at offset ", s.value,
                    " is misaligned or outside the section");
@@ -1100,9 +1108,20 @@ absl::Status ElfReader::ReadPrograms() {
       by_off[r.offset] = &r;
     }
     const BtfExtSection* ext = nullptr;
+    BtfExtSection sorted;
     if (ext_) {
       auto it = ext_->sections.find(sec.name);
       if (it != ext_->sections.end()) ext = &it->second;
+    }
+    // A section holding many functions (clang puts every SEC("socket")
+    // program in one) would otherwise rescan all its records per function.
+    auto earlier = [](const auto& a, const auto& b) { return a.insn_off < b.insn_off; };
+    if (ext && fs.size() > 1) {
+      sorted = *ext;
+      std::stable_sort(sorted.func_info.begin(), sorted.func_info.end(), earlier);
+      std::stable_sort(sorted.line_info.begin(), sorted.line_info.end(), earlier);
+      std::stable_sort(sorted.core_relos.begin(), sorted.core_relos.end(), earlier);
+      ext = &sorted;
     }
     SectionInfo info = ParseSectionName(sec.name);
     for (const FuncRange& f : fs) {
@@ -1124,22 +1143,26 @@ absl::Status ElfReader::ReadPrograms() {
         }
       }
       if (ext) {
-        auto in = [&](uint32_t off) { return off >= f.start && off < f.end; };
-        for (const FuncInfo& fi : ext->func_info) {
-          if (in(fi.insn_off)) code.func_info.push_back({fi.insn_off - f.start, fi.type_id});
-        }
-        for (LineInfo li : ext->line_info) {
-          if (in(li.insn_off)) {
-            li.insn_off -= f.start;
-            code.line_info.push_back(li);
+        // The records of [f.start, f.end), rebased to the function.
+        auto take = [&](const auto& all, auto* out) {
+          auto it = all.begin();
+          if (fs.size() > 1) {
+            it = std::lower_bound(all.begin(), all.end(), f.start,
+                                  [](const auto& r, uint32_t off) { return r.insn_off < off; });
           }
-        }
-        for (CoreRelo cr : ext->core_relos) {
-          if (in(cr.insn_off)) {
-            cr.insn_off -= f.start;
-            code.core_relos.push_back(cr);
+          for (; it != all.end(); ++it) {
+            if (it->insn_off >= f.end) {
+              if (fs.size() > 1) break;
+              continue;
+            }
+            if (it->insn_off < f.start) continue;
+            out->push_back(*it);
+            out->back().insn_off -= f.start;
           }
-        }
+        };
+        take(ext->func_info, &code.func_info);
+        take(ext->line_info, &code.line_info);
+        take(ext->core_relos, &code.core_relos);
       }
       if (f.is_program) {
         ProgramSpec p;

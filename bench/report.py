@@ -43,6 +43,7 @@ GOALS = [
     ("ringbuf_consume", "tether", "libbpf", 1.0, "max", "ringbuf >= 1.0x libbpf (time per record)"),
     ("agent_load", "tether", "libbpf", 1.0, "max", "full load <= 1.0x libbpf (agent scale: 100 programs, 50 maps, 5 arrays)"),
     ("vmlinux_parse_cold", "tether", "libbpf", 1.0, "max", "CO-RE: vmlinux BTF parse faster than libbpf"),
+    ("vmlinux_first_lookup_cold", "tether", "libbpf", 1.0, "max", "CO-RE: vmlinux BTF parse + first name lookup faster than libbpf"),
     ("core_load_manyprogs_btf", "tether", "libbpf", 1.0, "max", "CO-RE: open+relocate+load of 30 CO-RE programs faster than libbpf"),
 ]
 

@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <mutex>
 #include <algorithm>
 #include <cstring>
 
@@ -50,7 +53,7 @@ absl::string_view BtfKindName(BtfKind kind) {
 }
 
 Btf::Btf() : strings_(std::shared_ptr<const char>(std::shared_ptr<const void>(), "")),
-             strings_size_(1), types_(1) {}
+             strings_size_(1), types_(1, BtfType{}) {}
 
 namespace {
 
@@ -76,13 +79,168 @@ void ReserveExact(std::vector<T>* v, size_t n) {
 
 }  // namespace
 
+namespace {
+// Types per lazily decoded block: small enough that a CO-RE lookup decodes
+// little it does not need, large enough that the per-block bookkeeping of
+// vmlinux (about 150 blocks) costs nothing.
+constexpr uint32_t kDecodeBlock = 1024;
+}  // namespace
+
+struct Btf::LazyState {
+  struct Chunk {
+    size_t wire_off;  // into the type section
+    uint32_t member_row, enum_row, secinfo_row;
+  };
+  std::shared_ptr<const void> owner;  // keeps `wire` mapped
+  const uint8_t* wire = nullptr;      // the type section
+  uint32_t first_slot = 0;            // types_ slot of the first block's first type
+  std::vector<Chunk> chunks;
+  std::unique_ptr<std::atomic<bool>[]> done;  // per block
+  std::vector<uint32_t> name_offs;            // per own type, for the name index
+  std::mutex mu;                              // serialises decoding
+  std::atomic<bool> names_ready{false};
+};
+
+Btf::~Btf() = default;
+Btf::Btf(Btf&&) noexcept = default;
+Btf& Btf::operator=(Btf&&) noexcept = default;
+Btf::Btf(const Btf& other) { *this = other; }
+
+Btf& Btf::operator=(const Btf& other) {
+  if (this == &other) return *this;
+  other.DecodeAll();
+  other.EnsureNameIndex();
+  strings_ = other.strings_;
+  strings_size_ = other.strings_size_;
+  types_ = other.types_;
+  members_ = other.members_;
+  enums_ = other.enums_;
+  secinfos_ = other.secinfos_;
+  lazy_.reset();
+  base_ = other.base_;
+  start_id_ = other.start_id_;
+  start_str_ = other.start_str_;
+  name_ids_ = other.name_ids_;
+  name_groups_ = other.name_groups_;
+  name_slots_ = other.name_slots_;
+  return *this;
+}
+
+void Btf::EnsureDecoded(uint32_t slot) const {
+  LazyState& l = *lazy_;
+  if (slot < l.first_slot || slot >= types_.size()) return;
+  uint32_t c = (slot - l.first_slot) / kDecodeBlock;
+  if (l.done[c].load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(l.mu);
+  if (l.done[c].load(std::memory_order_relaxed)) return;
+  const LazyState::Chunk& chunk = l.chunks[c];
+  uint32_t first = l.first_slot + c * kDecodeBlock;
+  uint32_t count = std::min<uint32_t>(kDecodeBlock, static_cast<uint32_t>(types_.size()) - first);
+  // Logically const: the block's bytes were always these types.
+  const_cast<Btf*>(this)->DecodeRange(l.wire + chunk.wire_off, first, count, chunk.member_row,
+                                      chunk.enum_row, chunk.secinfo_row);
+  l.done[c].store(true, std::memory_order_release);
+}
+
+void Btf::DecodeAll() const {
+  if (!lazy_) return;
+  for (size_t c = 0; c < lazy_->chunks.size(); ++c) {
+    EnsureDecoded(lazy_->first_slot + static_cast<uint32_t>(c) * kDecodeBlock);
+  }
+}
+
+void Btf::EnsureNameIndex() const {
+  if (!lazy_ || lazy_->names_ready.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(lazy_->mu);
+  if (lazy_->names_ready.load(std::memory_order_relaxed)) return;
+  const_cast<Btf*>(this)->BuildNameIndex();
+  lazy_->names_ready.store(true, std::memory_order_release);
+}
+
+void Btf::DecodeRange(const uint8_t* p, uint32_t slot, uint32_t count, uint32_t member_row,
+                      uint32_t enum_row, uint32_t secinfo_row) {
+  for (uint32_t k = 0; k < count; ++k) {
+    BtfType t;
+    t.name_off = Load32(p);
+    uint32_t info = Load32(p + 4);
+    t.size_or_type = Load32(p + 8);
+    p += 12;
+    t.kind = static_cast<BtfKind>((info >> 24) & 0x1f);
+    t.vlen = info & 0xffff;
+    t.kind_flag = info >> 31;
+    switch (t.kind) {
+      case BtfKind::kInt:
+      case BtfKind::kVar:
+      case BtfKind::kDeclTag:
+        t.extra = Load32(p);
+        p += 4;
+        break;
+      case BtfKind::kArray:
+        t.extra = Load32(p);
+        t.array_index_type = Load32(p + 4);
+        t.array_nelems = Load32(p + 8);
+        p += 12;
+        break;
+      case BtfKind::kStruct:
+      case BtfKind::kUnion:
+        t.first = member_row;
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          BtfMember& m = members_[member_row++];
+          m.name_off = Load32(p);
+          m.type = Load32(p + 4);
+          uint32_t off = Load32(p + 8);
+          m.bitfield_size = t.kind_flag ? off >> 24 : 0;
+          m.bit_offset = t.kind_flag ? off & 0xffffff : off;
+        }
+        break;
+      case BtfKind::kEnum:
+        t.first = enum_row;
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
+          BtfEnumValue& v = enums_[enum_row++];
+          v.name_off = Load32(p);
+          uint32_t raw = Load32(p + 4);
+          v.value = t.kind_flag ? static_cast<uint64_t>(int64_t{static_cast<int32_t>(raw)}) : raw;
+        }
+        break;
+      case BtfKind::kEnum64:
+        t.first = enum_row;
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          BtfEnumValue& v = enums_[enum_row++];
+          v.name_off = Load32(p);
+          v.value = uint64_t{Load32(p + 4)} | uint64_t{Load32(p + 8)} << 32;
+        }
+        break;
+      case BtfKind::kFuncProto:
+        t.first = member_row;
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
+          BtfMember& m = members_[member_row++];
+          m.name_off = Load32(p);
+          m.type = Load32(p + 4);
+          m.bit_offset = 0;
+          m.bitfield_size = 0;
+        }
+        break;
+      case BtfKind::kDatasec:
+        t.first = secinfo_row;
+        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
+          secinfos_[secinfo_row++] = {Load32(p), Load32(p + 4), Load32(p + 8)};
+        }
+        break;
+      default:
+        break;
+    }
+    types_[slot + k] = t;
+  }
+}
+
 absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view what,
                                const Btf* base) {
   return ParseOwned(data, what, base, nullptr);
 }
 
 absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
-                                    const Btf* base, std::shared_ptr<const void> owner) {
+                                    const Btf* base, std::shared_ptr<const void> owner,
+                                    bool trusted) {
   auto err = [&](auto&&... args) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", args...));
   };
@@ -137,7 +295,7 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
     btf.types_.clear();
   }
   if (owner) {
-    btf.strings_ = std::shared_ptr<const char>(std::move(owner), reinterpret_cast<const char*>(strs));
+    btf.strings_ = std::shared_ptr<const char>(owner, reinterpret_cast<const char*>(strs));
   } else {
     std::shared_ptr<char> copy(new char[str_len + 1], std::default_delete<char[]>());
     if (str_len) memcpy(copy.get(), strs, str_len);
@@ -146,162 +304,133 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
   btf.strings_size_ = str_len;
   // Offsets are absolute across base and split strings.
   const uint64_t str_end = uint64_t{btf.start_str_} + str_len;
-  const uint8_t* p = data.data() + hdr_len + type_off;
-  const uint8_t* end = p + type_len;
-  // A first pass counts what each table will hold, so that each is
-  // allocated (and faulted in) once at its final size. It trusts nothing:
-  // counts from a truncated section only make the reservation too large.
-  {
-    size_t ntypes = 0, nmembers = 0, nenums = 0, nsecinfos = 0;
-    const uint8_t* q = p;
-    while (end - q >= 12) {
-      uint32_t info = Load32(q + 4);
-      uint32_t vlen = info & 0xffff;
-      q += 12;
-      size_t tail = 0;
-      switch (static_cast<BtfKind>((info >> 24) & 0x1f)) {
-        case BtfKind::kInt: case BtfKind::kVar: case BtfKind::kDeclTag: tail = 4; break;
-        case BtfKind::kArray: tail = 12; break;
-        case BtfKind::kStruct: case BtfKind::kUnion: tail = 12u * vlen; nmembers += vlen; break;
-        case BtfKind::kFuncProto: tail = 8u * vlen; nmembers += vlen; break;
-        case BtfKind::kEnum: tail = 8u * vlen; nenums += vlen; break;
-        case BtfKind::kEnum64: tail = 12u * vlen; nenums += vlen; break;
-        case BtfKind::kDatasec: tail = 12u * vlen; nsecinfos += vlen; break;
-        default: break;
-      }
-      ++ntypes;
-      if (static_cast<size_t>(end - q) < tail) break;
-      q += tail;
-    }
-    ReserveExact(&btf.types_, ntypes);
-    ReserveExact(&btf.members_, nmembers);
-    ReserveExact(&btf.enums_, nenums);
-    ReserveExact(&btf.secinfos_, nsecinfos);
-  }
+  const uint8_t* const types_begin = data.data() + hdr_len + type_off;
+  const uint8_t* const end = types_begin + type_len;
+  const bool lazy = trusted && owner != nullptr;
+  const uint32_t first_slot = static_cast<uint32_t>(btf.types_.size());
 
+  // The structural pass: every type's header and variable-length part lie
+  // inside the section, kinds are known, and names are in the string
+  // section. It counts what each table will hold, and for lazy decoding
+  // notes where each block of types starts.
+  std::vector<LazyState::Chunk> chunks;
+  std::vector<uint32_t> name_offs;
+  uint32_t ntypes = 0, nmembers = 0, nenums = 0, nsecinfos = 0;
   uint32_t id = btf.start_id_ == 0 ? 1 : btf.start_id_;
-  while (p < end) {
-    size_t at = static_cast<size_t>(p - (data.data() + hdr_len + type_off));
+  for (const uint8_t* p = types_begin; p < end; ++id, ++ntypes) {
+    size_t at = static_cast<size_t>(p - types_begin);
     auto terr = [&](auto&&... args) {
       return err("type [", id, "] at type offset ", at, ": ", args...);
     };
     if (end - p < 12) return terr("truncated type header");
-    BtfType t;
-    t.name_off = Load32(p);
+    uint32_t name_off = Load32(p);
     uint32_t info = Load32(p + 4);
-    t.size_or_type = Load32(p + 8);
     p += 12;
     uint32_t kind = (info >> 24) & 0x1f;
-    t.vlen = info & 0xffff;
-    t.kind_flag = info >> 31;
-    if (t.name_off >= str_end && t.name_off != 0) {
-      return terr("name offset ", t.name_off, " is outside the ", str_end, "-byte string section");
+    uint32_t vlen = info & 0xffff;
+    bool kind_flag = info >> 31;
+    if (name_off >= str_end && name_off != 0) {
+      return terr("name offset ", name_off, " is outside the ", str_end, "-byte string section");
     }
     if (kind == 0 || kind > kBtfMaxKind) return terr("unknown kind ", kind);
-    t.kind = static_cast<BtfKind>(kind);
+    if (lazy) {
+      if (ntypes % kDecodeBlock == 0) chunks.push_back({at, nmembers, nenums, nsecinfos});
+      name_offs.push_back(name_off);
+    }
     auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
-    switch (t.kind) {
-      case BtfKind::kInt:
+    // Name offsets of `count` entries of `size` bytes each.
+    auto names_ok = [&](uint32_t count, size_t size) {
+      if (lazy) return -1;
+      for (uint32_t i = 0; i < count; ++i) {
+        if (Load32(p + i * size) >= str_end) return static_cast<int>(i);
+      }
+      return -1;
+    };
+    switch (static_cast<BtfKind>(kind)) {
+      case BtfKind::kInt: {
         if (!need(4)) return terr("truncated INT encoding");
-        t.extra = Load32(p);
+        uint32_t enc = Load32(p);
         p += 4;
-        if (t.int_offset() + t.int_bits() > 128 || t.int_bits() == 0) {
-          return terr("INT with ", int{t.int_bits()}, " bits at bit offset ",
-                      int{t.int_offset()});
+        uint32_t bits = enc & 0xff, offset = (enc >> 16) & 0xff;
+        if (offset + bits > 128 || bits == 0) {
+          return terr("INT with ", bits, " bits at bit offset ", offset);
         }
         break;
+      }
       case BtfKind::kArray:
         if (!need(12)) return terr("truncated ARRAY");
-        t.extra = Load32(p);
-        t.array_index_type = Load32(p + 4);
-        t.array_nelems = Load32(p + 8);
         p += 12;
         break;
       case BtfKind::kStruct:
-      case BtfKind::kUnion: {
-        if (!need(size_t{t.vlen} * 12)) return terr("truncated member list of ", t.vlen);
-        t.first = static_cast<uint32_t>(btf.members_.size());
-        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
-          BtfMember m;
-          m.name_off = Load32(p);
-          m.type = Load32(p + 4);
-          uint32_t off = Load32(p + 8);
-          if (t.kind_flag) {
-            m.bitfield_size = off >> 24;
-            m.bit_offset = off & 0xffffff;
-          } else {
-            m.bit_offset = off;
-          }
-          if (m.name_off >= str_end) return terr("member ", i, " name offset out of range");
-          btf.members_.push_back(m);
-        }
+      case BtfKind::kUnion:
+        if (!need(size_t{vlen} * 12)) return terr("truncated member list of ", vlen);
+        if (int bad = names_ok(vlen, 12); bad >= 0) return terr("member ", bad, " name offset out of range");
+        p += size_t{vlen} * 12;
+        nmembers += vlen;
         break;
-      }
-      case BtfKind::kEnum: {
-        if (!need(size_t{t.vlen} * 8)) return terr("truncated ENUM values");
-        t.first = static_cast<uint32_t>(btf.enums_.size());
-        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
-          BtfEnumValue v;
-          v.name_off = Load32(p);
-          uint32_t raw = Load32(p + 4);
-          v.value = t.kind_flag ? static_cast<uint64_t>(int64_t{static_cast<int32_t>(raw)}) : raw;
-          if (v.name_off >= str_end) return terr("enumerator ", i, " name offset out of range");
-          btf.enums_.push_back(v);
-        }
+      case BtfKind::kEnum:
+        if (!need(size_t{vlen} * 8)) return terr("truncated ENUM values");
+        if (int bad = names_ok(vlen, 8); bad >= 0) return terr("enumerator ", bad, " name offset out of range");
+        p += size_t{vlen} * 8;
+        nenums += vlen;
         break;
-      }
-      case BtfKind::kEnum64: {
-        if (!need(size_t{t.vlen} * 12)) return terr("truncated ENUM64 values");
-        t.first = static_cast<uint32_t>(btf.enums_.size());
-        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
-          BtfEnumValue v;
-          v.name_off = Load32(p);
-          v.value = uint64_t{Load32(p + 4)} | uint64_t{Load32(p + 8)} << 32;
-          if (v.name_off >= str_end) return terr("enumerator ", i, " name offset out of range");
-          btf.enums_.push_back(v);
-        }
+      case BtfKind::kEnum64:
+        if (!need(size_t{vlen} * 12)) return terr("truncated ENUM64 values");
+        if (int bad = names_ok(vlen, 12); bad >= 0) return terr("enumerator ", bad, " name offset out of range");
+        p += size_t{vlen} * 12;
+        nenums += vlen;
         break;
-      }
-      case BtfKind::kFuncProto: {
-        if (!need(size_t{t.vlen} * 8)) return terr("truncated FUNC_PROTO parameters");
-        t.first = static_cast<uint32_t>(btf.members_.size());
-        for (uint32_t i = 0; i < t.vlen; ++i, p += 8) {
-          BtfMember m;
-          m.name_off = Load32(p);
-          m.type = Load32(p + 4);
-          if (m.name_off >= str_end) return terr("parameter ", i, " name offset out of range");
-          btf.members_.push_back(m);
-        }
+      case BtfKind::kFuncProto:
+        if (!need(size_t{vlen} * 8)) return terr("truncated FUNC_PROTO parameters");
+        if (int bad = names_ok(vlen, 8); bad >= 0) return terr("parameter ", bad, " name offset out of range");
+        p += size_t{vlen} * 8;
+        nmembers += vlen;
         break;
-      }
-      case BtfKind::kVar:
+      case BtfKind::kVar: {
         if (!need(4)) return terr("truncated VAR");
-        t.extra = Load32(p);
+        uint32_t linkage = Load32(p);
         p += 4;
-        if (t.extra > 2) return terr("VAR linkage ", t.extra, " is unknown");
-        break;
-      case BtfKind::kDatasec: {
-        if (!need(size_t{t.vlen} * 12)) return terr("truncated DATASEC entries");
-        t.first = static_cast<uint32_t>(btf.secinfos_.size());
-        for (uint32_t i = 0; i < t.vlen; ++i, p += 12) {
-          btf.secinfos_.push_back({Load32(p), Load32(p + 4), Load32(p + 8)});
-        }
+        if (linkage > 2) return terr("VAR linkage ", linkage, " is unknown");
         break;
       }
+      case BtfKind::kDatasec:
+        if (!need(size_t{vlen} * 12)) return terr("truncated DATASEC entries");
+        p += size_t{vlen} * 12;
+        nsecinfos += vlen;
+        break;
       case BtfKind::kDeclTag:
         if (!need(4)) return terr("truncated DECL_TAG");
-        t.extra = Load32(p);
         p += 4;
         break;
       case BtfKind::kFunc:
-        if (t.vlen > 2) return terr("FUNC linkage ", t.vlen, " is unknown");
+        if (vlen > 2) return terr("FUNC linkage ", vlen, " is unknown");
         break;
       default:
         break;
     }
-    btf.types_.push_back(t);
-    ++id;
+    (void)kind_flag;
   }
+
+  btf.types_.resize(first_slot + ntypes);
+  btf.members_.resize(nmembers);
+  btf.enums_.resize(nenums);
+  btf.secinfos_.resize(nsecinfos);
+  if (lazy) {
+    auto state = std::make_unique<LazyState>();
+    state->owner = std::move(owner);
+    state->wire = types_begin;
+    state->first_slot = first_slot;
+    state->chunks = std::move(chunks);
+    state->done = std::make_unique<std::atomic<bool>[]>(state->chunks.size());
+    state->name_offs = std::move(name_offs);
+    btf.lazy_ = std::move(state);
+    return btf;
+  }
+  Prefault(btf.types_.data() + first_slot, sizeof(BtfType) * ntypes);
+  Prefault(btf.members_.data(), sizeof(BtfMember) * nmembers);
+  Prefault(btf.enums_.data(), sizeof(BtfEnumValue) * nenums);
+  Prefault(btf.secinfos_.data(), sizeof(BtfVarSecinfo) * nsecinfos);
+  btf.DecodeRange(types_begin, first_slot, ntypes, 0, 0, 0);
   if (absl::Status st = btf.Validate(what); !st.ok()) return st;
   btf.BuildNameIndex();
   return btf;
@@ -441,38 +570,56 @@ void Btf::BuildNameIndex() {
   name_groups_.clear();
   name_slots_.clear();
   const uint32_t first = FirstOwnId() - start_id_;
+  const uint32_t n = static_cast<uint32_t>(types_.size());
+  // Lazily decoded BTF noted every name while checking its structure, so
+  // that the index needs no decoded type.
+  auto name_at = [&](uint32_t i) {
+    return lazy_ ? lazy_->name_offs[i - lazy_->first_slot] : types_[i].name_off;
+  };
+  // Hashes first, in one sequential pass over the names; the table is
+  // then filled with each slot prefetched a few types ahead. The table is
+  // bigger than the caches for vmlinux, and waiting on each slot in turn
+  // was most of the time.
+  std::vector<uint32_t> hashes;
+  ReserveExact(&hashes, n - first);
+  hashes.resize(n - first);
   uint32_t named = 0;
-  for (uint32_t i = first; i < types_.size(); ++i) named += types_[i].name_off != 0;
+  for (uint32_t i = first; i < n; ++i) {
+    uint32_t off = name_at(i);
+    if (off == 0) continue;
+    ++named;
+    hashes[i - first] = static_cast<uint32_t>(NameHash(String(off)));
+  }
   if (named == 0) return;
   size_t cap = 16;
   while (cap < size_t{named} * 2) cap <<= 1;
   const size_t mask = cap - 1;
   ReserveExact(&name_slots_, cap);
-  name_slots_.assign(cap, 0);
+  name_slots_.assign(cap, NameSlot{});
   ReserveExact(&name_groups_, named);
   // Each type's group, then a counting sort: ids stay in id order within
   // a name, and equal names stored at different offsets (BTF nobody
   // deduplicated) still land in one group.
   std::vector<uint32_t> group_of;
-  ReserveExact(&group_of, types_.size() - first);
-  group_of.resize(types_.size() - first);
-  for (uint32_t i = first; i < types_.size(); ++i) {
-    uint32_t off = types_[i].name_off;
+  ReserveExact(&group_of, n - first);
+  group_of.resize(n - first);
+  constexpr uint32_t kAhead = 16;
+  for (uint32_t i = first; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(&name_slots_[hashes[i + kAhead - first] & mask]);
+    uint32_t off = name_at(i);
     if (off == 0) continue;
-    absl::string_view name = String(off);
-    size_t slot = NameHash(name) & mask;
-    for (;;) {
-      uint32_t g = name_slots_[slot];
-      if (g == 0) {
+    absl::string_view name;  // only read on a collision
+    for (size_t slot = hashes[i - first] & mask;; slot = (slot + 1) & mask) {
+      NameSlot& s = name_slots_[slot];
+      if (s.group == 0) {
         name_groups_.push_back({off, 0, 0});
-        name_slots_[slot] = static_cast<uint32_t>(name_groups_.size());
-        g = name_slots_[slot];
-      } else if (name_groups_[g - 1].name_off != off && String(name_groups_[g - 1].name_off) != name) {
-        slot = (slot + 1) & mask;
-        continue;
+        s = {off, static_cast<uint32_t>(name_groups_.size())};
+      } else if (s.name_off != off) {
+        if (name.empty()) name = String(off);
+        if (String(s.name_off) != name) continue;
       }
-      ++name_groups_[g - 1].count;
-      group_of[i - first] = g - 1;
+      ++name_groups_[s.group - 1].count;
+      group_of[i - first] = s.group - 1;
       break;
     }
   }
@@ -484,8 +631,8 @@ void Btf::BuildNameIndex() {
   }
   ReserveExact(&name_ids_, start);
   name_ids_.resize(start);
-  for (uint32_t i = first; i < types_.size(); ++i) {
-    if (types_[i].name_off == 0) continue;
+  for (uint32_t i = first; i < n; ++i) {
+    if (name_at(i) == 0) continue;
     NameGroup& g = name_groups_[group_of[i - first]];
     name_ids_[g.start + g.count++] = start_id_ + i;
   }
@@ -496,6 +643,12 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
   if (fd < 0) return sys::ErrnoStatus(errno, path, "open");
   struct stat st;
   size_t size = (fstat(fd, &st) == 0 && st.st_size > 0) ? st.st_size : 0;
+  // /sys/kernel/btf/* is the kernel's own BTF, which the kernel validated
+  // before publishing it; files elsewhere (an older kernel's BTF, say) are
+  // checked like any blob.
+  struct statfs fs;
+  constexpr long kSysfsMagic = 0x62656572;
+  const bool trusted = fstatfs(fd, &fs) == 0 && fs.f_type == kSysfsMagic;
   // Newer kernels let vmlinux BTF be mapped: parsing straight from the
   // kernel's pages skips copying 5 MB into freshly faulted memory.
   if (size != 0) {
@@ -508,7 +661,7 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
         munmap(const_cast<void*>(m), size);
       });
       return ParseOwned(absl::MakeConstSpan(static_cast<const uint8_t*>(map), size), path, base,
-                        std::move(owner));
+                        std::move(owner), trusted);
     }
   }
   // sysfs reports the real size; the buffer is left uninitialised because
@@ -534,18 +687,26 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
     len += r;
   }
   close(fd);
-  return Parse(absl::MakeConstSpan(buf.get(), len), path, base);
+  // The buffer stays while the Btf does: strings are read in place, and
+  // lazily decoded types come from it.
+  std::shared_ptr<const uint8_t> owner(buf.release(), std::default_delete<uint8_t[]>());
+  const uint8_t* bytes = owner.get();
+  return ParseOwned(absl::MakeConstSpan(bytes, len), path, base, std::move(owner), trusted);
 }
 
 const BtfType* Btf::TypeById(uint32_t id) const {
   if (id < start_id_) return base_->TypeById(id);
   id -= start_id_;
-  return id < types_.size() ? &types_[id] : nullptr;
+  if (id >= types_.size()) return nullptr;
+  if (lazy_) EnsureDecoded(id);
+  return &types_[id];
 }
 BtfType* Btf::MutableTypeById(uint32_t id) {
   if (id < start_id_) return nullptr;  // the base is shared and immutable
   id -= start_id_;
-  return id < types_.size() ? &types_[id] : nullptr;
+  if (id >= types_.size()) return nullptr;
+  if (lazy_) EnsureDecoded(id);
+  return &types_[id];
 }
 
 absl::StatusOr<const BtfType*> Btf::Type(uint32_t id) const {
@@ -571,13 +732,14 @@ absl::string_view Btf::NameOf(uint32_t id) const {
 }
 
 absl::Span<const uint32_t> Btf::IdsByName(absl::string_view name) const {
+  EnsureNameIndex();
   if (name_slots_.empty()) return {};
   const size_t mask = name_slots_.size() - 1;
-  for (size_t slot = NameHash(name) & mask;; slot = (slot + 1) & mask) {
-    uint32_t g = name_slots_[slot];
-    if (g == 0) return {};
-    const NameGroup& group = name_groups_[g - 1];
-    if (String(group.name_off) == name) {
+  for (size_t slot = static_cast<uint32_t>(NameHash(name)) & mask;; slot = (slot + 1) & mask) {
+    const NameSlot& s = name_slots_[slot];
+    if (s.group == 0) return {};
+    if (String(s.name_off) == name) {
+      const NameGroup& group = name_groups_[s.group - 1];
       return absl::MakeConstSpan(name_ids_).subspan(group.start, group.count);
     }
   }

@@ -1,10 +1,16 @@
 #include "tether/btf.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "test_support.h"
 
 namespace tether {
@@ -197,6 +203,110 @@ TEST_CASE("vmlinux BTF parses quickly and is indexed by name", "[btf][kernel]") 
   auto again = Btf::Parse(blob);
   REQUIRE(again.ok());
   CHECK(again->NumTypes() == btf->NumTypes());
+}
+
+namespace {
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), {});
+}
+}  // namespace
+
+TEST_CASE("lazily decoded kernel BTF matches an eager parse, from many threads at once", "[btf][kernel]") {
+  std::vector<uint8_t> bytes = ReadFile("/sys/kernel/btf/vmlinux");
+  if (bytes.empty()) TETHER_SKIP_OR_FAIL("no /sys/kernel/btf/vmlinux");
+  auto eager = Btf::Parse(bytes, "vmlinux copy");
+  REQUIRE(eager.ok());
+  auto lazy = Btf::LoadKernel();
+  REQUIRE(lazy.ok());
+  REQUIRE(lazy->NumTypes() == eager->NumTypes());
+  // Threads start on different blocks and race for the same ones; each
+  // compares everything it reads against the eager tables.
+  constexpr int kThreads = 4;
+  std::vector<uint32_t> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  const uint32_t n = eager->NumTypes();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint32_t k = 0; k < n; ++k) {
+        uint32_t id = 1 + (k + uint32_t(t) * (n / kThreads)) % (n - 1);
+        const BtfType* a = lazy->TypeById(id);
+        const BtfType* b = eager->TypeById(id);
+        if (a == nullptr || b == nullptr || a->kind != b->kind || a->name_off != b->name_off ||
+            a->vlen != b->vlen || a->size_or_type != b->size_or_type || a->extra != b->extra ||
+            a->array_nelems != b->array_nelems) {
+          ++mismatches[t];
+          continue;
+        }
+        auto ma = lazy->Members(*a), mb = eager->Members(*b);
+        for (size_t i = 0; i < ma.size() && i < mb.size(); ++i) {
+          if (ma[i].name_off != mb[i].name_off || ma[i].type != mb[i].type ||
+              ma[i].bit_offset != mb[i].bit_offset || ma[i].bitfield_size != mb[i].bitfield_size) {
+            ++mismatches[t];
+          }
+        }
+        auto ea = lazy->EnumValues(*a), eb = eager->EnumValues(*b);
+        for (size_t i = 0; i < ea.size() && i < eb.size(); ++i) {
+          if (ea[i].value != eb[i].value || ea[i].name_off != eb[i].name_off) ++mismatches[t];
+        }
+        if (k % 4096 == 0 && lazy->IdsByName(lazy->NameOf(id)).size() !=
+                                 eager->IdsByName(eager->NameOf(id)).size()) {
+          ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) CHECK(mismatches[t] == 0);
+  // A copy of a lazy Btf is complete on its own, and re-encodes to the
+  // same bytes as the eager parse.
+  Btf copy = *lazy;
+  lazy = absl::InternalError("dropped");
+  CHECK(copy.Marshal() == eager->Marshal());
+  CHECK(copy.FindByNameKind("task_struct", BtfKind::kStruct) ==
+        eager->FindByNameKind("task_struct", BtfKind::kStruct));
+}
+
+TEST_CASE("kernel BTF copied off sysfs is validated like any blob", "[btf][kernel]") {
+  std::vector<uint8_t> bytes = ReadFile("/sys/kernel/btf/vmlinux");
+  if (bytes.empty()) TETHER_SKIP_OR_FAIL("no /sys/kernel/btf/vmlinux");
+  // Point the first type at an id past the end: the kernel's own file is
+  // trusted, but this one is not the kernel's.
+  uint32_t hdr_len, type_off;
+  memcpy(&hdr_len, &bytes[4], 4);
+  memcpy(&type_off, &bytes[8], 4);
+  uint32_t info;
+  memcpy(&info, &bytes[hdr_len + type_off + 4], 4);
+  REQUIRE(((info >> 24) & 0x1f) != 0);
+  // Find a PTR near the start and break its target.
+  size_t at = hdr_len + type_off;
+  uint32_t id = 1;
+  bool broken = false;
+  for (int i = 0; i < 64 && !broken; ++i, ++id) {
+    memcpy(&info, &bytes[at + 4], 4);
+    uint32_t kind = (info >> 24) & 0x1f, vlen = info & 0xffff;
+    if (kind == 2) {  // PTR
+      uint32_t bad = 0x7fffffff;
+      memcpy(&bytes[at + 8], &bad, 4);
+      broken = true;
+      break;
+    }
+    size_t tail = kind == 1 || kind == 14 || kind == 17 ? 4 : kind == 3 ? 12
+                  : kind == 4 || kind == 5 ? 12u * vlen : kind == 6 ? 8u * vlen
+                  : kind == 13 ? 8u * vlen : kind == 19 || kind == 15 ? 12u * vlen : 0;
+    at += 12 + tail;
+  }
+  REQUIRE(broken);
+  char path[] = "/tmp/tether-btf-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  close(fd);
+  auto btf = Btf::LoadKernel(path);
+  unlink(path);
+  REQUIRE_FALSE(btf.ok());
+  CHECK_THAT(std::string(btf.status().message()),
+             Catch::Contains(absl::StrCat("type [", id, "] PTR")) && Catch::Contains("past the last id"));
 }
 
 TEST_CASE("kernel BTF feature probes run once and agree with a load", "[btf][kernel]") {

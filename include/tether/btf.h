@@ -1,8 +1,9 @@
 // BPF Type Format: parsing, lookup and re-encoding of .BTF and .BTF.ext.
 //
-// A Btf holds every type decoded into flat tables, so lookups never touch
-// the wire format again and the parse of vmlinux (about 150k types) costs
-// one linear pass. Type ids are the kernel's: 0 is void, 1.. are the types
+// A Btf holds types decoded into flat tables, so lookups never touch the
+// wire format again. Blobs are decoded and validated whole when parsed; the
+// running kernel's BTF (vmlinux is about 150k types, most of which a
+// process never reads) is decoded a block at a time on first access. Type ids are the kernel's: 0 is void, 1.. are the types
 // in section order. Names are offsets into the string section, which is
 // immutable after parsing and shared between copies of a Btf.
 #ifndef TETHER_BTF_H_
@@ -10,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -111,9 +113,39 @@ struct BtfType {
   }
 };
 
+namespace detail {
+// An allocator whose resize() leaves elements unwritten. The tables of a
+// lazily decoded kernel BTF are megabytes that a process mostly never
+// reads; writing them up front would fault in every page.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <typename U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U*) noexcept {}
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using UninitializedVector = std::vector<T, UninitializedAllocator<T>>;
+}  // namespace detail
+
 class Btf {
  public:
   Btf();
+  ~Btf();
+  // A copy is fully decoded and owns its tables.
+  Btf(const Btf& other);
+  Btf& operator=(const Btf& other);
+  Btf(Btf&&) noexcept;
+  Btf& operator=(Btf&&) noexcept;
 
   // Parses raw .BTF bytes (header, types, strings). Every offset, length
   // and type reference is checked; referenced ids must exist, and chains of
@@ -127,6 +159,11 @@ class Btf {
                                    absl::string_view what = ".BTF",
                                    const Btf* base = nullptr);
   // Parses /sys/kernel/btf/vmlinux, or a module's file with vmlinux as base.
+  // The running kernel's own files (on sysfs) were checked by the kernel
+  // when it booted or loaded the module, so they are not validated again,
+  // and their types are decoded lazily, a block at a time, on first access
+  // (thread-safe), with the name index built on the first name lookup.
+  // Any other file is parsed and validated like Parse().
   static absl::StatusOr<Btf> LoadKernel(const std::string& path = "/sys/kernel/btf/vmlinux",
                                         const Btf* base = nullptr);
 
@@ -183,29 +220,47 @@ class Btf {
  private:
   // Parse() with `owner` keeping `data` alive: the string section is then
   // used in place instead of copied.
+  // With `trusted` (and an owner keeping the bytes mapped), decoding is
+  // deferred and validation skipped.
   static absl::StatusOr<Btf> ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
-                                        const Btf* base, std::shared_ptr<const void> owner);
+                                        const Btf* base, std::shared_ptr<const void> owner,
+                                        bool trusted = false);
   void BuildNameIndex();
   absl::Status Validate(absl::string_view what) const;
   // True if t is one of this Btf's own types, not its base's.
   bool Owns(const BtfType& t) const {
     return &t >= types_.data() && &t < types_.data() + types_.size();
   }
-  const BtfType& Own(uint32_t id) const { return types_[id - start_id_]; }
+  const BtfType& Own(uint32_t id) const {
+    if (lazy_) EnsureDecoded(id - start_id_);
+    return types_[id - start_id_];
+  }
+  // Lazy decoding: the block holding types_[slot], every block, the name index.
+  void EnsureDecoded(uint32_t slot) const;
+  void DecodeAll() const;
+  void EnsureNameIndex() const;
+  // Decodes `count` types from wire bytes `p` into types_[slot...], their
+  // members, enumerators and secinfos from the given rows on. The bytes
+  // were checked by ParseOwned's structural pass.
+  void DecodeRange(const uint8_t* p, uint32_t slot, uint32_t count, uint32_t member_row,
+                   uint32_t enum_row, uint32_t secinfo_row);
 
   // The string section (immutable, shared by copies), and its size.
   std::shared_ptr<const char> strings_;
   uint32_t strings_size_ = 0;
-  std::vector<BtfType> types_;  // types_[i] is id start_id_ + i
-  std::vector<BtfMember> members_;
-  std::vector<BtfEnumValue> enums_;
-  std::vector<BtfVarSecinfo> secinfos_;
+  detail::UninitializedVector<BtfType> types_;  // types_[i] is id start_id_ + i
+  detail::UninitializedVector<BtfMember> members_;
+  detail::UninitializedVector<BtfEnumValue> enums_;
+  detail::UninitializedVector<BtfVarSecinfo> secinfos_;
+  struct LazyState;
+  std::unique_ptr<LazyState> lazy_;  // only for lazily decoded kernel BTF
   const Btf* base_ = nullptr;
   uint32_t start_id_ = 0;
   uint32_t start_str_ = 0;  // string offsets below this are base's
   // Name index: ids grouped by name in id order. An open-addressed table
-  // of group numbers (+1; 0 is empty) keyed by the name's hash; groups
-  // hold a string offset, so copies of a Btf share nothing mutable.
+  // keyed by the name's hash, whose slots hold a string offset of the name
+  // and its group number (+1; 0 is empty), so copies of a Btf share
+  // nothing mutable.
   struct NameGroup {
     uint32_t name_off;
     uint32_t start;
@@ -213,7 +268,11 @@ class Btf {
   };
   std::vector<uint32_t> name_ids_;
   std::vector<NameGroup> name_groups_;
-  std::vector<uint32_t> name_slots_;
+  struct NameSlot {
+    uint32_t name_off = 0;
+    uint32_t group = 0;
+  };
+  std::vector<NameSlot> name_slots_;
 };
 
 // --- .BTF.ext ---------------------------------------------------------------

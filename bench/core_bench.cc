@@ -185,6 +185,18 @@ void core_load_manyprogs_tether(benchmark::State& state) { LoadTether(state, Cor
 BENCHMARK(core_load_manyprogs_tether)->Name("core_load_manyprogs/tether")->Unit(benchmark::kMillisecond);
 
 void core_load_manyprogs_btf_tether(benchmark::State& state) { LoadTether(state, BtfManyprogs()); }
+
+bool TetherCoreLoadOnce() {
+  auto spec = CollectionSpec::FromMemory(BtfManyprogs(), "manyprogs");
+  if (!spec.ok()) return false;
+  auto coll = Collection::Load(*spec);
+  return coll.ok();
+}
+void core_load_first_tether(benchmark::State& state) {
+  (void)BtfManyprogs();  // read before forking, outside the timing
+  InFreshChild(state, TetherCoreLoadOnce);
+}
+BENCHMARK(core_load_first_tether)->Name("core_load_first_in_process/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(core_load_manyprogs_btf_tether)->Name("core_load_manyprogs_btf/tether")->Unit(benchmark::kMillisecond);
 
 #ifdef TETHER_BENCH_HAVE_LIBBPF
@@ -225,6 +237,23 @@ bool LibbpfFirstLookup() {
 BENCHMARK_CAPTURE(InFreshChild, libbpf, LibbpfParse)->Name("vmlinux_parse_cold/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(InFreshChild, libbpf, LibbpfFirstLookup)->Name("vmlinux_first_lookup_cold/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(InProcess, libbpf, LibbpfParse)->Name("vmlinux_parse_repeated/libbpf")->Unit(benchmark::kMillisecond);
+
+// A process's first CO-RE load: libbpf parses vmlinux BTF on every load
+// anyway; tether pays its parse and index once here, in the child.
+bool LibbpfCoreLoadOnce() {
+  libbpf_set_print(Quiet);
+  const auto& elf = BtfManyprogs();
+  struct bpf_object* obj = bpf_object__open_mem(elf.data(), elf.size(), nullptr);
+  if (obj == nullptr) return false;
+  int err = bpf_object__load(obj);
+  bpf_object__close(obj);
+  return err == 0;
+}
+void core_load_first_libbpf(benchmark::State& state) {
+  (void)BtfManyprogs();  // read before forking, outside the timing
+  InFreshChild(state, LibbpfCoreLoadOnce);
+}
+BENCHMARK(core_load_first_libbpf)->Name("core_load_first_in_process/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void LoadLibbpf(benchmark::State& state, const std::vector<uint8_t>& elf) {
   libbpf_set_print(Quiet);

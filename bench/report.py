@@ -44,6 +44,7 @@ GOALS = [
     ("agent_load", "tether", "libbpf", 1.0, "max", "full load <= 1.0x libbpf (agent scale: 100 programs, 50 maps, 5 arrays)"),
     ("vmlinux_parse_cold", "tether", "libbpf", 1.0, "max", "CO-RE: vmlinux BTF parse faster than libbpf"),
     ("vmlinux_first_lookup_cold", "tether", "libbpf", 1.0, "max", "CO-RE: vmlinux BTF parse + first name lookup faster than libbpf"),
+    ("core_load_first_in_process", "tether", "libbpf", 1.0, "max", "CO-RE: a process's first load of 30 CO-RE programs faster than libbpf"),
     ("core_load_manyprogs_btf", "tether", "libbpf", 1.0, "max", "CO-RE: open+relocate+load of 30 CO-RE programs faster than libbpf"),
 ]
 

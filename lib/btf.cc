@@ -745,6 +745,13 @@ absl::Span<const uint32_t> Btf::IdsByName(absl::string_view name) const {
   }
 }
 
+void Btf::ForEachNamedType(absl::FunctionRef<void(uint32_t, uint32_t)> fn) const {
+  for (uint32_t slot = FirstOwnId() - start_id_; slot < types_.size(); ++slot) {
+    uint32_t off = lazy_ ? lazy_->name_offs[slot - lazy_->first_slot] : types_[slot].name_off;
+    if (off != 0) fn(start_id_ + slot, off);
+  }
+}
+
 absl::optional<uint32_t> Btf::FindByNameKind(absl::string_view name, BtfKind kind) const {
   for (uint32_t id : IdsByName(name)) {
     if (Own(id).kind == kind) return id;

@@ -720,15 +720,15 @@ absl::string_view CoreEssentialName(absl::string_view name) {
 struct CoreTarget::Index {
   absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> flavoured;
 
+  // Names only: the kernel's BTF decodes a type when it is first read,
+  // and most are never read.
   explicit Index(const Btf& btf) {
-    for (uint32_t id = btf.FirstOwnId(); id < btf.NumTypes(); ++id) {
-      const BtfType* t = btf.TypeById(id);
-      if (t->name_off == 0) continue;
-      absl::string_view name = btf.String(t->name_off);
-      if (name.find("___") == absl::string_view::npos) continue;
+    btf.ForEachNamedType([&](uint32_t id, uint32_t name_off) {
+      absl::string_view name = btf.String(name_off);
+      if (name.find("___") == absl::string_view::npos) return;
       absl::string_view essential = CoreEssentialName(name);
       if (essential.size() != name.size()) flavoured[essential].push_back(id);
-    }
+    });
   }
 };
 

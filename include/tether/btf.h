@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -186,6 +187,9 @@ class Btf {
   // All ids with this name, in id order. Empty span if none. Split BTF
   // answers for its own types only.
   absl::Span<const uint32_t> IdsByName(absl::string_view name) const;
+  // Calls fn(id, name offset) for each of this Btf's own named types, in
+  // id order, without decoding them.
+  void ForEachNamedType(absl::FunctionRef<void(uint32_t id, uint32_t name_off)> fn) const;
   // The first id with this name and kind.
   absl::optional<uint32_t> FindByNameKind(absl::string_view name, BtfKind kind) const;
 

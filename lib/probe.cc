@@ -522,6 +522,25 @@ absl::Status HaveVmlinuxBtf() {
   });
 }
 
+absl::Status HaveKfunc(absl::string_view name) {
+  std::string n(name);
+  return Cached(absl::StrCat("kfunc:", n), [n]() -> absl::Status {
+    absl::Status btf = HaveVmlinuxBtf();
+    if (!btf.ok()) return btf;
+    auto vmlinux = KernelBtf();
+    if (!vmlinux.ok()) return vmlinux.status();
+    if ((*vmlinux)->FindByNameKind(n, BtfKind::kFunc)) return absl::OkStatus();
+    auto modules = detail::LoadedModuleBtfs();
+    if (!modules.ok()) return modules.status();
+    for (const detail::ModuleBtf& m : *modules) {
+      if (m.btf->FindByNameKind(n, BtfKind::kFunc)) return absl::OkStatus();
+    }
+    return absl::UnimplementedError(absl::StrFormat(
+        "kernel %s has no kfunc '%s' in its BTF (vmlinux and %u module BTFs)", KernelRelease(), n,
+        modules->size()));
+  });
+}
+
 namespace {
 
 absl::Status Missing(LinkKind kind, absl::string_view detail = "") {
@@ -974,6 +993,9 @@ void ProbeAll() {
   (void)HaveTrampolines();
   (void)HaveBatchOps();
   (void)HaveModifyReturn();
+  // Two kfuncs of vmlinux that the tests use (6.2+).
+  (void)HaveKfunc("bpf_task_from_pid");
+  (void)HaveKfunc("bpf_rcu_read_lock");
   for (int k = static_cast<int>(LinkKind::kXdp); k <= static_cast<int>(LinkKind::kNetnsFlowDissector); ++k) {
     (void)HaveLinkKind(static_cast<LinkKind>(k));
   }

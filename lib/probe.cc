@@ -541,6 +541,40 @@ absl::Status HaveKfunc(absl::string_view name) {
   });
 }
 
+absl::Status HaveTypedKsyms() {
+  return Cached("typed_ksyms", []() -> absl::Status {
+    absl::Status btf = HaveVmlinuxBtf();
+    if (!btf.ok()) return btf;
+    // bpf_prog_active: a per-CPU int every kernel with typed ksyms has.
+    auto id = detail::VmlinuxBtfTypeId("bpf_prog_active", BTF_KIND_VAR);
+    if (!id.ok()) return id.status();
+    bpf_insn prog[4];
+    prog[0] = {BPF_LD | BPF_IMM | BPF_DW, BPF_REG_1, BPF_PSEUDO_BTF_ID, 0, static_cast<int32_t>(*id)};
+    prog[1] = {0, 0, 0, 0, 0};
+    prog[2] = insn::MovImm(BPF_REG_0, 0);
+    prog[3] = insn::Exit();
+    sys::ProgLoadRequest req;
+    req.type = BPF_PROG_TYPE_SOCKET_FILTER;
+    req.insns = prog;
+    req.name = "probe";
+    req.log_level = 1;
+    auto res = sys::ProgLoad(req);
+    if (res.ok()) return absl::OkStatus();
+    std::string msg(res.status().message());
+    if (msg.find("failed to find the address") != std::string::npos) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s cannot resolve typed ksyms of variables: its kallsyms has no data symbols "
+          "(CONFIG_KALLSYMS_ALL is off)",
+          KernelRelease()));
+    }
+    if (msg.find("pseudo") != std::string::npos || sys::StatusErrno(res.status()) == EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s has no typed ksyms (5.10): %s", KernelRelease(), msg.substr(0, 200)));
+    }
+    return res.status();
+  });
+}
+
 namespace {
 
 absl::Status Missing(LinkKind kind, absl::string_view detail = "") {
@@ -993,6 +1027,7 @@ void ProbeAll() {
   (void)HaveTrampolines();
   (void)HaveBatchOps();
   (void)HaveModifyReturn();
+  (void)HaveTypedKsyms();
   // Two kfuncs of vmlinux that the tests use (6.2+).
   (void)HaveKfunc("bpf_task_from_pid");
   (void)HaveKfunc("bpf_rcu_read_lock");

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -54,9 +55,23 @@ void Setup() {
   (void)done;
 }
 
+// The conformance corpus: the copy in the tree, else the shared one next
+// to the checkout, as test/elf_reader_test.cc looks for it.
+const std::string& CorpusDir() {
+  static const std::string dir = [] {
+    for (std::string d : {std::string(TETHER_SOURCE_DIR) + "/test/corpus",
+                          std::string(TETHER_SOURCE_DIR) + "/../shared/corpus"}) {
+      struct stat st;
+      if (stat((d + "/EXPECTED.tsv").c_str(), &st) == 0) return d;
+    }
+    return std::string(TETHER_SOURCE_DIR) + "/test/corpus";
+  }();
+  return dir;
+}
+
 std::vector<std::pair<std::string, std::string>> CorpusRows() {
   std::vector<std::pair<std::string, std::string>> rows;  // file, "parse\tload"
-  std::ifstream in(std::string(TETHER_SOURCE_DIR) + "/test/corpus/EXPECTED.tsv");
+  std::ifstream in(CorpusDir() + "/EXPECTED.tsv");
   std::string line;
   std::getline(in, line);
   while (std::getline(in, line)) {
@@ -66,17 +81,42 @@ std::vector<std::pair<std::string, std::string>> CorpusRows() {
   return rows;
 }
 
-const char* const kTestObjects[] = {"collection", "elf_maps", "elf_code", "skel_types"};
+// The load benchmarks use the test objects made to load as a whole; the
+// others (verifier_reject, bad_*, kfuncs a kernel may lack) would only be
+// left out by LoadSet.
+const char* const kLoadTestObjects[] = {"collection", "elf_maps", "elf_code", "skel_types"};
 
-std::vector<BenchObject> Candidates(bool for_load) {
+BenchObject TestObject(absl::string_view name) {
+  std::string file = absl::StrCat(name, ".bpf.o");
+  return {file, ReadFile(absl::StrCat(TETHER_TEST_BPF_DIR, "/", file))};
+}
+
+// elf_open/* parses every test object and every corpus object, whatever
+// EXPECTED.tsv says of it; ElfOpenSet keeps those both loaders open.
+std::vector<BenchObject> OpenCandidates() {
   std::vector<BenchObject> out;
-  for (const char* t : kTestObjects) {
-    std::string path = absl::StrCat(TETHER_TEST_BPF_DIR, "/", t, ".bpf.o");
-    out.push_back({absl::StrCat(t, ".bpf.o"), ReadFile(path)});
+  for (absl::string_view t : absl::StrSplit(TETHER_BENCH_TEST_OBJECTS, ',', absl::SkipEmpty())) {
+    out.push_back(TestObject(t));
   }
+  std::vector<std::string> files;
+  if (DIR* d = opendir(CorpusDir().c_str())) {
+    while (dirent* e = readdir(d)) {
+      absl::string_view n = e->d_name;
+      if (n.size() > 4 && n.substr(n.size() - 4) == ".elf") files.emplace_back(n);
+    }
+    closedir(d);
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& f : files) out.push_back({f, ReadFile(CorpusDir() + "/" + f)});
+  return out;
+}
+
+std::vector<BenchObject> LoadCandidates() {
+  std::vector<BenchObject> out;
+  for (const char* t : kLoadTestObjects) out.push_back(TestObject(t));
   for (const auto& [file, expect] : CorpusRows()) {
-    if (for_load ? expect != "ok\tok" : expect.rfind("ok\t", 0) != 0) continue;
-    out.push_back({file, ReadFile(std::string(TETHER_SOURCE_DIR) + "/test/corpus/" + file)});
+    if (expect != "ok\tok") continue;
+    out.push_back({file, ReadFile(CorpusDir() + "/" + file)});
   }
   return out;
 }
@@ -165,21 +205,43 @@ void RemovePinDir(const std::string& dir) {
   rmdir(dir.c_str());
 }
 
-const std::vector<BenchObject>& ElfOpenSet(std::vector<std::string>* left_out) {
+const std::vector<BenchObject>& ElfOpenSet(std::vector<std::string>* left_out,
+                                           ElfOpenRefusals* refusals) {
   static std::vector<std::string> out_names;
+  static ElfOpenRefusals counts;
   static const std::vector<BenchObject> set = [] {
+    // An object either loader refuses is left out of both sides: a refusal
+    // returns early (libbpf at its first bad section, tether at the first
+    // precise error), so timing it on one side only would compare unequal
+    // work. Said once on stderr, so a shrinking set does not go unseen.
     std::vector<BenchObject> keep;
-    for (BenchObject& o : Candidates(false)) {
+    std::vector<BenchObject> candidates = OpenCandidates();
+    counts.candidates = candidates.size();
+    for (BenchObject& o : candidates) {
       absl::Status t = TetherOpen(o), l = LibbpfOpen(o);
       if (t.ok() && l.ok()) {
         keep.push_back(std::move(o));
-      } else {
-        out_names.push_back(absl::StrCat(o.name, t.ok() ? "" : " (tether refuses)", l.ok() ? "" : " (libbpf refuses)"));
+        continue;
       }
+      counts.tether += !t.ok();
+      counts.libbpf += !l.ok();
+      // Both messages start with the object's name already.
+      out_names.push_back(absl::StrCat(o.name, t.ok() ? "" : " (tether refuses)",
+                                       l.ok() ? "" : " (libbpf refuses)", ": ",
+                                       t.ok() ? l.message() : t.message().substr(0, 160)));
+    }
+    fprintf(stderr, "elf_open: %zu of %zu objects (test objects and %s/*.elf) open in both loaders",
+            keep.size(), counts.candidates, CorpusDir().c_str());
+    if (out_names.empty()) {
+      fprintf(stderr, "\n");
+    } else {
+      fprintf(stderr, "; left out of both sides:\n");
+      for (const std::string& n : out_names) fprintf(stderr, "  %s\n", n.c_str());
     }
     return keep;
   }();
   if (left_out) *left_out = out_names;
+  if (refusals) *refusals = counts;
   return set;
 }
 
@@ -188,7 +250,7 @@ const std::vector<BenchObject>& LoadSet(std::vector<std::string>* left_out) {
   static const std::vector<BenchObject> set = [] {
     std::vector<BenchObject> keep;
     std::string dir = MakePinDir();
-    for (BenchObject& o : Candidates(true)) {
+    for (BenchObject& o : LoadCandidates()) {
       absl::Status t = TetherLoad(o, dir), l = LibbpfLoad(o, dir);
       if (t.ok() && l.ok()) {
         keep.push_back(std::move(o));

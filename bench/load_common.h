@@ -21,9 +21,17 @@ struct BenchObject {
   std::vector<uint8_t> bytes;
 };
 
-// Corpus objects whose parse is expected to succeed and the test objects,
-// kept if both tether and libbpf open them.
-const std::vector<BenchObject>& ElfOpenSet(std::vector<std::string>* left_out = nullptr);
+// How many objects ElfOpenSet considered, and how many each loader refused.
+struct ElfOpenRefusals {
+  size_t candidates = 0;
+  size_t tether = 0;
+  size_t libbpf = 0;
+};
+// Every test object (test/bpf/*.bpf.c) and every corpus object (*.elf),
+// kept if both tether and libbpf open them. The first call prints the set's
+// size and what was left out, with each refusal, to stderr.
+const std::vector<BenchObject>& ElfOpenSet(std::vector<std::string>* left_out = nullptr,
+                                           ElfOpenRefusals* refusals = nullptr);
 // The test objects and the corpus objects that load here, kept if both
 // loaders load them.
 const std::vector<BenchObject>& LoadSet(std::vector<std::string>* left_out = nullptr);

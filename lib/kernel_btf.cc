@@ -3,11 +3,15 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
+#include <memory>
 
 #include "absl/base/call_once.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "mutex_internal.h"
+#include "sys/bpf.h"
 
 namespace tether {
 
@@ -87,4 +91,66 @@ const std::vector<const Btf*>& KernelModuleBtfs() {
   return *all;
 }
 
+namespace detail {
+
+absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
+  auto vmlinux = KernelBtf();
+  if (!vmlinux.ok()) return vmlinux.status();
+  struct Seen {
+    std::string name;
+    const Btf* btf = nullptr;  // nullptr: not a module's BTF
+  };
+  static detail::Mutex mu(absl::kConstInit);
+  static auto* seen = new absl::flat_hash_map<uint32_t, Seen>;
+  // Every module BTF ever parsed: loads in other threads may still read
+  // one whose module has gone since.
+  static auto* parsed = new std::vector<std::unique_ptr<const Btf>>;
+  detail::MutexLock lock(&mu);
+  // Only ids present in this walk are kept, so the memory of ids stays
+  // bounded by what the kernel holds, however many objects an agent loads.
+  absl::flat_hash_map<uint32_t, Seen> now;
+  std::vector<ModuleBtf> out;
+  uint32_t id = 0;
+  for (;;) {
+    uint32_t next = 0;
+    int err = sys::GetNextId(sys::ObjectKind::kBtf, id, &next);
+    if (err == -ENOENT) break;
+    if (err == -EINVAL && id == 0) break;  // before 5.4: no BTF ids, so no module BTF either
+    if (err < 0) return sys::ErrnoStatus(-err, "kernel module BTF", "BPF_BTF_GET_NEXT_ID");
+    id = next;
+    if (auto it = seen->find(id); it != seen->end()) {
+      now.emplace(id, it->second);
+    } else {
+      auto fd = sys::GetFdById(sys::ObjectKind::kBtf, id);
+      if (!fd.ok()) {
+        if (sys::StatusErrno(fd.status()) == ENOENT) continue;  // freed since GET_NEXT_ID
+        return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("BTF id ", id),
+                                "BPF_BTF_GET_FD_BY_ID");
+      }
+      auto info = sys::GetBtfInfo(fd->get());
+      if (!info.ok()) return info.status();
+      Seen s;
+      s.name = info->name;
+      if (info->kernel_btf && info->name != "vmlinux") {
+        std::vector<uint8_t> data;
+        auto again = sys::GetBtfInfo(fd->get(), &data);
+        if (!again.ok()) return again.status();
+        auto btf = Btf::Parse(data, absl::StrCat("module BTF '", info->name, "'"), *vmlinux);
+        // A module whose BTF does not parse is left out, as in
+        // KernelModuleBtfs(): no extern can be found there anyway.
+        if (btf.ok()) {
+          parsed->push_back(std::make_unique<const Btf>(std::move(*btf)));
+          s.btf = parsed->back().get();
+        }
+      }
+      now.emplace(id, std::move(s));
+    }
+    const Seen& s = now.at(id);
+    if (s.btf) out.push_back({s.name, id, s.btf});
+  }
+  *seen = std::move(now);
+  return out;
+}
+
+}  // namespace detail
 }  // namespace tether

@@ -29,6 +29,25 @@ absl::StatusOr<const Btf*> KernelModuleBtf(const std::string& module);
 // Every module's BTF that parses, in name order; read once.
 const std::vector<const Btf*>& KernelModuleBtfs();
 
+namespace detail {
+
+// A kernel module's BTF as the kernel holds it at the time of the call.
+struct ModuleBtf {
+  std::string name;          // the module's, "nf_conntrack"
+  uint32_t obj_id = 0;       // BTF object id: BPF_BTF_GET_FD_BY_ID opens it
+  const Btf* btf = nullptr;  // its own types, split over vmlinux; lives until exit
+};
+
+// The module BTFs loaded now, in BTF object id order (the order libbpf
+// searches them in). Modules come and go, so every call walks the
+// kernel's BTF ids; but it opens only ids it has not seen before. An id
+// that is not a module's (a program's BTF, vmlinux) is remembered as such,
+// and a module's types are read and parsed once per BTF object, from that
+// object itself, so its type ids are the ones its fd stands for.
+absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs();
+
+}  // namespace detail
+
 }  // namespace tether
 
 #endif  // TETHER_LIB_KERNEL_BTF_H_

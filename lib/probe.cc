@@ -522,6 +522,59 @@ absl::Status HaveVmlinuxBtf() {
   });
 }
 
+absl::Status HaveKfunc(absl::string_view name) {
+  std::string n(name);
+  return Cached(absl::StrCat("kfunc:", n), [n]() -> absl::Status {
+    absl::Status btf = HaveVmlinuxBtf();
+    if (!btf.ok()) return btf;
+    auto vmlinux = KernelBtf();
+    if (!vmlinux.ok()) return vmlinux.status();
+    if ((*vmlinux)->FindByNameKind(n, BtfKind::kFunc)) return absl::OkStatus();
+    auto modules = detail::LoadedModuleBtfs();
+    if (!modules.ok()) return modules.status();
+    for (const detail::ModuleBtf& m : *modules) {
+      if (m.btf->FindByNameKind(n, BtfKind::kFunc)) return absl::OkStatus();
+    }
+    return absl::UnimplementedError(absl::StrFormat(
+        "kernel %s has no kfunc '%s' in its BTF (vmlinux and %u module BTFs)", KernelRelease(), n,
+        modules->size()));
+  });
+}
+
+absl::Status HaveTypedKsyms() {
+  return Cached("typed_ksyms", []() -> absl::Status {
+    absl::Status btf = HaveVmlinuxBtf();
+    if (!btf.ok()) return btf;
+    // bpf_prog_active: a per-CPU int every kernel with typed ksyms has.
+    auto id = detail::VmlinuxBtfTypeId("bpf_prog_active", BTF_KIND_VAR);
+    if (!id.ok()) return id.status();
+    bpf_insn prog[4];
+    prog[0] = {BPF_LD | BPF_IMM | BPF_DW, BPF_REG_1, BPF_PSEUDO_BTF_ID, 0, static_cast<int32_t>(*id)};
+    prog[1] = {0, 0, 0, 0, 0};
+    prog[2] = insn::MovImm(BPF_REG_0, 0);
+    prog[3] = insn::Exit();
+    sys::ProgLoadRequest req;
+    req.type = BPF_PROG_TYPE_SOCKET_FILTER;
+    req.insns = prog;
+    req.name = "probe";
+    req.log_level = 1;
+    auto res = sys::ProgLoad(req);
+    if (res.ok()) return absl::OkStatus();
+    std::string msg(res.status().message());
+    if (msg.find("failed to find the address") != std::string::npos) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s cannot resolve typed ksyms of variables: its kallsyms has no data symbols "
+          "(CONFIG_KALLSYMS_ALL is off)",
+          KernelRelease()));
+    }
+    if (msg.find("pseudo") != std::string::npos || sys::StatusErrno(res.status()) == EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernel %s has no typed ksyms (5.10): %s", KernelRelease(), msg.substr(0, 200)));
+    }
+    return res.status();
+  });
+}
+
 namespace {
 
 absl::Status Missing(LinkKind kind, absl::string_view detail = "") {
@@ -974,6 +1027,10 @@ void ProbeAll() {
   (void)HaveTrampolines();
   (void)HaveBatchOps();
   (void)HaveModifyReturn();
+  (void)HaveTypedKsyms();
+  // Two kfuncs of vmlinux that the tests use (6.2+).
+  (void)HaveKfunc("bpf_task_from_pid");
+  (void)HaveKfunc("bpf_rcu_read_lock");
   for (int k = static_cast<int>(LinkKind::kXdp); k <= static_cast<int>(LinkKind::kNetnsFlowDissector); ++k) {
     (void)HaveLinkKind(static_cast<LinkKind>(k));
   }

@@ -119,6 +119,7 @@ absl::StatusOr<Program> Program::Load(const ProgramLoadOptions& o) {
   req.attach_btf_id = o.attach_btf_id;
   req.attach_prog_fd = o.attach_prog_fd;
   req.attach_btf_obj_fd = o.attach_btf_obj_fd;
+  req.fd_array = o.fd_array;
   req.prog_btf_fd = o.btf_fd;
   if (o.btf_fd >= 0) {
     req.func_info = o.func_info.data();

@@ -217,9 +217,11 @@ struct Fixup {
     // before it is created.
     kKconfig,
     // ld_imm64 of kernel variable `name`. Typed (btf_type_id != 0): set
-    // src_reg = BPF_PSEUDO_BTF_ID, imm = its vmlinux BTF id, insns[insn+1].imm
-    // = module BTF fd or 0. Untyped: imm/insns[insn+1].imm = the kallsyms
-    // address, low/high halves. Weak and missing: leave 0.
+    // src_reg = BPF_PSEUDO_BTF_ID, imm = its BTF id in vmlinux or in a
+    // module, insns[insn+1].imm = that module's BTF fd or 0. Untyped:
+    // imm/insns[insn+1].imm = the kallsyms address, low/high halves. A
+    // kfunc's address (bpf_ksym_exists): its BTF id as a plain constant.
+    // Weak and missing: leave 0.
     kKsym,
     // call of kernel function `name`: src_reg is already
     // BPF_PSEUDO_KFUNC_CALL; set imm = its BTF id, off = fd_array index of

@@ -64,6 +64,14 @@ absl::Status HaveTokens();
 // attaches (5.5, x86-64 with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS). The
 // same machinery backs fexit, freplace and BPF LSM programs.
 absl::Status HaveTrampolines();
+// Whether the kernel describes a kfunc called `name`, in vmlinux's BTF or
+// in a loaded module's. Asked once per process like every probe: load the
+// module first. That a kfunc exists says nothing of which program types
+// may call it; kfuncs have no stable set of versions to name.
+absl::Status HaveKfunc(absl::string_view name);
+// Typed ksyms of kernel variables (5.10): the kernel resolves them through
+// kallsyms, which lists variables only with CONFIG_KALLSYMS_ALL.
+absl::Status HaveTypedKsyms();
 // BPF_MAP_*_BATCH commands (5.6).
 absl::Status HaveBatchOps();
 // fmod_ret programs on bpf_modify_return_test (5.7): trampolines, and a

@@ -43,6 +43,11 @@ struct ProgramLoadOptions {
   uint32_t attach_btf_id = 0;
   int attach_prog_fd = -1;
   int attach_btf_obj_fd = -1;
+  // BTF fds of kernel modules, for kfunc calls into them: a call's `off`
+  // is an index here and its `imm` a type id in that BTF. off 0 means
+  // vmlinux, so entry 0 is never read. The kernel takes its own reference
+  // during the load; the fds may be closed once Load returns.
+  absl::Span<const int> fd_array;
   // BTF for func_info / line_info (records in the kernel's layout).
   int btf_fd = -1;
   absl::Span<const uint8_t> func_info;

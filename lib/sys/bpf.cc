@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,10 @@ std::atomic<uint64_t> g_fault_calls{0};
 std::atomic<uint64_t> g_fault_nth{0};
 std::atomic<int> g_fault_errno{0};
 std::atomic<bool> g_fault_persistent{false};
+
+std::atomic<bool> g_record_prog_loads{false};
+std::mutex g_recorded_mu;
+std::vector<testing::RecordedProgLoad>* g_recorded = nullptr;
 
 inline uint64_t Ptr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
@@ -297,7 +302,7 @@ void FillProgLoad(const ProgLoadRequest& req, union bpf_attr* attr) {
   } else if (req.attach_btf_obj_fd >= 0) {
     attr->attach_btf_obj_fd = req.attach_btf_obj_fd;
   }
-  attr->fd_array = Ptr(req.fd_array);
+  attr->fd_array = req.fd_array.empty() ? 0 : Ptr(req.fd_array.data());
 }
 
 // The last lines of a verifier log are where it says why it gave up.
@@ -342,7 +347,36 @@ long LoadOnce(const ProgLoadRequest& req, const std::string& license, uint32_t l
 
 }  // namespace
 
+namespace {
+
+// The BTF object id behind `fd`, asked past the fault hook so that
+// recording does not shift the call counts fault tests rely on.
+uint32_t BtfIdOfFd(int fd) {
+  bpf_btf_info info;
+  memset(&info, 0, sizeof(info));
+  union bpf_attr attr;
+  memset(&attr, 0, TETHER_ATTR_SIZE(info.info));
+  attr.info.bpf_fd = fd;
+  attr.info.info_len = sizeof(info);
+  attr.info.info = Ptr(&info);
+  return RawBpf(BPF_OBJ_GET_INFO_BY_FD, &attr, TETHER_ATTR_SIZE(info.info)) == 0 ? info.id : 0;
+}
+
+void Record(const ProgLoadRequest& req) {
+  testing::RecordedProgLoad r;
+  r.name = std::string(req.name);
+  r.insns.assign(req.insns.begin(), req.insns.end());
+  r.fd_array.assign(req.fd_array.begin(), req.fd_array.end());
+  for (int fd : r.fd_array) r.fd_array_btf_ids.push_back(fd >= 0 ? BtfIdOfFd(fd) : 0);
+  std::lock_guard<std::mutex> lock(g_recorded_mu);
+  if (!g_recorded) g_recorded = new std::vector<testing::RecordedProgLoad>;
+  g_recorded->push_back(std::move(r));
+}
+
+}  // namespace
+
 absl::StatusOr<ProgLoadResult> ProgLoad(const ProgLoadRequest& req) {
+  if (__builtin_expect(g_record_prog_loads.load(std::memory_order_relaxed), 0)) Record(req);
   std::string license(req.license);
   std::vector<char> log;
   uint32_t level = req.log_level;
@@ -559,6 +593,40 @@ absl::Status GetProgMapIds(int fd, std::vector<uint32_t>* ids) {
   return GetProgInfoAndMapIds(fd, ids).status();
 }
 
+absl::StatusOr<BtfObjectInfo> GetBtfInfo(int fd, std::vector<uint8_t>* data) {
+  // Module names are at most MODULE_NAME_LEN (56 on 64-bit) bytes.
+  char name[64] = {0};
+  bpf_btf_info info;
+  memset(&info, 0, sizeof(info));
+  info.name = Ptr(name);
+  info.name_len = sizeof(name);
+  uint32_t len = sizeof(info);
+  int err = ObjGetInfoByFd(fd, &info, &len);
+  if (err < 0) return ErrnoStatus(-err, "BTF", "BPF_OBJ_GET_INFO_BY_FD");
+  BtfObjectInfo out;
+  out.id = info.id;
+  out.name.assign(name, strnlen(name, sizeof(name)));
+  out.kernel_btf = info.kernel_btf != 0;
+  out.btf_size = info.btf_size;
+  if (data) {
+    // A second call with room for the bytes: the first one sized them.
+    data->assign(out.btf_size, 0);
+    memset(&info, 0, sizeof(info));
+    info.btf = Ptr(data->data());
+    info.btf_size = out.btf_size;
+    len = sizeof(info);
+    err = ObjGetInfoByFd(fd, &info, &len);
+    if (err < 0) {
+      return ErrnoStatus(-err, absl::StrCat("BTF id ", out.id), "BPF_OBJ_GET_INFO_BY_FD(btf)");
+    }
+    if (info.btf_size != out.btf_size) {
+      return absl::InternalError(absl::StrFormat("BTF id %u: BPF_OBJ_GET_INFO_BY_FD: size %u, then %u",
+                                                 out.id, out.btf_size, info.btf_size));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<BtfLoadResult> BtfLoad(absl::Span<const uint8_t> btf, uint32_t log_level) {
   std::vector<char> log;
   for (uint32_t level = log_level;; level = 1) {
@@ -673,6 +741,13 @@ void StartCounting() {
   g_fault_calls.store(0);
   g_fault_nth.store(0);
   g_fault_armed.store(true);
+}
+void RecordProgLoads(bool on) { g_record_prog_loads.store(on); }
+std::vector<RecordedProgLoad> TakeRecordedProgLoads() {
+  std::lock_guard<std::mutex> lock(g_recorded_mu);
+  std::vector<RecordedProgLoad> out;
+  if (g_recorded) out.swap(*g_recorded);
+  return out;
 }
 }  // namespace testing
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -128,7 +129,9 @@ struct ProgLoadRequest {
   uint32_t attach_btf_id = 0;
   int attach_prog_fd = -1;     // for freplace / fentry on BPF programs
   int attach_btf_obj_fd = -1;  // for module BTF targets
-  const int* fd_array = nullptr;
+  // BTF fds that kfunc calls name by index (insn.off); index 0 is never
+  // read, since off 0 means vmlinux.
+  absl::Span<const int> fd_array;
   // 0: load without a log and retry with level 1 only on failure.
   // >0: always load with this log level and keep the log.
   uint32_t log_level = 0;
@@ -194,6 +197,16 @@ absl::StatusOr<std::string> GetRawTracepointLinkName(int fd);
 // The ids of the maps a loaded program uses, from the kernel.
 absl::Status GetProgMapIds(int fd, std::vector<uint32_t>* ids);
 
+// What BPF_OBJ_GET_INFO_BY_FD says about a BTF object.
+struct BtfObjectInfo {
+  uint32_t id = 0;
+  std::string name;         // "vmlinux", a module's name, or "" for a program's BTF
+  bool kernel_btf = false;  // vmlinux or a module's (5.11+)
+  uint32_t btf_size = 0;    // bytes of its raw BTF
+};
+// With `data`, also copies the raw BTF out (module BTF: split over vmlinux).
+absl::StatusOr<BtfObjectInfo> GetBtfInfo(int fd, std::vector<uint8_t>* data = nullptr);
+
 struct BtfLoadResult {
   Fd fd;
   std::string log;
@@ -232,6 +245,19 @@ void ClearFault();
 uint64_t CallCount();
 // Counts calls without failing any.
 void StartCounting();
+
+// What one BPF_PROG_LOAD was given, for tests of the loader's patching.
+struct RecordedProgLoad {
+  std::string name;
+  std::vector<bpf_insn> insns;
+  std::vector<int> fd_array;
+  // BTF object id behind each fd_array entry (0 where it is no BTF fd),
+  // read when the load is issued: the fds are closed by the time a test looks.
+  std::vector<uint32_t> fd_array_btf_ids;
+};
+// While on, every ProgLoad is recorded (outside the fault hook's count).
+void RecordProgLoads(bool on);
+std::vector<RecordedProgLoad> TakeRecordedProgLoads();
 }  // namespace testing
 
 }  // namespace tether::sys

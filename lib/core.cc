@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/types/optional.h"
 #include "kernel_btf.h"
+#include "mutex_internal.h"
 
 namespace tether {
 namespace {
@@ -763,14 +764,24 @@ absl::StatusOr<const CoreTarget*> CoreTarget::Kernel() {
   return *result;
 }
 
-const std::vector<std::pair<const Btf*, const CoreTarget::Index*>>& CoreTarget::Modules() {
-  static absl::once_flag once;
-  static std::vector<std::pair<const Btf*, const Index*>>* modules = nullptr;
-  absl::call_once(once, [] {
-    modules = new std::vector<std::pair<const Btf*, const Index*>>;  // lives until exit
-    for (const Btf* btf : KernelModuleBtfs()) modules->emplace_back(btf, new Index(*btf));
-  });
-  return *modules;
+std::vector<std::pair<const Btf*, const CoreTarget::Index*>> CoreTarget::Modules(bool refresh) {
+  static detail::Mutex mu(absl::kConstInit);
+  // Indexes live until exit, like the module BTFs they describe.
+  static auto* index_of = new absl::flat_hash_map<const Btf*, std::unique_ptr<Index>>;
+  static auto* current = new std::vector<std::pair<const Btf*, const Index*>>;
+  static bool walked = false;
+  detail::MutexLock lock(&mu);
+  if (walked && !refresh) return *current;
+  auto modules = detail::LoadedModuleBtfs();
+  if (!modules.ok()) return *current;  // keep what the last walk found
+  current->clear();
+  for (const detail::ModuleBtf& m : *modules) {
+    std::unique_ptr<Index>& index = (*index_of)[m.btf];
+    if (!index) index = std::make_unique<Index>(*m.btf);
+    current->emplace_back(m.btf, index.get());
+  }
+  walked = true;
+  return *current;
 }
 
 void CoreTarget::AddCandidates(const Btf& btf, const Index& index, absl::string_view name,
@@ -797,8 +808,13 @@ std::vector<CoreTarget::Candidate> CoreTarget::Candidates(absl::string_view esse
     AddCandidates(*btfs_[i], *indexes_[i], essential_name, kind, &out);
   }
   if (!kernel_) return out;
-  // Like libbpf: modules only when vmlinux has nothing of that name.
-  for (const auto& [btf, index] : Modules()) AddCandidates(*btf, *index, essential_name, kind, &out);
+  // Like libbpf: modules only when vmlinux has nothing of that name. A
+  // miss walks the kernel's BTF objects again, so that a module loaded
+  // after the first look (modprobe by the agent itself) is seen.
+  for (const auto& [btf, index] : Modules(false)) AddCandidates(*btf, *index, essential_name, kind, &out);
+  if (out.empty()) {
+    for (const auto& [btf, index] : Modules(true)) AddCandidates(*btf, *index, essential_name, kind, &out);
+  }
   return out;
 }
 

@@ -899,3 +899,73 @@ TEST_CASE("random relocations over real BTF never crash", "[core]") {
   }
   CHECK(ok > 0);
 }
+
+namespace tether {
+namespace {
+
+// nf_conntrack is a module on Debian's 6.1 and built in on the host;
+// struct nf_conntrack_net is only in the module's BTF there. The module is
+// loaded here, after other tests have already used the kernel's CO-RE
+// target: relocation must still find a module that came later.
+TEST_CASE("CO-RE relocates against a type in a kernel module's BTF, loaded after the first look",
+          "[core][kernel][module]") {
+  (void)system("modprobe nf_conntrack >/dev/null 2>&1");
+  auto vmlinux = KernelBtf();
+  REQUIRE(vmlinux.ok());
+  // Where the kernel keeps the type, found without tether's CO-RE.
+  const char* kType = "nf_conntrack_net";
+  const Btf* home = nullptr;
+  std::string home_name = "vmlinux";
+  if ((*vmlinux)->FindByNameKind(kType, BtfKind::kStruct)) {
+    home = *vmlinux;
+  } else {
+    auto modules = detail::LoadedModuleBtfs();
+    REQUIRE(modules.ok());
+    for (const detail::ModuleBtf& m : *modules) {
+      if (m.btf->FindByNameKind(kType, BtfKind::kStruct)) {
+        home = m.btf;
+        home_name = m.name;
+      }
+    }
+  }
+  if (home == nullptr) {
+    TETHER_SKIP_FOR_PROBE("struct nf_conntrack_net in kernel BTF",
+                          "neither vmlinux nor a loadable module (nf_conntrack) describes it");
+  }
+  WARN("struct " << kType << " is in " << home_name << "'s BTF");
+  uint32_t id = *home->FindByNameKind(kType, BtfKind::kStruct);
+  auto size = home->SizeOf(id);
+  auto expect_count = home->FindMember(id, "expect_count");
+  REQUIRE(size.ok());
+  REQUIRE(expect_count.ok());
+  auto expect_count_size = home->SizeOf(expect_count->type);
+  REQUIRE(expect_count_size.ok());
+
+  auto spec = CollectionSpec::FromFile(testing::BpfObjectPath("core_module"));
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  auto coll = Collection::Load(*spec);
+  INFO(coll.status().ToString());
+  REQUIRE(coll.ok());
+  std::vector<uint8_t> packet(64, 0);
+  RunOptions ro;
+  ro.data = packet;
+  auto run = coll->program("core_module").Run(ro);
+  INFO(run.status().ToString());
+  REQUIRE(run.ok());
+  REQUIRE(run->return_value == 1);
+  struct {
+    uint32_t exists, size, expect_count_offset, expect_count_size;
+  } r{};
+  REQUIRE(coll->map("results").Lookup(uint32_t{0}, &r).ok());
+  CHECK(r.exists == 1);
+  CHECK(r.size == *size);
+  CHECK(r.expect_count_offset == expect_count->bit_offset / 8);
+  CHECK(r.expect_count_size == *expect_count_size);
+  // The local layout puts expect_count at 1000, past the end of any
+  // kernel's struct: only relocation brings it back.
+  CHECK(r.expect_count_offset < 1000);
+}
+
+}  // namespace
+}  // namespace tether

@@ -72,11 +72,13 @@ class CoreTarget {
   CoreTarget() = default;
   void AddCandidates(const Btf& btf, const Index& index, absl::string_view name, BtfKind kind,
                      std::vector<Candidate>* out) const;
-  static const std::vector<std::pair<const Btf*, const Index*>>& Modules();
+  // The kernel modules' BTF as of the last walk of the kernel's BTF
+  // objects; with `refresh`, walked again first (a module loaded since).
+  static std::vector<std::pair<const Btf*, const Index*>> Modules(bool refresh);
 
   std::vector<const Btf*> btfs_;                 // [0]: the primary, then fallbacks
   std::vector<std::unique_ptr<Index>> indexes_;  // flavoured names, per btf
-  bool kernel_ = false;  // fallbacks are the running kernel's modules, read on first need
+  bool kernel_ = false;  // fallbacks are the running kernel's modules, as loaded now
 };
 
 // The name without a "___flavour" suffix: "task_struct___old" ->

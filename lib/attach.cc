@@ -160,15 +160,15 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
 }
 
 namespace {
-std::string SocketHook(int sock_fd) {
+std::string SocketName(int sock_fd) {
   // The inode names the socket for as long as it lives; the fd number may
   // be reused by then.
   char target[64] = {0};
   std::string proc = absl::StrCat("/proc/self/fd/", sock_fd);
   ssize_t n = readlink(proc.c_str(), target, sizeof(target) - 1);
-  return absl::StrCat("SO_ATTACH_BPF on ", n > 0 ? std::string(target, n) : "socket",
-                      " (pid ", getpid(), ")");
+  return absl::StrCat(n > 0 ? std::string(target, n) : "socket", " (pid ", getpid(), ")");
 }
+std::string SocketHook(int sock_fd) { return absl::StrCat("SO_ATTACH_BPF on ", SocketName(sock_fd)); }
 }  // namespace
 
 absl::Status AttachSocketFilter(const Program& program, int sock_fd) {
@@ -249,6 +249,35 @@ absl::Status DetachSockMap(const Program& program, const Map& map, uint32_t atta
   int ret = sys::ProgDetach(map.fd(), program.fd(), attach_type);
   if (ret < 0) {
     return sys::ErrnoStatus(-ret, absl::StrCat(ProgLabel(program), " on ", hook), "BPF_PROG_DETACH");
+  }
+  program.ForgetLegacyHook(hook);
+  return absl::OkStatus();
+}
+
+namespace {
+std::string ReuseportHook(int sock_fd) {
+  return absl::StrCat("SO_ATTACH_REUSEPORT_EBPF on the reuseport group of ", SocketName(sock_fd));
+}
+}  // namespace
+
+absl::Status AttachReuseport(const Program& program, int sock_fd) {
+  if (absl::Status c = CheckProgram(program, "SO_ATTACH_REUSEPORT_EBPF"); !c.ok()) return c;
+  int prog_fd = program.fd();
+  if (setsockopt(sock_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) != 0) {
+    return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
+                            "setsockopt(SO_ATTACH_REUSEPORT_EBPF)");
+  }
+  program.NoteLegacyHook(ReuseportHook(sock_fd));
+  return absl::OkStatus();
+}
+
+absl::Status DetachReuseport(const Program& program, int sock_fd) {
+  if (absl::Status c = CheckProgram(program, "SO_DETACH_REUSEPORT_BPF"); !c.ok()) return c;
+  std::string hook = ReuseportHook(sock_fd);
+  int unused = 0;
+  if (setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) != 0) {
+    return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
+                            "setsockopt(SO_DETACH_REUSEPORT_BPF)");
   }
   program.ForgetLegacyHook(hook);
   return absl::OkStatus();

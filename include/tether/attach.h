@@ -8,7 +8,8 @@
 // brought it (the same status that the matching probe in tether/probe.h
 // returns).
 //
-// AttachSocketFilter and AttachSockMap are the legacy attachments here: the
+// AttachSocketFilter, AttachReuseport and AttachSockMap are the legacy
+// attachments here: the
 // kernel makes no link for them, so the socket or the map holds the program
 // until it is detached or the socket or map goes, it cannot be pinned, and
 // it shows in the graph as a legacy hook.
@@ -53,6 +54,16 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
 absl::Status AttachSocketFilter(const Program& program, int sock_fd);
 // SO_DETACH_BPF, and forgets the hook in the graph.
 absl::Status DetachSocketFilter(const Program& program, int sock_fd);
+
+// SO_ATTACH_REUSEPORT_EBPF: an sk_reuseport program on the SO_REUSEPORT
+// group of the bound socket `sock_fd`; it picks the group's socket for each
+// incoming packet or connection (bpf_sk_select_reuseport on a
+// reuseport_sockarray). No link: the group holds the program until it is
+// detached or replaced or its last socket closes, and the graph records a
+// legacy hook.
+absl::Status AttachReuseport(const Program& program, int sock_fd);
+// SO_DETACH_REUSEPORT_BPF (5.3), and forgets the hook in the graph.
+absl::Status DetachReuseport(const Program& program, int sock_fd);
 
 // sk_skb and sk_msg programs on a sockmap or sockhash, which then runs them
 // on the sockets it holds: attach_type BPF_SK_SKB_STREAM_PARSER,

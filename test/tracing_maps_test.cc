@@ -2,7 +2,8 @@
 // BPF_PROG_TEST_RUN (test/bpf/tracing_maps.bpf.c), which run in the calling
 // thread: a stack trace map holding the test run's own kernel stack (found
 // in /proc/kallsyms) and user stack (found in /proc/self/maps), task
-// storage keyed by a pidfd, cgroup storage keyed by a cgroup directory.
+// storage keyed by a pidfd, cgroup storage keyed by a cgroup directory;
+// and inode storage filled by an LSM program on file_open.
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "link_fixtures.h"
 #include "sys/uapi_compat.h"
 #include "test_support.h"
+#include "tether/attach.h"
 #include "tether/collection.h"
 #include "tether/probe.h"
 
@@ -252,4 +254,43 @@ TEST_CASE("cgroup local storage (cgrp_storage): a counter per cgroup, keyed by i
   REQUIRE_OK(runs.Delete(int32_t(own_dir)));
   close(own_dir);
   close(dir);
+}
+
+TEST_CASE("inode storage: an LSM program counts this process's opens of each file in its inode",
+          "[map][inode_storage]") {
+  if (absl::Status p = probe::HaveProgramType(BPF_PROG_TYPE_LSM); !p.ok())
+    TETHER_SKIP_FOR_PROBE("prog_type lsm", p.ToString());
+  if (absl::Status p = probe::HaveTrampolines(); !p.ok())
+    TETHER_SKIP_FOR_PROBE("trampolines", p.ToString());
+  CollectionSpec spec = Spec();
+  REQUIRE_OK(spec.SetVariable("target_tgid", static_cast<uint32_t>(getpid())));
+  Map opens;
+  Program count;
+  REQUIRE_OK(LoadAndAssign(spec, {{{"inode_opens", &opens}}, {{"count_open", &count}}}));
+  char a_path[] = "/tmp/tether-inode-a-XXXXXX", b_path[] = "/tmp/tether-inode-b-XXXXXX";
+  int a = mkstemp(a_path), b = mkstemp(b_path);
+  REQUIRE(a >= 0);
+  REQUIRE(b >= 0);
+  uint64_t n = 0;
+  {
+    auto link = AttachTracing(count, BPF_LSM_MAC);
+    REQUIRE_OK(link);
+    for (int i = 0; i < 3; ++i) close(open(a_path, O_RDONLY | O_CLOEXEC));
+    close(open(b_path, O_RDONLY | O_CLOEXEC));
+    // The key is any fd of the file: the count belongs to the inode.
+    REQUIRE_OK(opens.Lookup(int32_t(a), &n));
+    CHECK(n == 3);
+    REQUIRE_OK(opens.Lookup(int32_t(b), &n));
+    CHECK(n == 1);
+  }
+  // Detached, opens are no longer counted; the storage stays with the inode.
+  close(open(a_path, O_RDONLY | O_CLOEXEC));
+  REQUIRE_OK(opens.Lookup(int32_t(a), &n));
+  CHECK(n == 3);
+  REQUIRE_OK(opens.Delete(int32_t(a)));
+  CHECK(opens.Lookup(int32_t(a), &n).code() == absl::StatusCode::kNotFound);
+  close(a);
+  close(b);
+  unlink(a_path);
+  unlink(b_path);
 }

@@ -1,5 +1,5 @@
-// Raw tracepoint programs for the maps that tracing programs feed
-// (tracing_maps_test.cc). BPF_PROG_TEST_RUN runs them in the calling
+// Raw tracepoint programs (and one LSM program) for the maps that tracing
+// programs feed (tracing_maps_test.cc). BPF_PROG_TEST_RUN runs them in the calling
 // thread, so the stack they record is the test-run syscall's and the task
 // and cgroup they see are the caller's.
 #include <linux/bpf.h>
@@ -73,6 +73,31 @@ int count_cgroup(void *ctx) {
   if (!n) return 1;
   *n += 1;
   return 0;
+}
+
+
+// BPF LSM (5.7, needs trampolines): every file this process opens gets a
+// count in its inode's storage.
+struct file {
+  struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct {
+  __uint(type, BPF_MAP_TYPE_INODE_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, __u64);
+} inode_opens SEC(".maps");
+
+volatile const __u32 target_tgid = 0;
+
+SEC("lsm/file_open")
+int count_open(unsigned long long *ctx) {
+  if (bpf_get_current_pid_tgid() >> 32 != target_tgid) return 0;
+  struct file *file = (struct file *)ctx[0];
+  __u64 *n = bpf_inode_storage_get(&inode_opens, file->f_inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (n) __sync_fetch_and_add(n, 1);
+  return 0;  // allow the open
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,69 @@
+// Programs on both ends of the value maps (value_maps_test.cc): queue and
+// stack pushes and pops, bloom filter tests, and a cgroup array check, each
+// run by BPF_PROG_TEST_RUN.
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct {
+  __uint(type, BPF_MAP_TYPE_QUEUE);
+  __uint(max_entries, 8);
+  __type(value, __u64);
+} fifo SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_STACK);
+  __uint(max_entries, 8);
+  __type(value, __u64);
+} lifo SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
+  __uint(max_entries, 64);
+  __uint(map_extra, 3);  // hash functions
+  __type(value, __u64);
+} seen SEC(".maps");
+
+// The u64 that a socket filter's test packet carries first (after the
+// Ethernet header the kernel pulls).
+static __always_inline int packet_value(struct __sk_buff *skb, __u64 *v) {
+  return bpf_skb_load_bytes(skb, 0, v, sizeof(*v));
+}
+
+SEC("socket")
+int push_both(struct __sk_buff *skb) {
+  __u64 v;
+  if (packet_value(skb, &v)) return 1;
+  if (bpf_map_push_elem(&fifo, &v, 0)) return 2;
+  if (bpf_map_push_elem(&lifo, &v, 0)) return 3;
+  return 0;
+}
+
+// The value popped from the queue (its low 32 bits), or 0xffffffff when
+// it is empty.
+SEC("socket")
+int pop_fifo(struct __sk_buff *skb) {
+  __u64 v;
+  if (bpf_map_pop_elem(&fifo, &v)) return -1;
+  return (__u32)v;
+}
+
+// 1 if the filter may hold the packet's value, 0 if it surely does not.
+SEC("socket")
+int bloom_test(struct __sk_buff *skb) {
+  __u64 v;
+  if (packet_value(skb, &v)) return -1;
+  return bpf_map_peek_elem(&seen, &v) == 0;
+}
+
+struct {
+  __uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} cgroups SEC(".maps");
+
+// 1 if the calling task is in the cgroup at cgroups[0] (or below it).
+SEC("raw_tp")
+int under_cgroup(void *ctx) { return bpf_current_task_under_cgroup(&cgroups, 0); }
+
+char LICENSE[] SEC("license") = "GPL";

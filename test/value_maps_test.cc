@@ -1,7 +1,8 @@
 // Queue, stack, bloom filter and cgroup array maps with a program on one
 // end and user space on the other (test/bpf/value_maps.bpf.c): what the
 // program pushes, user space pops in the map's order and the other way
-// round; values user space adds, the program finds; the program sees
+// round; values user space adds, the program finds; counters reached
+// through the inner map user space set in a hash of maps; the program sees
 // whether its caller is in the cgroup user space put in the array.
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "test_support.h"
 #include "tether/bloom_filter.h"
 #include "tether/collection.h"
+#include "tether/map_in_map.h"
 #include "tether/queue.h"
 
 using namespace tether;
@@ -76,6 +78,43 @@ TEST_CASE("bloom filter: values user space adds, the program finds", "[map][bloo
   int false_positives = 0;
   for (uint64_t v = 0; v < 200; ++v) false_positives += RunWith(test, 1000003 + v);
   CHECK(false_positives < 40);
+}
+
+TEST_CASE("hash of maps: a program counts through the inner map that user space put at a key",
+          "[map][map_in_map]") {
+  CollectionSpec spec = Spec();
+  Map tenants;
+  Program count;
+  REQUIRE_OK(LoadAndAssign(spec, {{{"tenants", &tenants}}, {{"count_tenant", &count}}}));
+  auto outer = HashOfMaps::FromMap(tenants);
+  REQUIRE_OK(outer);
+  MapOptions o;
+  o.type = BPF_MAP_TYPE_ARRAY;
+  o.key_size = 4;
+  o.value_size = 8;
+  o.max_entries = 1;
+  o.name = "tenant_a";
+  auto a = Map::Create(o);
+  o.name = "tenant_b";
+  auto b = Map::Create(o);
+  REQUIRE_OK(a);
+  REQUIRE_OK(b);
+  REQUIRE_OK(outer->Set(uint64_t{1001}, *a));
+  REQUIRE_OK(outer->Set(uint64_t{2002}, *b));
+  CHECK(RunWith(count, 1001) == 1);
+  CHECK(RunWith(count, 1001) == 2);
+  CHECK(RunWith(count, 2002) == 1);
+  CHECK(RunWith(count, 3003) == 0);  // no such tenant
+  uint64_t n = 0;
+  REQUIRE_OK(a->Lookup(uint32_t{0}, &n));
+  CHECK(n == 2);
+  REQUIRE_OK(b->Lookup(uint32_t{0}, &n));
+  CHECK(n == 1);
+  // Swapping a tenant's map redirects the program at once.
+  REQUIRE_OK(outer->Set(uint64_t{1001}, *b));
+  CHECK(RunWith(count, 1001) == 2);
+  REQUIRE_OK(outer->Delete(uint64_t{2002}));
+  CHECK(RunWith(count, 2002) == 0);
 }
 
 TEST_CASE("cgroup array: a program tells whether its caller is in the cgroup at a slot",

@@ -1,6 +1,6 @@
 // Programs on both ends of the value maps (value_maps_test.cc): queue and
-// stack pushes and pops, bloom filter tests, and a cgroup array check, each
-// run by BPF_PROG_TEST_RUN.
+// stack pushes and pops, bloom filter tests, counters reached through a
+// hash of maps, and a cgroup array check, each run by BPF_PROG_TEST_RUN.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -53,6 +53,35 @@ int bloom_test(struct __sk_buff *skb) {
   __u64 v;
   if (packet_value(skb, &v)) return -1;
   return bpf_map_peek_elem(&seen, &v) == 0;
+}
+
+// A hash of maps from a u64 tenant id to that tenant's counter array.
+struct tenant_counters {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+  __uint(max_entries, 8);
+  __type(key, __u64);
+  __array(values, struct tenant_counters);
+} tenants SEC(".maps");
+
+// Adds 1 to the counter of the tenant the packet names; returns the new
+// count, or 0 for an unknown tenant.
+SEC("socket")
+int count_tenant(struct __sk_buff *skb) {
+  __u64 id;
+  if (packet_value(skb, &id)) return 0;
+  void *inner = bpf_map_lookup_elem(&tenants, &id);
+  if (!inner) return 0;
+  __u32 zero = 0;
+  __u64 *n = bpf_map_lookup_elem(inner, &zero);
+  if (!n) return 0;
+  return (__u32)__sync_add_and_fetch(n, 1);
 }
 
 struct {

@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 
 #include "link_fixtures.h"
 #include "test_support.h"
 #include "tether/bloom_filter.h"
 #include "tether/collection.h"
 #include "tether/map_in_map.h"
+#include "tether/percpu.h"
 #include "tether/queue.h"
 
 using namespace tether;
@@ -78,6 +80,57 @@ TEST_CASE("bloom filter: values user space adds, the program finds", "[map][bloo
   int false_positives = 0;
   for (uint64_t v = 0; v < 200; ++v) false_positives += RunWith(test, 1000003 + v);
   CHECK(false_positives < 40);
+}
+
+TEST_CASE("hash, percpu_hash, lru_hash, lru_percpu_hash: a program counts keys, full maps differ",
+          "[map][hash]") {
+  CollectionSpec spec = Spec();
+  Map plain, percpu, lru, lru_percpu;
+  Program count;
+  REQUIRE_OK(LoadAndAssign(spec, {{{"plain_hash", &plain},
+                                   {"percpu_hash", &percpu},
+                                   {"lru_hash", &lru},
+                                   {"lru_percpu_hash", &lru_percpu}},
+                                  {{"count_keys", &count}}}));
+  for (uint64_t k : {1, 2, 2, 3, 3, 3}) CHECK(RunWith(count, k) == 0);
+  auto sums = [](const Map& m) {
+    std::map<uint64_t, uint64_t> out;
+    auto keys = m.Keys<uint64_t>();
+    REQUIRE_OK(keys);
+    for (uint64_t k : *keys) {
+      uint64_t v = 0;
+      if (IsPerCpuMapType(m.type())) {
+        auto pc = PerCpuMap<uint64_t, uint64_t>::Bind(m);
+        REQUIRE_OK(pc);
+        PerCpuValues<uint64_t> vals = pc->MakeValues();
+        REQUIRE_OK(pc->Lookup(k, &vals));
+        v = vals.Sum();
+      } else {
+        REQUIRE_OK(m.Lookup(k, &v));
+      }
+      out[k] = v;
+    }
+    return out;
+  };
+  const std::map<uint64_t, uint64_t> want = {{1, 1}, {2, 2}, {3, 3}};
+  for (const Map* m : {&plain, &percpu, &lru, &lru_percpu}) {
+    INFO(m->name());
+    CHECK(sums(*m) == want);
+  }
+  // Past max_entries (4) a hash refuses new keys; an LRU hash makes room by
+  // evicting, so the newest key is there.
+  for (uint64_t k = 10; k < 20; ++k) CHECK(RunWith(count, k) == 0);
+  auto full = sums(plain);
+  CHECK(full.size() == 4);
+  CHECK(full.count(10) == 1);
+  CHECK(full.count(19) == 0);
+  for (const Map* m : {&lru, &lru_percpu}) {
+    INFO(m->name());
+    auto evicted = sums(*m);
+    CHECK(evicted.size() <= 4);
+    CHECK(evicted.count(19) == 1);
+    CHECK(evicted[19] == 1);
+  }
 }
 
 TEST_CASE("hash of maps: a program counts through the inner map that user space put at a key",

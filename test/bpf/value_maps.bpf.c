@@ -1,5 +1,6 @@
 // Programs on both ends of the value maps (value_maps_test.cc): queue and
-// stack pushes and pops, bloom filter tests, counters reached through a
+// stack pushes and pops, bloom filter tests, key counts in the four hash
+// flavours, counters reached through a
 // hash of maps, and a cgroup array check, each run by BPF_PROG_TEST_RUN.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -94,5 +95,40 @@ struct {
 // 1 if the calling task is in the cgroup at cgroups[0] (or below it).
 SEC("raw_tp")
 int under_cgroup(void *ctx) { return bpf_current_task_under_cgroup(&cgroups, 0); }
+
+// The four hash flavours, each counting the keys the packets carry.
+#define COUNTING_HASH(name, map_type)  \
+  struct {                             \
+    __uint(type, map_type);            \
+    __uint(max_entries, 4);            \
+    __type(key, __u64);                \
+    __type(value, __u64);              \
+  } name SEC(".maps")
+
+COUNTING_HASH(plain_hash, BPF_MAP_TYPE_HASH);
+COUNTING_HASH(percpu_hash, BPF_MAP_TYPE_PERCPU_HASH);
+COUNTING_HASH(lru_hash, BPF_MAP_TYPE_LRU_HASH);
+COUNTING_HASH(lru_percpu_hash, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+
+static __always_inline void count_in(void *map, __u64 *key) {
+  __u64 *n = bpf_map_lookup_elem(map, key);
+  if (n) {
+    *n += 1;  // in the per-CPU flavours, this CPU's slot: the test sums them
+    return;
+  }
+  __u64 one = 1;
+  bpf_map_update_elem(map, key, &one, BPF_NOEXIST);  // a full hash refuses: E2BIG
+}
+
+SEC("socket")
+int count_keys(struct __sk_buff *skb) {
+  __u64 key;
+  if (packet_value(skb, &key)) return 1;
+  count_in(&plain_hash, &key);
+  count_in(&percpu_hash, &key);
+  count_in(&lru_hash, &key);
+  count_in(&lru_percpu_hash, &key);
+  return 0;
+}
 
 char LICENSE[] SEC("license") = "GPL";

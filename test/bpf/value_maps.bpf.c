@@ -1,7 +1,7 @@
 // Programs on both ends of the value maps (value_maps_test.cc): queue and
 // stack pushes and pops, bloom filter tests, key counts in the four hash
-// flavours, counters reached through a
-// hash of maps, and a cgroup array check, each run by BPF_PROG_TEST_RUN.
+// flavours, counters reached through a hash of maps, and a cgroup array
+// check, each run by BPF_PROG_TEST_RUN.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 

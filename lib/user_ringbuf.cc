@@ -23,6 +23,8 @@ namespace {
 // the ring behind it.
 constexpr uint32_t kMaxRecord = (1u << 24) - 1;
 
+constexpr int kMaxWaitSliceMs = 100;
+
 std::string Describe(const Map& map) {
   return absl::StrFormat("user ring buffer '%s' (id %u)", map.name(), map.id());
 }
@@ -155,6 +157,10 @@ absl::StatusOr<absl::Span<uint8_t>> UserRingBuffer::ReserveBlocking(
       }
       ms = left.count() > INT32_MAX ? INT32_MAX : static_cast<int>(left.count());
     }
+    // epoll wakes one waiter per edge, so with several threads blocked
+    // here one may miss the drain that made room for it: each wait is
+    // short, and the loop checks the ring again.
+    if (ms < 0 || ms > kMaxWaitSliceMs) ms = kMaxWaitSliceMs;
     epoll_event e;
     if (epoll_wait(epoll_fd_, &e, 1, ms) < 0 && errno != EINTR)
       return sys::ErrnoStatus(errno, Describe(map_), "epoll_wait");

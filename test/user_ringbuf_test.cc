@@ -308,3 +308,51 @@ TEST_CASE("user ring buffer: a blocked reserve times out, or wakes when the prog
   CHECK(std::chrono::steady_clock::now() - t0 < 1s);
   rb->Discard(*quick);
 }
+
+TEST_CASE("user ring buffer: producer threads share the ring while a program drains it",
+          "[user_ringbuf][concurrency]") {
+  std::string why;
+  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  Drainer d = LoadDrainer();
+  auto rb = MustProducer(d.ring);
+  constexpr int kThreads = 4, kEach = 300;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < kThreads; ++t) {
+    producers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        // Sizes differ per thread, so records of all sizes interleave.
+        auto rec = rb->ReserveBlocking(static_cast<uint32_t>(sizeof(Record) + 8 * t), std::chrono::seconds(10));
+        if (!rec.ok()) {
+          failures.fetch_add(1);
+          return;
+        }
+        Fill(*rec, 1, static_cast<uint64_t>(t * 1000 + i));
+        rb->Submit(*rec);
+      }
+    });
+  }
+  uint64_t want_sum = 0;
+  for (int t = 0; t < kThreads; ++t)
+    for (int i = 0; i < kEach; ++i) want_sum += static_cast<uint64_t>(t * 1000 + i);
+  // A 4 KiB ring holds about 100 of these: the producers block on it
+  // until the program drains.
+  std::vector<uint8_t> pkt = Packet();
+  RunOptions o;
+  o.data = pkt;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  Totals t{};
+  while (std::chrono::steady_clock::now() < deadline) {
+    REQUIRE_OK(d.drain.Run(o));
+    t = d.Read();
+    if (t.records == kThreads * kEach || failures.load() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& p : producers) p.join();
+  CHECK(failures.load() == 0);
+  CHECK(t.records == kThreads * kEach);
+  CHECK(t.value_sum == want_sum);
+  CHECK(t.bad_len == 0);
+  CHECK(t.short_reads == 0);
+  CHECK(rb->UsedBytes() == 0);
+}

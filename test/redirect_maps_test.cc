@@ -252,9 +252,9 @@ TEST_CASE("cpumap: live frames go to the chosen CPU, through its program, up to 
   CHECK(back.bpf_prog.id == r.on_cpu.id());
 
   // The frames enter the stack on the loopback of the namespace that runs
-  // them, without the route that locally sent packets carry: to 127.0.0.1
-  // the input route check calls them martians. An address of its own on a
-  // private namespace's loopback is an ordinary local destination.
+  // them, without the route that locally sent packets carry. Addressed to
+  // 127.0.0.1 they were received (IpInReceives) but never delivered; to an
+  // address of its own on a private namespace's loopback they are.
   TestNetns ns;
   constexpr uint32_t kLocal = 0x0ad30001, kPeer = 0x0ad30002;  // 10.211.0.1, .2
   REQUIRE(system(("ip -n " + ns.name() + " addr add 10.211.0.1/32 dev lo").c_str()) == 0);

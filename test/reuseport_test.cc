@@ -97,7 +97,7 @@ TEST_CASE("reuseport_sockarray: an sk_reuseport program picks the group's socket
   REQUIRE_OK(socks_map.Lookup(uint32_t{0}, &cookie));
   CHECK(cookie == Cookie(socks[2]));
   // A socket of another group (another port) goes in, but selecting it
-  // fails (EXDEV), so the program drops what is sent to its key.
+  // from this group fails, so the program drops what is sent to its key.
   uint16_t other_port = 0;
   int stranger = ReusePortSocket(&other_port);
   REQUIRE_OK(socks_map.Update(uint32_t{3}, uint64_t(stranger)));

@@ -160,15 +160,15 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
 }
 
 namespace {
-std::string SocketHook(int sock_fd) {
+std::string SocketName(int sock_fd) {
   // The inode names the socket for as long as it lives; the fd number may
   // be reused by then.
   char target[64] = {0};
   std::string proc = absl::StrCat("/proc/self/fd/", sock_fd);
   ssize_t n = readlink(proc.c_str(), target, sizeof(target) - 1);
-  return absl::StrCat("SO_ATTACH_BPF on ", n > 0 ? std::string(target, n) : "socket",
-                      " (pid ", getpid(), ")");
+  return absl::StrCat(n > 0 ? std::string(target, n) : "socket", " (pid ", getpid(), ")");
 }
+std::string SocketHook(int sock_fd) { return absl::StrCat("SO_ATTACH_BPF on ", SocketName(sock_fd)); }
 }  // namespace
 
 absl::Status AttachSocketFilter(const Program& program, int sock_fd) {
@@ -189,6 +189,95 @@ absl::Status DetachSocketFilter(const Program& program, int sock_fd) {
   if (setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_BPF, &unused, sizeof(unused)) != 0) {
     return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
                             "setsockopt(SO_DETACH_BPF)");
+  }
+  program.ForgetLegacyHook(hook);
+  return absl::OkStatus();
+}
+
+namespace {
+
+const char* SockMapAttachName(uint32_t attach_type) {
+  switch (attach_type) {
+    case BPF_SK_SKB_STREAM_PARSER: return "sk_skb/stream_parser";
+    case BPF_SK_SKB_STREAM_VERDICT: return "sk_skb/stream_verdict";
+    case BPF_SK_SKB_VERDICT: return "sk_skb/verdict";
+    case BPF_SK_MSG_VERDICT: return "sk_msg";
+    default: return nullptr;
+  }
+}
+
+// Names the map by id, which outlives the fd number the caller used.
+std::string SockMapHook(const Map& map, uint32_t attach_type) {
+  return absl::StrFormat("%s on %s '%s' (id %u)", SockMapAttachName(attach_type),
+                         MapTypeName(map.type()), map.name(), map.id());
+}
+
+absl::Status CheckSockMap(const Program& program, const Map& map, uint32_t attach_type,
+                          absl::string_view op) {
+  if (absl::Status c = CheckProgram(program, op); !c.ok()) return c;
+  if (!map) return absl::InvalidArgumentError(absl::StrCat(ProgLabel(program), ": ", op, ": the map handle is empty"));
+  if (map.type() != BPF_MAP_TYPE_SOCKMAP && map.type() != BPF_MAP_TYPE_SOCKHASH) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s: map '%s' (id %u) is a %s; sk_skb and sk_msg programs attach to a sockmap or sockhash",
+        ProgLabel(program), op, map.name(), map.id(), MapTypeName(map.type())));
+  }
+  if (!SockMapAttachName(attach_type)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s: attach type %u is not one of BPF_SK_SKB_STREAM_PARSER, BPF_SK_SKB_STREAM_VERDICT, "
+        "BPF_SK_SKB_VERDICT, BPF_SK_MSG_VERDICT",
+        ProgLabel(program), op, attach_type));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AttachSockMap(const Program& program, const Map& map, uint32_t attach_type) {
+  if (absl::Status c = CheckSockMap(program, map, attach_type, "BPF_PROG_ATTACH"); !c.ok()) return c;
+  std::string hook = SockMapHook(map, attach_type);
+  int ret = sys::ProgAttach(map.fd(), program.fd(), attach_type, 0);
+  if (ret < 0) {
+    return sys::ErrnoStatus(-ret, absl::StrCat(ProgLabel(program), " on ", hook), "BPF_PROG_ATTACH");
+  }
+  program.NoteLegacyHook(hook);
+  return absl::OkStatus();
+}
+
+absl::Status DetachSockMap(const Program& program, const Map& map, uint32_t attach_type) {
+  if (absl::Status c = CheckSockMap(program, map, attach_type, "BPF_PROG_DETACH"); !c.ok()) return c;
+  std::string hook = SockMapHook(map, attach_type);
+  int ret = sys::ProgDetach(map.fd(), program.fd(), attach_type);
+  if (ret < 0) {
+    return sys::ErrnoStatus(-ret, absl::StrCat(ProgLabel(program), " on ", hook), "BPF_PROG_DETACH");
+  }
+  program.ForgetLegacyHook(hook);
+  return absl::OkStatus();
+}
+
+namespace {
+std::string ReuseportHook(int sock_fd) {
+  return absl::StrCat("SO_ATTACH_REUSEPORT_EBPF on the reuseport group of ", SocketName(sock_fd));
+}
+}  // namespace
+
+absl::Status AttachReuseport(const Program& program, int sock_fd) {
+  if (absl::Status c = CheckProgram(program, "SO_ATTACH_REUSEPORT_EBPF"); !c.ok()) return c;
+  int prog_fd = program.fd();
+  if (setsockopt(sock_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) != 0) {
+    return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
+                            "setsockopt(SO_ATTACH_REUSEPORT_EBPF)");
+  }
+  program.NoteLegacyHook(ReuseportHook(sock_fd));
+  return absl::OkStatus();
+}
+
+absl::Status DetachReuseport(const Program& program, int sock_fd) {
+  if (absl::Status c = CheckProgram(program, "SO_DETACH_REUSEPORT_BPF"); !c.ok()) return c;
+  std::string hook = ReuseportHook(sock_fd);
+  int unused = 0;
+  if (setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) != 0) {
+    return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
+                            "setsockopt(SO_DETACH_REUSEPORT_BPF)");
   }
   program.ForgetLegacyHook(hook);
   return absl::OkStatus();

@@ -986,6 +986,26 @@ absl::Status HaveBatchOps() {
   });
 }
 
+absl::Status HaveLookupAndDelete(uint32_t map_type) {
+  return Cached(absl::StrCat("lookup_and_delete:", MapTypeName(map_type)), [map_type]() -> absl::Status {
+    if (absl::Status have = HaveMapType(map_type); !have.ok()) return have;
+    auto map = sys::MapCreate(MinimalMap(map_type));
+    if (!map.ok()) return map.status();
+    uint32_t key = 0;
+    uint64_t value[2] = {0, 0};  // MinimalMap values are at most 8 bytes
+    // An empty map has nothing to take: ENOENT from a map that supports
+    // the command, ENOTSUPP (or EINVAL) from one that does not.
+    int ret = sys::MapLookupAndDeleteElem(map->get(), &key, value, 0);
+    if (ret == 0 || ret == -ENOENT) return absl::OkStatus();
+    if (ret == -524 || ret == -EOPNOTSUPP || ret == -EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "BPF_MAP_LOOKUP_AND_DELETE_ELEM on %s maps is not supported by kernel %s (%s)",
+          MapTypeName(map_type), KernelRelease(), sys::ErrnoName(-ret)));
+    }
+    return sys::ErrnoStatus(-ret, "lookup_and_delete probe", "BPF_MAP_LOOKUP_AND_DELETE_ELEM");
+  });
+}
+
 absl::Status HaveModifyReturn() {
   return Cached("modify_return", []() -> absl::Status {
     absl::Status tramp = HaveTrampolines();
@@ -1026,6 +1046,7 @@ void ProbeAll() {
   (void)HaveTokens();
   (void)HaveTrampolines();
   (void)HaveBatchOps();
+  (void)HaveLookupAndDelete(BPF_MAP_TYPE_STACK_TRACE);
   (void)HaveModifyReturn();
   (void)HaveTypedKsyms();
   // Two kfuncs of vmlinux that the tests use (6.2+).

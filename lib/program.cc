@@ -185,6 +185,16 @@ absl::StatusOr<uint32_t> Program::Run(const RunOptions& o, absl::Span<uint8_t> d
   req.data_out = data_out;
   req.ctx_in = o.context;
   req.repeat = o.repeat;
+  if (type() == BPF_PROG_TYPE_RAW_TRACEPOINT || type() == BPF_PROG_TYPE_SYSCALL) {
+    // These run exactly once a test run, and the kernel refuses any repeat
+    // count with EINVAL, 1 included.
+    if (o.repeat > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Describe(info()), ": BPF_PROG_TEST_RUN: ", ProgramTypeName(type()),
+          " programs run once a test run; repeat ", o.repeat, " is refused by the kernel"));
+    }
+    req.repeat = 0;
+  }
   req.flags = o.flags;
   req.cpu = o.cpu;
   sys::TestRunResult result;

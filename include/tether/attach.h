@@ -8,9 +8,11 @@
 // brought it (the same status that the matching probe in tether/probe.h
 // returns).
 //
-// AttachSocketFilter is the one legacy attachment here: the kernel makes
-// no link for it, so it holds the program until it is detached or the
-// socket closes, cannot be pinned, and shows in the graph as a legacy hook.
+// AttachSocketFilter, AttachReuseport and AttachSockMap are the legacy
+// attachments here: the
+// kernel makes no link for them, so the socket or the map holds the program
+// until it is detached or the socket or map goes, it cannot be pinned, and
+// it shows in the graph as a legacy hook.
 #ifndef TETHER_ATTACH_H_
 #define TETHER_ATTACH_H_
 
@@ -21,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "tether/link.h"
+#include "tether/map.h"
 #include "tether/program.h"
 
 namespace tether {
@@ -51,6 +54,27 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
 absl::Status AttachSocketFilter(const Program& program, int sock_fd);
 // SO_DETACH_BPF, and forgets the hook in the graph.
 absl::Status DetachSocketFilter(const Program& program, int sock_fd);
+
+// SO_ATTACH_REUSEPORT_EBPF: an sk_reuseport program on the SO_REUSEPORT
+// group of the bound socket `sock_fd`; it picks the group's socket for each
+// incoming packet or connection (bpf_sk_select_reuseport on a
+// reuseport_sockarray). No link: the group holds the program until it is
+// detached or replaced or its last socket closes, and the graph records a
+// legacy hook.
+absl::Status AttachReuseport(const Program& program, int sock_fd);
+// SO_DETACH_REUSEPORT_BPF (5.3), and forgets the hook in the graph.
+absl::Status DetachReuseport(const Program& program, int sock_fd);
+
+// sk_skb and sk_msg programs on a sockmap or sockhash, which then runs them
+// on the sockets it holds: attach_type BPF_SK_SKB_STREAM_PARSER,
+// BPF_SK_SKB_STREAM_VERDICT, BPF_SK_SKB_VERDICT or BPF_SK_MSG_VERDICT.
+// Attach before inserting sockets: a socket takes the map's programs when it
+// goes in. BPF_PROG_ATTACH, no link (sockmap links are 6.10): the map holds
+// the program until DetachSockMap or until the map is freed, and the graph
+// records a legacy hook. Attaching again with the same attach type
+// replaces the program.
+absl::Status AttachSockMap(const Program& program, const Map& map, uint32_t attach_type);
+absl::Status DetachSockMap(const Program& program, const Map& map, uint32_t attach_type);
 
 // --- tracing -----------------------------------------------------------------
 

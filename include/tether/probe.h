@@ -74,6 +74,9 @@ absl::Status HaveKfunc(absl::string_view name);
 absl::Status HaveTypedKsyms();
 // BPF_MAP_*_BATCH commands (5.6).
 absl::Status HaveBatchOps();
+// BPF_MAP_LOOKUP_AND_DELETE_ELEM on maps of `map_type` (hash maps 5.14,
+// queues and stacks 4.20; stack trace maps only in recent kernels).
+absl::Status HaveLookupAndDelete(uint32_t map_type);
 // fmod_ret programs on bpf_modify_return_test (5.7): trampolines, and a
 // target the kernel lets BPF change the return of (error injection,
 // CONFIG_FUNCTION_ERROR_INJECTION).

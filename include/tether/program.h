@@ -68,6 +68,8 @@ struct RunOptions {
   // Room for the data the program leaves behind. 0: as large as `data`
   // plus headroom the kernel may add (XDP can grow a packet).
   size_t data_out_capacity = 0;
+  // Raw tracepoint and syscall programs run once whatever this says (the
+  // kernel takes no count for them); more than 1 is refused.
   uint32_t repeat = 1;
   uint32_t flags = 0;
   uint32_t cpu = 0;

@@ -24,5 +24,6 @@
 #include "tether/ref_counted.h"
 #include "tether/ringbuf.h"
 #include "tether/typed_map.h"
+#include "tether/user_ringbuf.h"
 
 #endif  // TETHER_TETHER_H_

@@ -104,25 +104,23 @@ struct Btf::LazyState {
 Btf::~Btf() = default;
 Btf::Btf(Btf&&) noexcept = default;
 Btf& Btf::operator=(Btf&&) noexcept = default;
-Btf::Btf(const Btf& other) { *this = other; }
+Btf::Btf(const Btf& other)
+    : strings_((other.DecodeAll(), other.EnsureNameIndex(), other.strings_)),
+      strings_size_(other.strings_size_),
+      types_(other.types_),
+      members_(other.members_),
+      enums_(other.enums_),
+      secinfos_(other.secinfos_),
+      base_(other.base_),
+      start_id_(other.start_id_),
+      start_str_(other.start_str_),
+      name_ids_(other.name_ids_),
+      name_groups_(other.name_groups_),
+      name_slots_(other.name_slots_) {}
 
 Btf& Btf::operator=(const Btf& other) {
-  if (this == &other) return *this;
-  other.DecodeAll();
-  other.EnsureNameIndex();
-  strings_ = other.strings_;
-  strings_size_ = other.strings_size_;
-  types_ = other.types_;
-  members_ = other.members_;
-  enums_ = other.enums_;
-  secinfos_ = other.secinfos_;
-  lazy_.reset();
-  base_ = other.base_;
-  start_id_ = other.start_id_;
-  start_str_ = other.start_str_;
-  name_ids_ = other.name_ids_;
-  name_groups_ = other.name_groups_;
-  name_slots_ = other.name_slots_;
+  // Copy, then swap in: a failed allocation leaves *this as it was.
+  if (this != &other) *this = Btf(other);
   return *this;
 }
 
@@ -153,7 +151,7 @@ void Btf::EnsureNameIndex() const {
   if (!lazy_ || lazy_->names_ready.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> lock(lazy_->mu);
   if (lazy_->names_ready.load(std::memory_order_relaxed)) return;
-  const_cast<Btf*>(this)->BuildNameIndex();
+  BuildNameIndex();
   lazy_->names_ready.store(true, std::memory_order_release);
 }
 
@@ -565,7 +563,7 @@ uint64_t NameHash(absl::string_view s) {
 
 }  // namespace
 
-void Btf::BuildNameIndex() {
+void Btf::BuildNameIndex() const {
   name_ids_.clear();
   name_groups_.clear();
   name_slots_.clear();
@@ -648,7 +646,8 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
   // checked like any blob.
   struct statfs fs;
   constexpr long kSysfsMagic = 0x62656572;
-  const bool trusted = fstatfs(fd, &fs) == 0 && fs.f_type == kSysfsMagic;
+  const bool trusted = fstatfs(fd, &fs) == 0 && fs.f_type == kSysfsMagic &&
+                       (base == nullptr || base->lazy_ != nullptr);
   // Newer kernels let vmlinux BTF be mapped: parsing straight from the
   // kernel's pages skips copying 5 MB into freshly faulted memory.
   if (size != 0) {
@@ -687,6 +686,7 @@ absl::StatusOr<Btf> Btf::LoadKernel(const std::string& path, const Btf* base) {
     len += r;
   }
   close(fd);
+  if (!trusted) return Parse(absl::MakeConstSpan(buf.get(), len), path, base);
   // The buffer stays while the Btf does: strings are read in place, and
   // lazily decoded types come from it.
   std::shared_ptr<const uint8_t> owner(buf.release(), std::default_delete<uint8_t[]>());

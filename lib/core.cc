@@ -8,6 +8,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -764,24 +765,43 @@ absl::StatusOr<const CoreTarget*> CoreTarget::Kernel() {
   return *result;
 }
 
-std::vector<std::pair<const Btf*, const CoreTarget::Index*>> CoreTarget::Modules(bool refresh) {
+void CoreTarget::AddModuleCandidates(absl::string_view name, BtfKind kind,
+                                     std::vector<Candidate>* out) const {
   static detail::Mutex mu(absl::kConstInit);
   // Indexes live until exit, like the module BTFs they describe.
   static auto* index_of = new absl::flat_hash_map<const Btf*, std::unique_ptr<Index>>;
   static auto* current = new std::vector<std::pair<const Btf*, const Index*>>;
+  // Names that found nothing since the last walk: asking again for one of
+  // them (fifty bpf_core_type_exists() of one absent type) walks nothing.
+  static auto* missed = new absl::flat_hash_set<std::string>;
   static bool walked = false;
   detail::MutexLock lock(&mu);
-  if (walked && !refresh) return *current;
-  auto modules = detail::LoadedModuleBtfs();
-  if (!modules.ok()) return *current;  // keep what the last walk found
-  current->clear();
-  for (const detail::ModuleBtf& m : *modules) {
-    std::unique_ptr<Index>& index = (*index_of)[m.btf];
-    if (!index) index = std::make_unique<Index>(*m.btf);
-    current->emplace_back(m.btf, index.get());
+  auto walk = [&] {
+    auto modules = detail::LoadedModuleBtfs();
+    walked = true;
+    if (!modules.ok()) return;  // keep what the last walk found
+    current->clear();
+    missed->clear();
+    for (const detail::ModuleBtf& m : *modules) {
+      std::unique_ptr<Index>& index = (*index_of)[m.btf];
+      if (!index) index = std::make_unique<Index>(*m.btf);
+      current->emplace_back(m.btf, index.get());
+    }
+  };
+  auto search = [&] {
+    for (const auto& [btf, index] : *current) AddCandidates(*btf, *index, name, kind, out);
+  };
+  const size_t before = out->size();
+  bool walked_now = !walked;
+  if (walked_now) walk();
+  search();
+  // A module loaded since the last walk (modprobe by the agent itself)
+  // is found by walking again.
+  if (out->size() == before && !walked_now && !missed->count(name)) {
+    walk();
+    search();
   }
-  walked = true;
-  return *current;
+  if (out->size() == before) missed->emplace(name);
 }
 
 void CoreTarget::AddCandidates(const Btf& btf, const Index& index, absl::string_view name,
@@ -808,13 +828,8 @@ std::vector<CoreTarget::Candidate> CoreTarget::Candidates(absl::string_view esse
     AddCandidates(*btfs_[i], *indexes_[i], essential_name, kind, &out);
   }
   if (!kernel_) return out;
-  // Like libbpf: modules only when vmlinux has nothing of that name. A
-  // miss walks the kernel's BTF objects again, so that a module loaded
-  // after the first look (modprobe by the agent itself) is seen.
-  for (const auto& [btf, index] : Modules(false)) AddCandidates(*btf, *index, essential_name, kind, &out);
-  if (out.empty()) {
-    for (const auto& [btf, index] : Modules(true)) AddCandidates(*btf, *index, essential_name, kind, &out);
-  }
+  // Like libbpf: modules only when vmlinux has nothing of that name.
+  AddModuleCandidates(essential_name, kind, &out);
   return out;
 }
 

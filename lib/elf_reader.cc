@@ -1108,21 +1108,19 @@ absl::Status ElfReader::ReadPrograms() {
       by_off[r.offset] = &r;
     }
     const BtfExtSection* ext = nullptr;
-    BtfExtSection sorted;
     if (ext_) {
       auto it = ext_->sections.find(sec.name);
       if (it != ext_->sections.end()) ext = &it->second;
     }
     // A section holding many functions (clang puts every SEC("socket")
     // program in one) would otherwise rescan all its records per function.
-    auto earlier = [](const auto& a, const auto& b) { return a.insn_off < b.insn_off; };
-    if (ext && fs.size() > 1) {
-      sorted = *ext;
-      std::stable_sort(sorted.func_info.begin(), sorted.func_info.end(), earlier);
-      std::stable_sort(sorted.line_info.begin(), sorted.line_info.end(), earlier);
-      std::stable_sort(sorted.core_relos.begin(), sorted.core_relos.end(), earlier);
-      ext = &sorted;
-    }
+    const auto earlier = [](const auto& a, const auto& b) { return a.insn_off < b.insn_off; };
+    // Records out of order (which the kernel would refuse anyway) are
+    // filtered linearly, so that each function keeps them in file order.
+    bool searchable = ext && fs.size() > 1 &&
+                      std::is_sorted(ext->func_info.begin(), ext->func_info.end(), earlier) &&
+                      std::is_sorted(ext->line_info.begin(), ext->line_info.end(), earlier) &&
+                      std::is_sorted(ext->core_relos.begin(), ext->core_relos.end(), earlier);
     SectionInfo info = ParseSectionName(sec.name);
     for (const FuncRange& f : fs) {
       FunctionCode code;
@@ -1146,13 +1144,13 @@ absl::Status ElfReader::ReadPrograms() {
         // The records of [f.start, f.end), rebased to the function.
         auto take = [&](const auto& all, auto* out) {
           auto it = all.begin();
-          if (fs.size() > 1) {
+          if (searchable) {
             it = std::lower_bound(all.begin(), all.end(), f.start,
                                   [](const auto& r, uint32_t off) { return r.insn_off < off; });
           }
           for (; it != all.end(); ++it) {
             if (it->insn_off >= f.end) {
-              if (fs.size() > 1) break;
+              if (searchable) break;
               continue;
             }
             if (it->insn_off < f.start) continue;

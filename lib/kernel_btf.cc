@@ -116,6 +116,9 @@ absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
     int err = sys::GetNextId(sys::ObjectKind::kBtf, id, &next);
     if (err == -ENOENT) break;
     if (err == -EINVAL && id == 0) break;  // before 5.4: no BTF ids, so no module BTF either
+    // Walking ids takes CAP_SYS_ADMIN; an agent with CAP_BPF alone sees no
+    // module BTF, as with libbpf, and vmlinux still answers.
+    if (err == -EPERM) break;
     if (err < 0) return sys::ErrnoStatus(-err, "kernel module BTF", "BPF_BTF_GET_NEXT_ID");
     id = next;
     if (auto it = seen->find(id); it != seen->end()) {
@@ -124,10 +127,19 @@ absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
       auto fd = sys::GetFdById(sys::ObjectKind::kBtf, id);
       if (!fd.ok()) {
         if (sys::StatusErrno(fd.status()) == ENOENT) continue;  // freed since GET_NEXT_ID
+        if (sys::StatusErrno(fd.status()) == EPERM) break;      // see GET_NEXT_ID above
         return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("BTF id ", id),
                                 "BPF_BTF_GET_FD_BY_ID");
       }
       auto info = sys::GetBtfInfo(fd->get());
+      // Before 5.11 bpf_btf_info had no name or kernel_btf, and the kernel
+      // refuses the longer struct (E2BIG). Those kernels have no module
+      // BTF either: the object is simply not a module's.
+      int info_err = info.ok() ? 0 : sys::StatusErrno(info.status());
+      if (info_err == E2BIG || info_err == EINVAL) {
+        now.emplace(id, Seen{});
+        continue;
+      }
       if (!info.ok()) return info.status();
       Seen s;
       s.name = info->name;

@@ -141,7 +141,12 @@ absl::StatusOr<absl::Span<uint8_t>> UserRingBuffer::Reserve(uint32_t size) {
 
 absl::StatusOr<absl::Span<uint8_t>> UserRingBuffer::ReserveBlocking(
     uint32_t size, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Beyond a few centuries a timeout means "forever", and adding it to
+  // now() would overflow.
+  constexpr auto kForever = std::chrono::hours(24 * 365 * 100);
+  if (timeout > kForever) timeout = std::chrono::milliseconds(-1);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        (timeout.count() >= 0 ? timeout : std::chrono::milliseconds(0));
   absl::Span<uint8_t> record;
   for (;;) {
     int err = TryReserve(size, &record);

@@ -160,9 +160,10 @@ class Btf {
                                    absl::string_view what = ".BTF",
                                    const Btf* base = nullptr);
   // Parses /sys/kernel/btf/vmlinux, or a module's file with vmlinux as base.
-  // The running kernel's own files (on sysfs) were checked by the kernel
-  // when it booted or loaded the module, so they are not validated again,
-  // and their types are decoded lazily, a block at a time, on first access
+  // The running kernel's own files (on sysfs, with no base or a base that
+  // is itself the kernel's) were checked by the kernel when it booted or
+  // loaded the module: only their structure is checked again, and their
+  // types are decoded lazily, a block at a time, on first access
   // (thread-safe), with the name index built on the first name lookup.
   // Any other file is parsed and validated like Parse().
   static absl::StatusOr<Btf> LoadKernel(const std::string& path = "/sys/kernel/btf/vmlinux",
@@ -224,12 +225,13 @@ class Btf {
  private:
   // Parse() with `owner` keeping `data` alive: the string section is then
   // used in place instead of copied.
-  // With `trusted` (and an owner keeping the bytes mapped), decoding is
-  // deferred and validation skipped.
+  // With `trusted` (and an owner keeping the bytes alive), decoding is
+  // deferred; the structural checks still run, while Validate() and the
+  // name-offset checks of members, enumerators and parameters do not.
   static absl::StatusOr<Btf> ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
                                         const Btf* base, std::shared_ptr<const void> owner,
                                         bool trusted = false);
-  void BuildNameIndex();
+  void BuildNameIndex() const;
   absl::Status Validate(absl::string_view what) const;
   // True if t is one of this Btf's own types, not its base's.
   bool Owns(const BtfType& t) const {
@@ -270,13 +272,15 @@ class Btf {
     uint32_t start;
     uint32_t count;
   };
-  std::vector<uint32_t> name_ids_;
-  std::vector<NameGroup> name_groups_;
+  // Mutable: a lazily decoded Btf builds its index on the first lookup,
+  // through a const method, under LazyState's lock.
+  mutable std::vector<uint32_t> name_ids_;
+  mutable std::vector<NameGroup> name_groups_;
   struct NameSlot {
     uint32_t name_off = 0;
     uint32_t group = 0;
   };
-  std::vector<NameSlot> name_slots_;
+  mutable std::vector<NameSlot> name_slots_;
 };
 
 // --- .BTF.ext ---------------------------------------------------------------

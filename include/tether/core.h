@@ -72,9 +72,11 @@ class CoreTarget {
   CoreTarget() = default;
   void AddCandidates(const Btf& btf, const Index& index, absl::string_view name, BtfKind kind,
                      std::vector<Candidate>* out) const;
-  // The kernel modules' BTF as of the last walk of the kernel's BTF
-  // objects; with `refresh`, walked again first (a module loaded since).
-  static std::vector<std::pair<const Btf*, const Index*>> Modules(bool refresh);
+  // Candidates from the kernel modules' BTF, as of the last walk of the
+  // kernel's BTF objects; a name that finds nothing walks again (a module
+  // loaded since), unless it already missed since the last walk.
+  void AddModuleCandidates(absl::string_view name, BtfKind kind,
+                           std::vector<Candidate>* out) const;
 
   std::vector<const Btf*> btfs_;                 // [0]: the primary, then fallbacks
   std::vector<std::unique_ptr<Index>> indexes_;  // flavoured names, per btf

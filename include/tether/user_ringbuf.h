@@ -16,7 +16,8 @@
 // Threads: Reserve and ReserveBlocking may be called from several threads;
 // they serialise on an internal lock, because the ring has one producer
 // position. Submit and Discard touch only their record and may be called
-// from any thread, in any order.
+// from any thread, in any order. Keep one UserRingBuffer per map: two
+// would each think they own the producer position.
 //
 // A record reserved and never submitted or discarded blocks the ring for
 // good: the kernel never moves past it.

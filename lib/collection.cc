@@ -48,6 +48,15 @@ std::string KernelName(absl::string_view name) {
 
 uint32_t PageSize() { return static_cast<uint32_t>(sysconf(_SC_PAGESIZE)); }
 
+// A ring buffer's size must be a power-of-2 multiple of the page size; a
+// spec asking for another size gets the next one up, as libbpf does, so
+// that both loaders make (and accept as a pin) the same map.
+uint32_t RingSize(uint32_t requested) {
+  uint64_t size = PageSize();
+  while (size < requested && size <= (uint64_t{1} << 31)) size <<= 1;
+  return size > UINT32_MAX ? requested : static_cast<uint32_t>(size);
+}
+
 // What the kernel will report for a map made from `spec`: flags it adds
 // itself and sizes it rounds, so a pin made from the same spec compares
 // equal.
@@ -58,10 +67,7 @@ struct Normalised {
 Normalised Normalise(uint32_t type, uint32_t key, uint32_t value, uint32_t max, uint32_t flags,
                      uint64_t extra) {
   if (type == BPF_MAP_TYPE_DEVMAP || type == BPF_MAP_TYPE_DEVMAP_HASH) flags &= ~BPF_F_RDONLY_PROG;
-  if (type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_USER_RINGBUF) {
-    uint32_t page = PageSize();
-    max = (max + page - 1) / page * page;
-  }
+  if (type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_USER_RINGBUF) max = RingSize(max);
   if (type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && max == 0) max = 0;  // sized at load; any pin fits
   return {type, key, value, max, flags, extra};
 }
@@ -344,6 +350,9 @@ class CollectionLoader {
     o.map_extra = m.map_extra;
     o.name = KernelName(name);
     o.lifetime_policy = PolicyFor(name);
+    if (m.type == BPF_MAP_TYPE_RINGBUF || m.type == BPF_MAP_TYPE_USER_RINGBUF) {
+      o.max_entries = RingSize(m.max_entries);
+    }
     if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && o.max_entries == 0) {
       // libbpf's convention: one slot per possible CPU.
       o.max_entries = PossibleCpus();

@@ -673,6 +673,39 @@ TEST_CASE("a pinned devmap is reused although the kernel adds BPF_F_RDONLY_PROG 
   REQUIRE(b->map("shared_counter").Unpin().ok());
 }
 
+TEST_CASE("a ring buffer of a size the kernel refuses is rounded up, and its pin is reused",
+          "[collection][pin]") {
+  testing::TempPinDir dir;
+  const uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+  CollectionSpec spec = Spec();
+  MapSpec ring;
+  ring.name = "odd_ring";
+  ring.type = BPF_MAP_TYPE_RINGBUF;
+  ring.max_entries = 2 * page + 1;  // neither a page multiple nor a power of 2
+  ring.pinning = PinType::kByName;
+  spec.maps.emplace(ring.name, std::move(ring));
+  uint32_t first_id = 0;
+  {
+    auto a = Collection::Load(spec, Options(dir));
+    INFO(a.status().ToString());
+    REQUIRE(a.ok());
+    CHECK(a->map("odd_ring").max_entries() == 4 * page);
+    first_id = a->map("odd_ring").id();
+  }
+  CHECK(spec.FindMap("odd_ring")->max_entries == 2 * page + 1);  // the spec says what was asked
+  auto b = Collection::Load(spec, Options(dir));
+  INFO(b.status().ToString());
+  REQUIRE(b.ok());
+  CHECK(b->map("odd_ring").id() == first_id);
+  // A spec that rounds to another size is not the pinned map.
+  spec.FindMap("odd_ring")->max_entries = 4 * page + 1;
+  auto c = Collection::Load(spec, Options(dir));
+  REQUIRE_FALSE(c.ok());
+  CHECK_THAT(std::string(c.status().message()), Catch::Contains("max_entries"));
+  REQUIRE(b->map("odd_ring").Unpin().ok());
+  REQUIRE(b->map("shared_counter").Unpin().ok());
+}
+
 TEST_CASE("log_level keeps each program's verifier log, with source lines from line_info",
           "[collection][options]") {
   testing::TempPinDir dir;

@@ -338,6 +338,19 @@ class Locked {
       AddCycle(Cycle{{from}});
       return;
     }
+    // A cycle through from -> to must come back into `from` along an edge
+    // the search follows. Most new edges start at a node nothing enters
+    // that way (a program just loaded, its array not filled yet), and then
+    // the search, which can cover the whole graph, is skipped.
+    const NodeData* start = Find(from);
+    bool enterable = false;
+    if (start) {
+      bool from_is_array = IsProgArrayType(start->node.type);
+      for (const Edge& e : start->in) {
+        enterable |= e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && from_is_array);
+      }
+    }
+    if (!enterable) return;
     dfs(to);
   }
 

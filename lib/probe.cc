@@ -31,6 +31,17 @@
 namespace tether::probe {
 namespace {
 
+// Loads a probe program with the verifier log on, so that a refusal says
+// why: probes tell a missing feature from a bad argument by that text.
+absl::StatusOr<sys::ProgLoadResult> LoadWithLog(uint32_t type, absl::Span<const bpf_insn> insns) {
+  sys::ProgLoadRequest req;
+  req.type = type;
+  req.insns = insns;
+  req.name = "probe";
+  req.log_level = 1;
+  return sys::ProgLoad(req);
+}
+
 struct Cache {
   detail::Mutex mu;
   std::map<std::string, absl::Status> results ABSL_GUARDED_BY(mu);
@@ -483,12 +494,7 @@ absl::Status HaveHelper(uint32_t prog_type, uint32_t helper) {
                 [prog_type, helper]() -> absl::Status {
                   bpf_insn prog[] = {insn::Call(static_cast<int32_t>(helper)),
                                      insn::MovImm(BPF_REG_0, 0), insn::Exit()};
-                  sys::ProgLoadRequest req;
-                  req.type = prog_type;
-                  req.insns = prog;
-                  req.name = "probe";
-                  req.log_level = 1;
-                  auto res = sys::ProgLoad(req);
+                  auto res = LoadWithLog(prog_type, prog);
                   if (res.ok()) return absl::OkStatus();
                   std::string msg(res.status().message());
                   if (msg.find("invalid func") != std::string::npos ||
@@ -553,12 +559,7 @@ absl::Status HaveTypedKsyms() {
     prog[1] = {0, 0, 0, 0, 0};
     prog[2] = insn::MovImm(BPF_REG_0, 0);
     prog[3] = insn::Exit();
-    sys::ProgLoadRequest req;
-    req.type = BPF_PROG_TYPE_SOCKET_FILTER;
-    req.insns = prog;
-    req.name = "probe";
-    req.log_level = 1;
-    auto res = sys::ProgLoad(req);
+    auto res = LoadWithLog(BPF_PROG_TYPE_SOCKET_FILTER, prog);
     if (res.ok()) return absl::OkStatus();
     std::string msg(res.status().message());
     if (msg.find("failed to find the address") != std::string::npos) {

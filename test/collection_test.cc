@@ -583,6 +583,31 @@ TEST_CASE("corpus: what EXPECTED.tsv says beyond 'loads'", "[collection][corpus]
   }
 }
 
+// kfunc-el.elf's row is "partial": which of its programs load depends on
+// the kernel. The conntrack kfuncs of call_kfunc live in nf_conntrack,
+// a module on Debian's 6.1 (module BTF, an fd_array slot) and built in on
+// the host; benchmark is an fentry program, which needs trampolines.
+TEST_CASE("corpus kfunc: the programs that load, and fentry only where trampolines work",
+          "[collection][corpus][kfunc]") {
+  (void)system("modprobe nf_conntrack >/dev/null 2>&1");
+  CollectionSpec spec = CorpusSpec("kfunc-el.elf");
+  for (const char* name : {"call_kfunc", "call_weak_kfunc", "weak_kfunc_missing"}) {
+    Program p;
+    absl::Status st = LoadOne(spec, name, &p);
+    INFO(name << ": " << st.ToString());
+    CHECK(st.ok());
+  }
+  Program bench;
+  absl::Status st = LoadOne(spec, "benchmark", &bench);
+  INFO(st.ToString());
+  if (probe::HaveTrampolines().ok()) {
+    CHECK(st.ok());
+  } else {
+    CHECK_FALSE(st.ok());
+    CHECK_THAT(std::string(st.message()), Catch::Contains("benchmark"));
+  }
+}
+
 TEST_CASE("collection options: per-map and default lifetime policies, program type overrides",
           "[collection][options]") {
   testing::TempPinDir dir;

@@ -482,7 +482,7 @@ class CollectionLoader {
     // Walked once per load, at the first symbol vmlinux lacks: a module
     // loaded since the last load is then found, and objects that need
     // nothing beyond vmlinux never pay for the walk.
-    if (!modules_) modules_ = detail::LoadedModuleBtfs();
+    if (!modules_) modules_ = detail::LoadedModuleBtfs(&modules_refused_);
     if (!modules_->ok()) return modules_->status();
     for (const detail::ModuleBtf& m : **modules_) {
       if (auto id = m.btf->FindByNameKind(name, kind)) return KernelSymbol{*id, &m};
@@ -494,6 +494,10 @@ class CollectionLoader {
   std::string SearchedBtfs() const {
     size_t n = modules_ && modules_->ok() ? (*modules_)->size() : 0;
     std::string out = absl::StrCat("vmlinux and ", n, n == 1 ? " module BTF" : " module BTFs");
+    if (!modules_refused_.ok()) {
+      absl::StrAppend(&out, " (the kernel refused the walk of module BTF: ",
+                      modules_refused_.message(), ")");
+    }
     if (n == 0) return out;
     constexpr size_t kListed = 12;
     std::vector<std::string> names;
@@ -736,6 +740,7 @@ class CollectionLoader {
   absl::optional<absl::StatusOr<KernelConfig>> kernel_config_;
   std::unique_ptr<CoreTarget> custom_target_;
   absl::optional<absl::StatusOr<std::vector<detail::ModuleBtf>>> modules_;
+  absl::Status modules_refused_;  // the walk stopped at EPERM
   std::map<uint32_t, sys::Fd> module_fds_;  // module BTF object id -> fd, for this load
   Collection result_;
   bool committed_ = false;

@@ -93,7 +93,7 @@ const std::vector<const Btf*>& KernelModuleBtfs() {
 
 namespace detail {
 
-absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
+absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs(absl::Status* refused) {
   auto vmlinux = KernelBtf();
   if (!vmlinux.ok()) return vmlinux.status();
   struct Seen {
@@ -118,7 +118,10 @@ absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
     if (err == -EINVAL && id == 0) break;  // before 5.4: no BTF ids, so no module BTF either
     // Walking ids takes CAP_SYS_ADMIN; an agent with CAP_BPF alone sees no
     // module BTF, as with libbpf, and vmlinux still answers.
-    if (err == -EPERM) break;
+    if (err == -EPERM) {
+      if (refused) *refused = sys::ErrnoStatus(EPERM, "kernel module BTF", "BPF_BTF_GET_NEXT_ID");
+      break;
+    }
     if (err < 0) return sys::ErrnoStatus(-err, "kernel module BTF", "BPF_BTF_GET_NEXT_ID");
     id = next;
     if (auto it = seen->find(id); it != seen->end()) {
@@ -127,7 +130,10 @@ absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs() {
       auto fd = sys::GetFdById(sys::ObjectKind::kBtf, id);
       if (!fd.ok()) {
         if (sys::StatusErrno(fd.status()) == ENOENT) continue;  // freed since GET_NEXT_ID
-        if (sys::StatusErrno(fd.status()) == EPERM) break;      // see GET_NEXT_ID above
+        if (sys::StatusErrno(fd.status()) == EPERM) {  // see GET_NEXT_ID above
+          if (refused) *refused = fd.status();
+          break;
+        }
         return sys::ErrnoStatus(sys::StatusErrno(fd.status()), absl::StrCat("BTF id ", id),
                                 "BPF_BTF_GET_FD_BY_ID");
       }

@@ -44,7 +44,11 @@ struct ModuleBtf {
 // that is not a module's (a program's BTF, vmlinux) is remembered as such,
 // and a module's types are read and parsed once per BTF object, from that
 // object itself, so its type ids are the ones its fd stands for.
-absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs();
+//
+// Without CAP_SYS_ADMIN the kernel refuses the walk (EPERM): the result is
+// then the modules seen before the refusal (usually none), and `refused`,
+// if given, gets the refusal, so that "not found" can say why.
+absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs(absl::Status* refused = nullptr);
 
 }  // namespace detail
 

@@ -53,7 +53,8 @@ absl::string_view BtfKindName(BtfKind kind) {
 }
 
 Btf::Btf() : strings_(std::shared_ptr<const char>(std::shared_ptr<const void>(), "")),
-             strings_size_(1), types_(1, BtfType{}) {}
+             strings_size_(1), types_(1, BtfType{}),
+             names_(std::make_unique<NameIndexState>()) {}
 
 namespace {
 
@@ -98,7 +99,13 @@ struct Btf::LazyState {
   std::unique_ptr<std::atomic<bool>[]> done;  // per block
   std::vector<uint32_t> name_offs;            // per own type, for the name index
   std::mutex mu;                              // serialises decoding
-  std::atomic<bool> names_ready{false};
+};
+
+// The name index is built on the first lookup by name: opening an object
+// mostly asks for none, and hashing every name was a tenth of it.
+struct Btf::NameIndexState {
+  std::mutex mu;
+  std::atomic<bool> ready{false};
 };
 
 Btf::~Btf() = default;
@@ -116,7 +123,10 @@ Btf::Btf(const Btf& other)
       start_str_(other.start_str_),
       name_ids_(other.name_ids_),
       name_groups_(other.name_groups_),
-      name_slots_(other.name_slots_) {}
+      name_slots_(other.name_slots_),
+      names_(std::make_unique<NameIndexState>()) {
+  names_->ready.store(true, std::memory_order_relaxed);  // copied complete
+}
 
 Btf& Btf::operator=(const Btf& other) {
   // Copy, then swap in: a failed allocation leaves *this as it was.
@@ -148,11 +158,11 @@ void Btf::DecodeAll() const {
 }
 
 void Btf::EnsureNameIndex() const {
-  if (!lazy_ || lazy_->names_ready.load(std::memory_order_acquire)) return;
-  std::lock_guard<std::mutex> lock(lazy_->mu);
-  if (lazy_->names_ready.load(std::memory_order_relaxed)) return;
+  if (!names_ || names_->ready.load(std::memory_order_acquire)) return;  // null: moved from
+  std::lock_guard<std::mutex> lock(names_->mu);
+  if (names_->ready.load(std::memory_order_relaxed)) return;
   BuildNameIndex();
-  lazy_->names_ready.store(true, std::memory_order_release);
+  names_->ready.store(true, std::memory_order_release);
 }
 
 void Btf::DecodeRange(const uint8_t* p, uint32_t slot, uint32_t count, uint32_t member_row,
@@ -430,7 +440,6 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
   Prefault(btf.secinfos_.data(), sizeof(BtfVarSecinfo) * nsecinfos);
   btf.DecodeRange(types_begin, first_slot, ntypes, 0, 0, 0);
   if (absl::Status st = btf.Validate(what); !st.ok()) return st;
-  btf.BuildNameIndex();
   return btf;
 }
 

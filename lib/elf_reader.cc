@@ -143,6 +143,10 @@ class ElfReader {
   absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
                                 const Reloc* reloc, FunctionCode* code);
   const FuncRange* FuncAt(uint32_t shndx, uint32_t insn) const;
+  // The DATASEC called `name` in the object's BTF. One scan of the types
+  // answers every section: the object's name index, which hashes every
+  // name, is left for whoever needs it.
+  absl::optional<uint32_t> Datasec(absl::string_view name);
   const Section* FindSection(absl::string_view name) const;
   const Section* RelSectionFor(uint32_t target) const;
 
@@ -156,6 +160,7 @@ class ElfReader {
   // Legacy and BTF map sections: offset of each definition -> map name.
   absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
   CollectionSpec spec_;
+  absl::optional<absl::flat_hash_map<std::string, uint32_t>> datasecs_;
   absl::optional<BtfExt> ext_;
 };
 
@@ -664,7 +669,7 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
 absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
   if (!spec_.btf) return Err("section .maps: BTF-defined maps need a .BTF section");
   const Btf& b = *spec_.btf;
-  auto ds = b.FindByNameKind(".maps", BtfKind::kDatasec);
+  auto ds = Datasec(".maps");
   if (!ds) return Err("section .maps: no DATASEC '.maps' in BTF");
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
@@ -732,7 +737,7 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
   }
   if (spec_.btf) {
     const Btf& b = *spec_.btf;
-    if (auto ds = b.FindByNameKind(sec.name, BtfKind::kDatasec)) {
+    if (auto ds = Datasec(sec.name)) {
       m.btf_value_type_id = *ds;
       for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
         const BtfType* var = b.TypeById(vsi.type);
@@ -776,7 +781,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
   // by relocations, recorded as init entries keyed by byte offset.
   if (!spec_.btf) return Err(SecName(sec.index), ": struct_ops maps need BTF");
   const Btf& b = *spec_.btf;
-  auto ds = b.FindByNameKind(sec.name, BtfKind::kDatasec);
+  auto ds = Datasec(sec.name);
   if (!ds) return Err(SecName(sec.index), ": no DATASEC in BTF");
   std::vector<Reloc> relocs;
   if (const Section* rel = RelSectionFor(sec.index)) {
@@ -822,7 +827,7 @@ absl::Status ElfReader::ReadExterns() {
     }
     return false;
   };
-  if (auto ks = b.FindByNameKind(".ksyms", BtfKind::kDatasec)) {
+  if (auto ks = Datasec(".ksyms")) {
     for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ks))) {
       const BtfType* t = b.TypeById(vsi.type);
       if (t == nullptr) continue;
@@ -836,7 +841,7 @@ absl::Status ElfReader::ReadExterns() {
       spec_.externs[e.name] = std::move(e);
     }
   }
-  if (auto kc = b.FindByNameKind(".kconfig", BtfKind::kDatasec)) {
+  if (auto kc = Datasec(".kconfig")) {
     BtfType* ds = b.MutableTypeById(*kc);
     uint32_t off = 0;
     for (BtfVarSecinfo& vsi : b.MutableSecinfos(*ds)) {
@@ -880,6 +885,21 @@ absl::Status ElfReader::ReadExterns() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::optional<uint32_t> ElfReader::Datasec(absl::string_view name) {
+  if (!spec_.btf) return absl::nullopt;
+  if (!datasecs_) {
+    datasecs_.emplace();
+    const Btf& b = *spec_.btf;
+    for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
+      const BtfType* t = b.TypeById(id);
+      if (t->kind == BtfKind::kDatasec) datasecs_->emplace(std::string(b.Name(*t)), id);  // first wins
+    }
+  }
+  auto it = datasecs_->find(name);
+  if (it == datasecs_->end()) return absl::nullopt;
+  return it->second;
 }
 
 const FuncRange* ElfReader::FuncAt(uint32_t shndx, uint32_t insn) const {

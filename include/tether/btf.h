@@ -164,8 +164,7 @@ class Btf {
   // is itself the kernel's) were checked by the kernel when it booted or
   // loaded the module: only their structure is checked again, and their
   // types are decoded lazily, a block at a time, on first access
-  // (thread-safe), with the name index built on the first name lookup.
-  // Any other file is parsed and validated like Parse().
+  // (thread-safe). Any other file is parsed and validated like Parse().
   static absl::StatusOr<Btf> LoadKernel(const std::string& path = "/sys/kernel/btf/vmlinux",
                                         const Btf* base = nullptr);
 
@@ -186,7 +185,9 @@ class Btf {
   absl::string_view NameOf(uint32_t id) const;
 
   // All ids with this name, in id order. Empty span if none. Split BTF
-  // answers for its own types only.
+  // answers for its own types only. The first lookup builds the index
+  // (thread-safe); names changed through MutableTypeById after that are
+  // not seen.
   absl::Span<const uint32_t> IdsByName(absl::string_view name) const;
   // Calls fn(id, name offset) for each of this Btf's own named types, in
   // id order, without decoding them.
@@ -272,8 +273,8 @@ class Btf {
     uint32_t start;
     uint32_t count;
   };
-  // Mutable: a lazily decoded Btf builds its index on the first lookup,
-  // through a const method, under LazyState's lock.
+  // Mutable: the index is built on the first lookup, through a const
+  // method, under NameIndexState's lock.
   mutable std::vector<uint32_t> name_ids_;
   mutable std::vector<NameGroup> name_groups_;
   struct NameSlot {
@@ -281,6 +282,8 @@ class Btf {
     uint32_t group = 0;
   };
   mutable std::vector<NameSlot> name_slots_;
+  struct NameIndexState;
+  std::unique_ptr<NameIndexState> names_;  // whether the index is built yet
 };
 
 // --- .BTF.ext ---------------------------------------------------------------

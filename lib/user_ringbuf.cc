@@ -172,9 +172,26 @@ absl::StatusOr<absl::Span<uint8_t>> UserRingBuffer::ReserveBlocking(
   }
 }
 
-void UserRingBuffer::Submit(absl::Span<uint8_t> record) { Commit(record, false); }
+// ThreadSanitizer cannot see the kernel: a record committed by one thread,
+// drained by the kernel, whose space another thread then reserves, looks
+// like two unordered writes to the same bytes. The kernel orders them (it
+// drains only committed records, and releases the consumer position that
+// Reserve acquires), but TSan needs an edge it can see: under TSan only,
+// committing takes the reservation lock. A record's space can be reserved
+// again only after its commit, so the lock orders the two.
+void UserRingBuffer::Submit(absl::Span<uint8_t> record) {
+#ifdef TETHER_TSAN
+  detail::MutexLock l(&lock_->mu);
+#endif
+  Commit(record, false);
+}
 
-void UserRingBuffer::Discard(absl::Span<uint8_t> record) { Commit(record, true); }
+void UserRingBuffer::Discard(absl::Span<uint8_t> record) {
+#ifdef TETHER_TSAN
+  detail::MutexLock l(&lock_->mu);
+#endif
+  Commit(record, true);
+}
 
 absl::Status UserRingBuffer::Write(absl::Span<const uint8_t> data) {
   if (data.size() > kMaxRecord) return ReserveError(E2BIG, static_cast<uint32_t>(std::min<size_t>(data.size(), UINT32_MAX)));

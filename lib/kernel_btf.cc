@@ -1,10 +1,7 @@
 #include "kernel_btf.h"
 
-#include <dirent.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <map>
 #include <memory>
 
 #include "absl/base/call_once.h"
@@ -44,53 +41,6 @@ absl::StatusOr<uint32_t> VmlinuxBtfTypeId(const std::string& name, uint32_t kind
 }
 
 }  // namespace detail
-absl::StatusOr<const Btf*> KernelModuleBtf(const std::string& module) {
-  if (module.empty() || module == "vmlinux" || module.find('/') != std::string::npos ||
-      module[0] == '.') {
-    return absl::InvalidArgumentError(absl::StrCat("'", module, "' is not a kernel module name"));
-  }
-  static detail::Mutex mu(absl::kConstInit);
-  // Parsed modules live until exit: relocated programs and CO-RE targets
-  // keep pointers into them.
-  static auto* cache = new std::map<std::string, absl::StatusOr<const Btf*>>;
-  detail::MutexLock lock(&mu);
-  if (auto it = cache->find(module); it != cache->end()) return it->second;
-  auto vmlinux = KernelBtf();
-  if (!vmlinux.ok()) return vmlinux.status();
-  auto btf = Btf::LoadKernel(absl::StrCat("/sys/kernel/btf/", module), *vmlinux);
-  absl::StatusOr<const Btf*> result =
-      btf.ok() ? absl::StatusOr<const Btf*>(new Btf(std::move(*btf)))
-               : absl::StatusOr<const Btf*>(absl::Status(
-                     btf.status().code(),
-                     absl::StrCat("module BTF '", module, "': ", btf.status().message())));
-  cache->emplace(module, result);
-  return result;
-}
-
-const std::vector<const Btf*>& KernelModuleBtfs() {
-  static absl::once_flag once;
-  static std::vector<const Btf*>* all = nullptr;
-  absl::call_once(once, [] {
-    all = new std::vector<const Btf*>;
-    std::vector<std::string> names;
-    if (DIR* d = opendir("/sys/kernel/btf")) {
-      while (struct dirent* e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != ".." && n != "vmlinux") names.push_back(n);
-      }
-      closedir(d);
-    }
-    std::sort(names.begin(), names.end());
-    for (const std::string& n : names) {
-      // A module whose BTF does not parse is left out rather than failing
-      // every relocation that has to look beyond vmlinux.
-      auto btf = KernelModuleBtf(n);
-      if (btf.ok()) all->push_back(*btf);
-    }
-  });
-  return *all;
-}
-
 namespace detail {
 
 absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs(absl::Status* refused) {
@@ -154,8 +104,8 @@ absl::StatusOr<std::vector<ModuleBtf>> LoadedModuleBtfs(absl::Status* refused) {
         auto again = sys::GetBtfInfo(fd->get(), &data);
         if (!again.ok()) return again.status();
         auto btf = Btf::Parse(data, absl::StrCat("module BTF '", info->name, "'"), *vmlinux);
-        // A module whose BTF does not parse is left out, as in
-        // KernelModuleBtfs(): no extern can be found there anyway.
+        // A module whose BTF does not parse is left out rather than
+        // failing every load: nothing can be found there anyway.
         if (btf.ok()) {
           parsed->push_back(std::make_unique<const Btf>(std::move(*btf)));
           s.btf = parsed->back().get();

@@ -21,15 +21,6 @@ namespace detail {
 // BTF_KIND_TYPEDEF...) in the kernel's BTF: the attach_btf_id of tracing,
 // LSM and iterator programs.
 absl::StatusOr<uint32_t> VmlinuxBtfTypeId(const std::string& name, uint32_t kind);
-}  // namespace detail
-// /sys/kernel/btf/<module>: split BTF over vmlinux, whose ids continue
-// after vmlinux's. Parsed on first use per module and cached.
-absl::StatusOr<const Btf*> KernelModuleBtf(const std::string& module);
-
-// Every module's BTF that parses, in name order; read once.
-const std::vector<const Btf*>& KernelModuleBtfs();
-
-namespace detail {
 
 // A kernel module's BTF as the kernel holds it at the time of the call.
 struct ModuleBtf {

@@ -336,7 +336,6 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
     p += 12;
     uint32_t kind = (info >> 24) & 0x1f;
     uint32_t vlen = info & 0xffff;
-    bool kind_flag = info >> 31;
     if (name_off >= str_end && name_off != 0) {
       return terr("name offset ", name_off, " is outside the ", str_end, "-byte string section");
     }
@@ -416,7 +415,6 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
       default:
         break;
     }
-    (void)kind_flag;
   }
 
   btf.types_.resize(first_slot + ntypes);
@@ -578,11 +576,6 @@ void Btf::BuildNameIndex() const {
   name_slots_.clear();
   const uint32_t first = FirstOwnId() - start_id_;
   const uint32_t n = static_cast<uint32_t>(types_.size());
-  // Lazily decoded BTF noted every name while checking its structure, so
-  // that the index needs no decoded type.
-  auto name_at = [&](uint32_t i) {
-    return lazy_ ? lazy_->name_offs[i - lazy_->first_slot] : types_[i].name_off;
-  };
   // Hashes first, in one sequential pass over the names; the table is
   // then filled with each slot prefetched a few types ahead. The table is
   // bigger than the caches for vmlinux, and waiting on each slot in turn
@@ -592,7 +585,7 @@ void Btf::BuildNameIndex() const {
   hashes.resize(n - first);
   uint32_t named = 0;
   for (uint32_t i = first; i < n; ++i) {
-    uint32_t off = name_at(i);
+    uint32_t off = NameOffAt(i);
     if (off == 0) continue;
     ++named;
     hashes[i - first] = static_cast<uint32_t>(NameHash(String(off)));
@@ -613,7 +606,7 @@ void Btf::BuildNameIndex() const {
   constexpr uint32_t kAhead = 16;
   for (uint32_t i = first; i < n; ++i) {
     if (i + kAhead < n) __builtin_prefetch(&name_slots_[hashes[i + kAhead - first] & mask]);
-    uint32_t off = name_at(i);
+    uint32_t off = NameOffAt(i);
     if (off == 0) continue;
     absl::string_view name;  // only read on a collision
     for (size_t slot = hashes[i - first] & mask;; slot = (slot + 1) & mask) {
@@ -639,7 +632,7 @@ void Btf::BuildNameIndex() const {
   ReserveExact(&name_ids_, start);
   name_ids_.resize(start);
   for (uint32_t i = first; i < n; ++i) {
-    if (name_at(i) == 0) continue;
+    if (NameOffAt(i) == 0) continue;
     NameGroup& g = name_groups_[group_of[i - first]];
     name_ids_[g.start + g.count++] = start_id_ + i;
   }
@@ -754,9 +747,15 @@ absl::Span<const uint32_t> Btf::IdsByName(absl::string_view name) const {
   }
 }
 
+uint32_t Btf::NameOffAt(uint32_t slot) const {
+  // Lazily decoded BTF noted every name while checking its structure, so
+  // that names need no decoded type.
+  return lazy_ ? lazy_->name_offs[slot - lazy_->first_slot] : types_[slot].name_off;
+}
+
 void Btf::ForEachNamedType(absl::FunctionRef<void(uint32_t, uint32_t)> fn) const {
   for (uint32_t slot = FirstOwnId() - start_id_; slot < types_.size(); ++slot) {
-    uint32_t off = lazy_ ? lazy_->name_offs[slot - lazy_->first_slot] : types_[slot].name_off;
+    uint32_t off = NameOffAt(slot);
     if (off != 0) fn(start_id_ + slot, off);
   }
 }

@@ -246,6 +246,9 @@ class Btf {
   void EnsureDecoded(uint32_t slot) const;
   void DecodeAll() const;
   void EnsureNameIndex() const;
+  // The name offset of own slot `slot` (>= the first own slot), without
+  // decoding it.
+  uint32_t NameOffAt(uint32_t slot) const;
   // Decodes `count` types from wire bytes `p` into types_[slot...], their
   // members, enumerators and secinfos from the given rows on. The bytes
   // were checked by ParseOwned's structural pass.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,6 +24,7 @@
 #include "tether/core.h"
 #include "tether/pin.h"
 #include "tether/prog_array.h"
+#include "tether/probe.h"
 
 namespace tether {
 namespace {
@@ -100,6 +102,47 @@ absl::Status Annotate(const absl::Status& st, absl::string_view prefix) {
     out.SetPayload(url, payload);
   });
   return out;
+}
+
+// When the kernel refused to create a map or load a program for its kind
+// (EPERM, or EACCES that no verifier log explains) rather than for its
+// content, says so: the object, the map or program, the errno, and what
+// the feature's probe reads on this kernel, so that a user can tell a
+// hardened kernel from a bad object.
+absl::Status ExplainRefusal(const absl::Status& st, absl::string_view source,
+                            absl::string_view command, absl::string_view probe_name,
+                            const std::function<absl::Status()>& probe) {
+  int err = sys::StatusErrno(st);
+  bool policy = err == EPERM ||
+                (err == EACCES && st.message().find("verifier log") == absl::string_view::npos);
+  if (!policy || st.message().find(command) == absl::string_view::npos) return st;
+  absl::Status reading = probe();
+  std::string verdict = absl::StrCat(probe::AnswerName(probe::AnswerOf(reading)),
+                                     reading.ok() ? "" : absl::StrCat(": ", reading.message()));
+  absl::Status out = absl::PermissionDeniedError(absl::StrFormat(
+      "object '%s': %s: refused by this kernel (%s); probe %s: %s", source, st.message(),
+      sys::ErrnoName(err), probe_name, verdict));
+  st.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
+
+// The probe that says whether this kernel accepts programs like `p`: the
+// iterator target or the trampoline for tracing programs that need one,
+// the program type otherwise.
+std::pair<std::string, std::function<absl::Status()>> ProgramProbe(uint32_t type,
+                                                                   const ProgramSpec& p) {
+  if (type == BPF_PROG_TYPE_TRACING && p.expected_attach_type == BPF_TRACE_ITER) {
+    return {absl::StrCat("iterator:", p.attach_to),
+            [target = p.attach_to] { return probe::HaveIterator(target); }};
+  }
+  if (type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM ||
+      (type == BPF_PROG_TYPE_TRACING && p.expected_attach_type != BPF_TRACE_RAW_TP)) {
+    return {"trampolines", [] { return probe::HaveTrampolines(); }};
+  }
+  return {absl::StrCat("prog_type:", ProgramTypeName(type)),
+          [type] { return probe::HaveProgramType(type); }};
 }
 
 // The kernel symbol a tracing program attaches to, and the BTF kind
@@ -267,8 +310,13 @@ class CollectionLoader {
     for (const auto& n : maps_wanted_)
       if (IsMapInMap(spec_.maps.at(n).type)) order.push_back(n);
     for (const std::string& name : order) {
-      absl::Status st = CreateMap(name, spec_.maps.at(name));
-      if (!st.ok()) return st;
+      const MapSpec& m = spec_.maps.at(name);
+      absl::Status st = CreateMap(name, m);
+      if (!st.ok()) {
+        return ExplainRefusal(st, spec_.source, "BPF_MAP_CREATE",
+                              absl::StrCat("map_type:", MapTypeName(m.type)),
+                              [type = m.type] { return probe::HaveMapType(type); });
+      }
     }
     return absl::OkStatus();
   }
@@ -687,7 +735,9 @@ class CollectionLoader {
     if (opt_.log_level > 0) o.log = &log;
     auto prog = Program::Load(o);
     if (!prog.ok()) {
-      return Annotate(ExplainCorePoison(prog.status(), poisoned), absl::StrCat("collection: ", what));
+      auto [probe_name, probe] = ProgramProbe(o.type, p);
+      absl::Status st = ExplainRefusal(prog.status(), spec_.source, "BPF_PROG_LOAD", probe_name, probe);
+      return Annotate(ExplainCorePoison(st, poisoned), absl::StrCat("collection: ", what));
     }
     result_.programs_.emplace(name, *prog);
     if (!log.empty()) result_.verifier_logs_.emplace(name, std::move(log));

@@ -1250,7 +1250,9 @@ absl::StatusOr<CollectionSpec> ElfReader::Read() {
 absl::StatusOr<CollectionSpec> CollectionSpec::FromMemory(absl::Span<const uint8_t> elf,
                                                           absl::string_view what) {
   ElfReader reader(elf, what);
-  return reader.Read();
+  auto spec = reader.Read();
+  if (spec.ok()) spec->source = std::string(what);
+  return spec;
 }
 
 absl::StatusOr<CollectionSpec> CollectionSpec::FromFile(const std::string& path) {

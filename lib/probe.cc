@@ -21,12 +21,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "mutex_internal.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
 #include "tether/map.h"
 #include "tether/program.h"
 #include "kernel_btf.h"
+#include "probe_internal.h"
 
 namespace tether::probe {
 namespace {
@@ -334,9 +337,10 @@ std::string LastLogLine(const absl::Status& st) {
   return std::string(nl == absl::string_view::npos ? msg : msg.substr(nl + 1));
 }
 
-// CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON: what tracing programs need.
-// A refusal without them says nothing about the kernel.
-bool MayLoadTracing() {
+// CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON and CAP_NET_ADMIN: what every
+// map and program type needs. An EPERM without them says nothing about the
+// kernel; with them, it is the kernel refusing.
+bool HoldsBpfPrivileges() {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
@@ -344,9 +348,52 @@ bool MayLoadTracing() {
     uint64_t caps = 0;
     if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &caps)) return false;
     auto has = [caps](int cap) { return (caps >> cap) & 1; };
-    return has(21) || (has(39) && has(38));
+    return has(21) || (has(39) && has(38) && has(12));
   }
   return false;
+}
+
+// Marks a probe's "refused here" answer, so that it cannot be mistaken for
+// a PermissionDenied that only says the probe could not run.
+constexpr char kAnswerPayload[] = "tether.dev/probe-answer";
+
+absl::Status Refused(absl::string_view feature, absl::string_view since, absl::string_view op,
+                     int err) {
+  absl::Status st = absl::PermissionDeniedError(absl::StrFormat(
+      "%s: kernel %s knows them (since %s) but refuses them here: %s fails with %s although "
+      "this process holds CAP_SYS_ADMIN (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); likely a "
+      "lockdown or hardening policy, an LSM or seccomp rule, or a config option they need",
+      feature, KernelRelease(), since, op, sys::ErrnoName(err)));
+  st.SetPayload(kAnswerPayload, absl::Cord("refused"));
+  return st;
+}
+
+// EPERM, or EACCES that no verifier log explains (the verifier says EACCES
+// of programs it rejects): the kernel's policy, not the probe's object.
+bool IsPolicyRefusal(const absl::Status& st) {
+  int err = sys::StatusErrno(st);
+  if (err == EPERM) return true;
+  return err == EACCES && st.message().find("verifier log") == absl::string_view::npos;
+}
+
+// A probe step's failure, turned into "refused here" when it is one.
+absl::Status RefusedOr(const absl::Status& st, absl::string_view feature, absl::string_view since,
+                       absl::string_view op) {
+  if (IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
+    return Refused(feature, since, op, sys::StatusErrno(st));
+  }
+  return st;
+}
+
+// Prefixes a status that is no answer with what it is, keeping its code
+// and payloads (the errno).
+absl::Status CouldNotRun(absl::string_view probe_name, const absl::Status& st) {
+  if (absl::StartsWith(st.message(), "probe ")) return st;  // a nested probe's, already said
+  absl::Status out(st.code(), absl::StrCat("probe ", probe_name, " could not run: ", st.message()));
+  st.ForEachPayload([&out](absl::string_view key, const absl::Cord& value) {
+    out.SetPayload(key, value);
+  });
+  return out;
 }
 
 struct VmlinuxType {
@@ -373,18 +420,53 @@ absl::Status Cached(absl::string_view name, const std::function<absl::Status()>&
     if (it != c.results.end()) return it->second;
   }
   absl::Status result = probe();  // outside the lock: probes may nest
+  if (AnswerOf(result) == Answer::kCouldNotRun) result = CouldNotRun(key, result);
   detail::MutexLock lock(&c.mu);
   return c.results.emplace(key, result).first->second;
 }
+
+namespace testing {
+void ForgetAnswers() {
+  Cache& c = TheCache();
+  detail::MutexLock lock(&c.mu);
+  c.results.clear();
+}
+}  // namespace testing
 
 std::string Report() {
   Cache& c = TheCache();
   detail::MutexLock lock(&c.mu);
   std::string out;
   for (const auto& [name, st] : c.results) {
-    absl::StrAppend(&out, name, ": ", st.ok() ? "OK" : st.ToString(), "\n");
+    Answer answer = AnswerOf(st);
+    absl::StrAppend(&out, name, ": ", AnswerName(answer));
+    if (answer == Answer::kCouldNotRun) {
+      absl::StrAppend(&out, ": ", st.ToString(absl::StatusToStringMode::kWithNoExtraData));
+    } else if (answer != Answer::kPresent) {
+      absl::StrAppend(&out, ": ", st.message());
+    }
+    absl::StrAppend(&out, "\n");
   }
   return out;
+}
+
+Answer AnswerOf(const absl::Status& probe_result) {
+  if (probe_result.ok()) return Answer::kPresent;
+  if (absl::IsUnimplemented(probe_result)) return Answer::kMissing;
+  if (absl::IsPermissionDenied(probe_result) && probe_result.GetPayload(kAnswerPayload)) {
+    return Answer::kRefused;
+  }
+  return Answer::kCouldNotRun;
+}
+
+const char* AnswerName(Answer answer) {
+  switch (answer) {
+    case Answer::kPresent: return "present";
+    case Answer::kMissing: return "missing";
+    case Answer::kRefused: return "refused here";
+    case Answer::kCouldNotRun: return "could not run";
+  }
+  return "?";
 }
 
 std::string KernelRelease() {
@@ -444,7 +526,8 @@ absl::Status HaveMapType(uint32_t type) {
       }
       return absl::OkStatus();
     }
-    return fd.status();
+    return RefusedOr(fd.status(), absl::StrCat(MapTypeName(type), " maps"), MapTypeSince(type),
+                     "BPF_MAP_CREATE of a minimal map");
   });
 }
 
@@ -473,17 +556,11 @@ absl::Status HaveProgramType(uint32_t type) {
           "program type %s is not supported by kernel %s (it needs %s)", ProgramTypeName(type),
           KernelRelease(), ProgramTypeSince(type)));
     }
+    // Hardened kernels refuse some types (those on trampolines, often)
+    // with EPERM even to a process with every privilege.
     if (err == EPERM) {
-      // These types run on trampolines. With the privilege they need, EPERM
-      // is the kernel refusing them, as some hardened kernels do.
-      bool trampoline = type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM ||
-                        type == BPF_PROG_TYPE_TRACING;
-      if (trampoline && MayLoadTracing()) {
-        return absl::UnimplementedError(absl::StrFormat(
-            "kernel %s refuses %s programs (EPERM with CAP_SYS_ADMIN): they need BPF trampolines",
-            KernelRelease(), ProgramTypeName(type)));
-      }
-      return res.status();
+      return RefusedOr(res.status(), absl::StrCat(ProgramTypeName(type), " programs"),
+                       ProgramTypeSince(type), "BPF_PROG_LOAD of a minimal program");
     }
     return absl::OkStatus();
   });
@@ -606,7 +683,9 @@ absl::Status InPrivateNetns(const std::function<absl::Status()>& fn) {
   absl::Status result;
   std::thread t([&] {
     if (unshare(CLONE_NEWNET) != 0) {
-      result = sys::ErrnoStatus(errno, "probe", "unshare(CLONE_NEWNET)");
+      // Not the kernel refusing BPF: the probe has no namespace to work in.
+      result = absl::FailedPreconditionError(
+          absl::StrCat("probe: unshare(CLONE_NEWNET): ", strerror(errno)));
       return;
     }
     result = fn();
@@ -764,11 +843,12 @@ absl::Status ProbeLink(LinkKind kind) {
       auto prog = MinimalProgram(BPF_PROG_TYPE_TRACING, attach, *id);
       if (prog.ok()) return absl::OkStatus();
       int err = sys::StatusErrno(prog.status());
-      if (err == EPERM || err == EINVAL || err == EOPNOTSUPP || err == 524) {
-        return Missing(kind, absl::StrCat("this kernel refuses to load them: ",
+      if (err == EINVAL || err == EOPNOTSUPP || err == 524) {
+        return Missing(kind, absl::StrCat("this kernel cannot load them: ",
                                           prog.status().message().substr(0, 200)));
       }
-      return prog.status();
+      return RefusedOr(prog.status(), LinkKindName(kind), LinkKindSince(kind),
+                       "BPF_PROG_LOAD of a minimal program");
     }
     case LinkKind::kNetnsSkLookup:
       return LinkCreateReachesTarget(kind, BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP);
@@ -823,7 +903,10 @@ const char* LinkKindSince(LinkKind kind) {
 }
 
 absl::Status HaveLinkKind(LinkKind kind) {
-  return Cached(absl::StrCat("link:", LinkKindName(kind)), [kind] { return ProbeLink(kind); });
+  return Cached(absl::StrCat("link:", LinkKindName(kind)), [kind] {
+    return RefusedOr(ProbeLink(kind), LinkKindName(kind), LinkKindSince(kind),
+                     "a minimal program or link of this kind");
+  });
 }
 
 absl::Status HaveBtfKind(uint32_t kind) {
@@ -948,12 +1031,9 @@ absl::Status HaveTrampolines() {
       step = "attach";
     }
     int err = sys::StatusErrno(st);
-    if ((err == EPERM || err == EACCES) && MayLoadTracing()) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "kernel %s refuses BPF trampolines (fentry, fexit, freplace, lsm): an fentry program "
-          "on bpf_fentry_test1 fails to %s with %s although this process holds CAP_SYS_ADMIN "
-          "(a lockdown or hardening policy, or no ftrace direct calls)",
-          KernelRelease(), step, sys::ErrnoName(err)));
+    if (IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
+      return Refused("BPF trampolines (fentry, fexit, freplace, lsm)", "5.5",
+                     absl::StrCat("an fentry program on bpf_fentry_test1: ", step), err);
     }
     if (err == 524 || err == EOPNOTSUPP || err == ENODEV) {
       return absl::UnimplementedError(absl::StrFormat(
@@ -962,6 +1042,51 @@ absl::Status HaveTrampolines() {
           KernelRelease(), sys::ErrnoName(err), step));
     }
     return st;
+  });
+}
+
+namespace {
+// The release that brought each iterator target that tether's tests, docs
+// or library paths use.
+const char* IteratorSince(absl::string_view target) {
+  static const std::pair<const char*, const char*> kSince[] = {
+      {"bpf_map", "5.8"},       {"bpf_prog", "5.8"},   {"task", "5.8"},
+      {"task_file", "5.8"},     {"netlink", "5.8"},    {"ipv6_route", "5.8"},
+      {"bpf_map_elem", "5.9"},  {"tcp", "5.9"},        {"udp", "5.9"},
+      {"bpf_sk_storage_map", "5.9"}, {"sockmap", "5.10"}, {"task_vma", "5.12"},
+      {"unix", "5.17"},         {"bpf_link", "5.19"},  {"ksym", "6.0"},
+      {"cgroup", "6.1"},
+  };
+  for (const auto& [name, since] : kSince) {
+    if (target == name) return since;
+  }
+  return "a release that tether does not know";
+}
+}  // namespace
+
+absl::Status HaveIterator(absl::string_view target) {
+  std::string t(target);
+  return Cached(absl::StrCat("iterator:", t), [t]() -> absl::Status {
+    std::string feature = absl::StrCat("BPF iterators over ", t);
+    if (absl::Status btf = HaveVmlinuxBtf(); !btf.ok()) {
+      return absl::UnimplementedError(absl::StrCat(feature, ": ", btf.message()));
+    }
+    auto id = detail::VmlinuxBtfTypeId(absl::StrCat("bpf_iter_", t), BTF_KIND_FUNC);
+    if (!id.ok()) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: not supported by kernel %s (its BTF has no bpf_iter_%s; the target came in %s)",
+          feature, KernelRelease(), t, IteratorSince(t)));
+    }
+    auto prog = MinimalProgram(BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, *id);
+    if (prog.ok()) return absl::OkStatus();
+    int err = sys::StatusErrno(prog.status());
+    if (err == EINVAL || err == EOPNOTSUPP || err == 524) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: not supported by kernel %s (needs %s): %s", feature, KernelRelease(),
+          IteratorSince(t), prog.status().message().substr(0, 200)));
+    }
+    return RefusedOr(prog.status(), feature, IteratorSince(t),
+                     "BPF_PROG_LOAD of a minimal iterator program");
   });
 }
 
@@ -1053,6 +1178,8 @@ void ProbeAll() {
   // Two kfuncs of vmlinux that the tests use (6.2+).
   (void)HaveKfunc("bpf_task_from_pid");
   (void)HaveKfunc("bpf_rcu_read_lock");
+  // The iterator targets that the tests and the map dump path use.
+  for (const char* target : {"bpf_map", "bpf_map_elem", "task"}) (void)HaveIterator(target);
   for (int k = static_cast<int>(LinkKind::kXdp); k <= static_cast<int>(LinkKind::kNetnsFlowDissector); ++k) {
     (void)HaveLinkKind(static_cast<LinkKind>(k));
   }

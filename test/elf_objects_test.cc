@@ -158,9 +158,7 @@ bool HaveTaskKfuncs() {
 
 TEST_CASE(".ksyms loaded: typed ksyms read runqueues[cpu].cpu and this CPU's bpf_prog_active",
           "[elf][ksym][collection]") {
-  absl::Status typed = probe::HaveTypedKsyms();
-  if (absl::IsUnimplemented(typed)) TETHER_SKIP_FOR_PROBE("typed_ksyms", typed.message());
-  REQUIRE(typed.ok());
+  TETHER_REQUIRE_FEATURE("typed_ksyms", probe::HaveTypedKsyms());
   CollectionSpec spec = Load("ksyms");
   Program prog;
   Map bss, data;
@@ -204,7 +202,8 @@ TEST_CASE(".ksyms loaded: an untyped ksym is the kallsyms address", "[elf][ksym]
 TEST_CASE(".ksyms loaded: vmlinux kfuncs find this process by pid, and no task for a pid nobody has",
           "[elf][ksym][kfunc][collection]") {
   if (!HaveTaskKfuncs()) {
-    TETHER_SKIP_FOR_PROBE("kfunc bpf_task_from_pid", probe::HaveKfunc("bpf_task_from_pid").message());
+    TETHER_REQUIRE_FEATURE("kfunc bpf_task_from_pid", probe::HaveKfunc("bpf_task_from_pid"));
+    TETHER_REQUIRE_FEATURE("kfunc bpf_task_release", probe::HaveKfunc("bpf_task_release"));
   }
   CollectionSpec spec = Load("ksyms");
   REQUIRE(spec.SetVariable("want_pid", static_cast<int32_t>(getpid())).ok());
@@ -272,7 +271,7 @@ TEST_CASE(".ksyms loaded: the whole object, or an error naming the program and t
   CollectionSpec spec = Load("ksyms");
   auto coll = Collection::Load(spec);
   absl::Status typed = probe::HaveTypedKsyms();
-  if (absl::IsUnimplemented(typed)) {
+  if (probe::Unusable(typed)) {
     // typed_ksyms cannot load here; the error still names it.
     REQUIRE_FALSE(coll.ok());
     CHECK_THAT(std::string(coll.status().message()), Catch::Contains("typed_ksyms"));

@@ -71,19 +71,37 @@ std::vector<bpf_insn> LongRefusedProgram(size_t n) {
 
 }  // namespace
 
+// From the release that brought a feature on, a probe says "present" or,
+// on a kernel whose policy forbids it, "refused here"; before it, "missing".
+bool AgreesWithVersion(const absl::Status& st, bool at_least) {
+  probe::Answer a = probe::AnswerOf(st);
+  return at_least ? (a == probe::Answer::kPresent || a == probe::Answer::kRefused)
+                  : a == probe::Answer::kMissing;
+}
+
 TEST_CASE("probes agree with the kernel version for version-bound features", "[kernel_diff][probe]") {
   INFO("kernel " << probe::KernelRelease());
-  CHECK(probe::HaveLogTrueSize().ok() == KernelAtLeast(6, 4));
-  CHECK(probe::HaveTokens().ok() == KernelAtLeast(6, 9));
-  CHECK(probe::HaveBatchOps().ok() == KernelAtLeast(5, 6));
-  CHECK(probe::HaveMapType(sys::uapi::kMapTypeCgrpStorage).ok() == KernelAtLeast(6, 2));
-  CHECK(probe::HaveMapType(sys::uapi::kMapTypeArena).ok() == KernelAtLeast(6, 9));
-  CHECK(probe::HaveProgramType(sys::uapi::kProgTypeNetfilter).ok() == KernelAtLeast(6, 4));
-  CHECK(probe::HaveBtfKind(BTF_KIND_FLOAT).ok() == KernelAtLeast(5, 13));
-  CHECK(probe::HaveBtfKind(BTF_KIND_DECL_TAG).ok() == KernelAtLeast(5, 16));
-  CHECK(probe::HaveBtfKind(BTF_KIND_TYPE_TAG).ok() == KernelAtLeast(5, 17));
-  CHECK(probe::HaveBtfKind(BTF_KIND_ENUM64).ok() == KernelAtLeast(6, 0));
-  CHECK(probe::HaveBtfFuncLinkage(BTF_FUNC_GLOBAL).ok() == KernelAtLeast(5, 6));
+  struct Case {
+    absl::Status st;
+    int major, minor;
+  } cases[] = {
+      {probe::HaveLogTrueSize(), 6, 4},
+      {probe::HaveTokens(), 6, 9},
+      {probe::HaveBatchOps(), 5, 6},
+      {probe::HaveMapType(sys::uapi::kMapTypeCgrpStorage), 6, 2},
+      {probe::HaveMapType(sys::uapi::kMapTypeArena), 6, 9},
+      {probe::HaveProgramType(sys::uapi::kProgTypeNetfilter), 6, 4},
+      {probe::HaveBtfKind(BTF_KIND_FLOAT), 5, 13},
+      {probe::HaveBtfKind(BTF_KIND_DECL_TAG), 5, 16},
+      {probe::HaveBtfKind(BTF_KIND_TYPE_TAG), 5, 17},
+      {probe::HaveBtfKind(BTF_KIND_ENUM64), 6, 0},
+      {probe::HaveBtfFuncLinkage(BTF_FUNC_GLOBAL), 5, 6},
+      {probe::HaveIterator("bpf_map_elem"), 5, 9},
+  };
+  for (const Case& c : cases) {
+    INFO(c.major << "." << c.minor << ": " << c.st.ToString());
+    CHECK(AgreesWithVersion(c.st, KernelAtLeast(c.major, c.minor)));
+  }
   // No kernel takes extern functions in program BTF: loaders rewrite them.
   CHECK(probe::HaveBtfFuncLinkage(BTF_FUNC_EXTERN).code() == absl::StatusCode::kUnimplemented);
   CHECK(probe::HaveBtfKind(0x7f).code() == absl::StatusCode::kInvalidArgument);
@@ -105,9 +123,16 @@ TEST_CASE("a missing feature's probe names it and the release that brought it", 
   for (const auto& c : cases) {
     if (c.st.ok()) continue;
     INFO(c.st.ToString());
-    CHECK(c.st.code() == absl::StatusCode::kUnimplemented);
+    // Missing or refused here; either way the message names the feature,
+    // the release that brought it and this kernel. A refusal also names
+    // the errno.
+    CHECK(probe::Unusable(c.st));
     CHECK_THAT(std::string(c.st.message()), Catch::Contains(c.feature) && Catch::Contains(c.since) &&
                                                  Catch::Contains(probe::KernelRelease()));
+    if (probe::AnswerOf(c.st) == probe::Answer::kRefused) {
+      CHECK_THAT(std::string(c.st.message()),
+                 Catch::Contains("refuses") && (Catch::Contains("EPERM") || Catch::Contains("EACCES")));
+    }
   }
 }
 
@@ -221,8 +246,7 @@ TEST_CASE("per-CPU values span the possible CPUs, not the online ones", "[kernel
 }
 
 TEST_CASE("fentry: a trampoline program runs when its target does", "[kernel_diff][trampoline]") {
-  absl::Status have = probe::HaveTrampolines();
-  if (!have.ok()) TETHER_SKIP_FOR_PROBE("trampolines", have.message());
+  TETHER_REQUIRE_FEATURE("trampolines", probe::HaveTrampolines());
 
   auto counter = sys::MapCreate([] {
     sys::MapCreateRequest r;
@@ -307,8 +331,7 @@ TEST_CASE("every probe asks the kernel once per process", "[kernel_diff][probe]"
 }
 
 TEST_CASE("kprobe: a program on a kernel function counts its calls", "[kernel_diff][kprobe]") {
-  absl::Status have = probe::HaveKprobes();
-  if (!have.ok()) TETHER_SKIP_FOR_PROBE("kprobes", have.message());
+  TETHER_REQUIRE_FEATURE("kprobes", probe::HaveKprobes());
 
   int pmu_type = 0;
   {

@@ -62,9 +62,7 @@ std::vector<KfuncCall> KfuncCalls(const std::vector<bpf_insn>& insns) {
 TEST_CASE("kfuncs from a kernel module's BTF: fd_array slot, test run, no fd left open",
           "[collection][kfunc][module]") {
   LoadConntrackModule();
-  absl::Status have = probe::HaveKfunc("bpf_xdp_ct_lookup");
-  if (absl::IsUnimplemented(have)) TETHER_SKIP_FOR_PROBE("kfunc bpf_xdp_ct_lookup", have.message());
-  REQUIRE(have.ok());
+  TETHER_REQUIRE_FEATURE("kfunc bpf_xdp_ct_lookup", probe::HaveKfunc("bpf_xdp_ct_lookup"));
   CollectionSpec spec = ModuleKfuncSpec();
   for (const char* name : {"bpf_xdp_ct_lookup", "bpf_ct_release"}) {
     const ExternSpec& e = spec.externs.at(name);
@@ -160,9 +158,7 @@ TEST_CASE("a missing kfunc that is not weak: the error names the program, the kf
 TEST_CASE("a failure at any bpf() call of a module kfunc load leaves no fd open",
           "[collection][kfunc][module][faults]") {
   LoadConntrackModule();
-  absl::Status have = probe::HaveKfunc("bpf_xdp_ct_lookup");
-  if (absl::IsUnimplemented(have)) TETHER_SKIP_FOR_PROBE("kfunc bpf_xdp_ct_lookup", have.message());
-  REQUIRE(have.ok());
+  TETHER_REQUIRE_FEATURE("kfunc bpf_xdp_ct_lookup", probe::HaveKfunc("bpf_xdp_ct_lookup"));
   CollectionSpec spec = ModuleKfuncSpec();
   auto load = [&] {
     Program prog;

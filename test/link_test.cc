@@ -47,13 +47,8 @@ constexpr int32_t kXdpPass = 2;
 
 // Skips (via the probe) when the kernel lacks the kind; fails when the
 // probe itself could not run.
-#define REQUIRE_LINK_KIND(kind)                                                 \
-  do {                                                                          \
-    absl::Status have_ = probe::HaveLinkKind(kind);                             \
-    if (absl::IsUnimplemented(have_))                                           \
-      TETHER_SKIP_FOR_PROBE(probe::LinkKindName(kind), have_.message());        \
-    REQUIRE_OK(have_);                                                        \
-  } while (0)
+#define REQUIRE_LINK_KIND(kind) \
+  TETHER_REQUIRE_FEATURE(probe::LinkKindName(kind), probe::HaveLinkKind(kind))
 
 void Getpids(int n) {
   for (int i = 0; i < n; ++i) syscall(SYS_getpid);
@@ -398,10 +393,7 @@ TEST_CASE("fentry and fexit links on bpf_fentry_test1", "[link][trampoline]") {
 
 TEST_CASE("fmod_ret link on bpf_modify_return_test", "[link][trampoline]") {
   REQUIRE_LINK_KIND(probe::LinkKind::kTrampoline);
-  if (absl::Status st = probe::HaveModifyReturn(); !st.ok()) {
-    if (st.code() != absl::StatusCode::kUnimplemented) FAIL(st.ToString());
-    TETHER_SKIP_FOR_PROBE("modify_return", st.message());
-  }
+  TETHER_REQUIRE_FEATURE("modify_return", probe::HaveModifyReturn());
   auto mr = TracingTargetBtfId(BPF_MODIFY_RETURN, "bpf_modify_return_test");
   REQUIRE_OK(mr);
   Map count = CounterMap("fmod_ret");
@@ -478,6 +470,7 @@ TEST_CASE("uprobe.multi link counts calls at several places", "[link][uprobe]") 
 
 TEST_CASE("map element iterator writes every value of the map", "[link][iter]") {
   REQUIRE_LINK_KIND(probe::LinkKind::kIter);
+  TETHER_REQUIRE_FEATURE("iterator:bpf_map_elem", probe::HaveIterator("bpf_map_elem"));
   auto btf_id = TracingTargetBtfId(BPF_TRACE_ITER, "bpf_map_elem");
   REQUIRE_OK(btf_id);
   MapOptions mo;
@@ -707,10 +700,14 @@ TEST_CASE("every link probe answers yes, or no with the version that brought the
         LinkKind::kNetnsFlowDissector}) {
     absl::Status st = probe::HaveLinkKind(kind);
     INFO(probe::LinkKindName(kind) << ": " << st);
-    CHECK((st.ok() || absl::IsUnimplemented(st)));
+    CHECK((st.ok() || probe::Unusable(st)));
     if (absl::IsUnimplemented(st) && kind != LinkKind::kKprobe) {
       CHECK(absl::StrContains(st.message(), probe::LinkKindSince(kind)));
       CHECK(absl::StrContains(st.message(), probe::KernelRelease()));
+    }
+    if (probe::AnswerOf(st) == probe::Answer::kRefused) {
+      CHECK(absl::StrContains(st.message(), probe::KernelRelease()));
+      CHECK((absl::StrContains(st.message(), "EPERM") || absl::StrContains(st.message(), "EACCES")));
     }
     // Cached: the same answer again, without asking the kernel.
     CHECK(probe::HaveLinkKind(kind) == st);

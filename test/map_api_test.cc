@@ -482,8 +482,7 @@ TEST_CASE("queue and stack: push, peek, pop, full, overwrite", "[map][queue]") {
 }
 
 TEST_CASE("bloom filter: added values test present, most others absent", "[map][bloom]") {
-  if (absl::Status p = probe::HaveMapType(BPF_MAP_TYPE_BLOOM_FILTER); !p.ok())
-    TETHER_SKIP_FOR_PROBE("map_type bloom_filter", p.ToString());
+  TETHER_REQUIRE_FEATURE("map_type:bloom_filter", probe::HaveMapType(BPF_MAP_TYPE_BLOOM_FILTER));
   auto bf = MustOk(BloomFilter<uint64_t>::Create("bloom_api", 1000, 3));
   for (uint64_t i = 0; i < 100; ++i) REQUIRE_OK(bf.Add(i * 1000003));
   for (uint64_t i = 0; i < 100; ++i) CHECK(MustOk(bf.Test(i * 1000003)));
@@ -759,11 +758,7 @@ TEST_CASE("every map type the kernel has: create and one live operation", "[map]
   for (const TypeCase& c : cases) {
     const char* name = MapTypeName(c.type);
     DYNAMIC_SECTION(name) {
-      if (absl::Status p = probe::HaveMapType(c.type); !p.ok()) {
-        if (p.code() == absl::StatusCode::kUnimplemented)
-          TETHER_SKIP_FOR_PROBE(absl::StrCat("map_type ", name), p.ToString());
-        FAIL("probe for " << name << " could not run: " << p.ToString());
-      }
+      TETHER_REQUIRE_FEATURE(absl::StrCat("map_type:", name), probe::HaveMapType(c.type));
       MapOptions o;
       o.type = c.type;
       o.key_size = c.key;

@@ -108,8 +108,7 @@ TEST_CASE("tail calls through a pinned program array work after every handle is 
 }
 
 TEST_CASE("a pinned link outlives its handles; unpinning detaches it", "[pin][link]") {
-  absl::Status have = probe::HaveLinkKind(probe::LinkKind::kRawTracepoint);
-  if (absl::IsUnimplemented(have)) TETHER_SKIP_FOR_PROBE("raw tracepoints", have.message());
+  TETHER_REQUIRE_FEATURE("raw tracepoints", probe::HaveLinkKind(probe::LinkKind::kRawTracepoint));
   testing::TempPinDir dir;
   uint32_t link_id = 0, prog_id = 0, map_id = 0;
   {
@@ -192,8 +191,7 @@ TEST_CASE("a pin of another kind is refused by LoadPinned", "[pin]") {
 }
 
 TEST_CASE("LoadPinDirectory returns a handle for every pinned object", "[pin]") {
-  absl::Status have = probe::HaveLinkKind(probe::LinkKind::kRawTracepoint);
-  if (absl::IsUnimplemented(have)) TETHER_SKIP_FOR_PROBE("raw tracepoints", have.message());
+  TETHER_REQUIRE_FEATURE("raw tracepoints", probe::HaveLinkKind(probe::LinkKind::kRawTracepoint));
   testing::TempPinDir dir;
   uint32_t map_id = 0, prog_id = 0, link_id = 0, array_id = 0;
   {

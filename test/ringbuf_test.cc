@@ -43,12 +43,11 @@ Map MakeRing(const std::string& name, uint32_t size) {
   return *m;
 }
 
-bool HaveRingbuf() { return probe::HaveMapType(BPF_MAP_TYPE_RINGBUF).ok(); }
 
 }  // namespace
 
 TEST_CASE("ring buffer: records written by a program come back in order", "[ringbuf]") {
-  if (!HaveRingbuf()) TETHER_SKIP_FOR_PROBE("map_type ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF).ToString());
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
   Map rb = MakeRing("rb_order", 1 << 16);
   Program prog = LoadRingbufOutput(rb, sizeof(Rec));
   auto reader = RingBufferReader::Create();
@@ -83,7 +82,7 @@ TEST_CASE("ring buffer: records written by a program come back in order", "[ring
 }
 
 TEST_CASE("ring buffer: discarded records are skipped, wrap-around is contiguous", "[ringbuf]") {
-  if (!HaveRingbuf()) TETHER_SKIP_FOR_PROBE("map_type ringbuf", "no ringbuf");
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
   // 200-byte records (208 with the header) in a 4 KiB ring wrap at a
   // different offset every lap.
   constexpr int32_t kLen = 200;
@@ -116,7 +115,7 @@ TEST_CASE("ring buffer: discarded records are skipped, wrap-around is contiguous
 }
 
 TEST_CASE("ring buffer: a full ring refuses, and consuming frees the space", "[ringbuf]") {
-  if (!HaveRingbuf()) TETHER_SKIP_FOR_PROBE("map_type ringbuf", "no ringbuf");
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
   Map rb = MakeRing("rb_full", 4096);
   Program prog = LoadRingbufOutput(rb, 64);
   auto reader = RingBufferReader::Create();
@@ -142,7 +141,7 @@ TEST_CASE("ring buffer: a full ring refuses, and consuming frees the space", "[r
 }
 
 TEST_CASE("ring buffer: several rings in one poller, with a timeout", "[ringbuf]") {
-  if (!HaveRingbuf()) TETHER_SKIP_FOR_PROBE("map_type ringbuf", "no ringbuf");
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
   Map a = MakeRing("rb_a", 4096);
   Map b = MakeRing("rb_b", 8192);
   Program pa = LoadRingbufOutput(a, 16);
@@ -194,7 +193,7 @@ TEST_CASE("ring buffer: several rings in one poller, with a timeout", "[ringbuf]
 }
 
 TEST_CASE("ring buffer: a poller thread, a producer, and a cross-thread wakeup", "[ringbuf][concurrency]") {
-  if (!HaveRingbuf()) TETHER_SKIP_FOR_PROBE("map_type ringbuf", "no ringbuf");
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
   Map rb = MakeRing("rb_thread", 1 << 14);
   Program prog = LoadRingbufOutput(rb, sizeof(Rec));
   auto created = RingBufferReader::Create();

@@ -9,10 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
+#include "sys/bpf.h"
+#include "tether/map.h"
+#include "tether/program.h"
 #include "test_support.h"
 
 namespace {
@@ -67,6 +72,34 @@ class LeakListener : public Catch::TestEventListenerBase {
   std::vector<std::string> pins_before_;
 };
 
+// TETHER_TEST_REFUSE="map:arena,prog:tracing" plays a kernel that refuses
+// those types with EPERM, through the syscall layer's fault hook, for the
+// whole run: the suite must then skip what depends on them, naming the
+// probe, and pass. Returns false on a name it does not know.
+bool InstallRefusals(const char* spec) {
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, ':');
+    bool found = false;
+    for (uint32_t t = 1; t < 64 && !found; ++t) {
+      if (kv.first == "map" && kv.second == tether::MapTypeName(t)) {
+        tether::sys::testing::RefuseMapType(t, EPERM);
+        found = true;
+      } else if (kv.first == "prog" && kv.second == tether::ProgramTypeName(t)) {
+        tether::sys::testing::RefuseProgramType(t, tether::sys::testing::kAnyAttachType, EPERM);
+        found = true;
+      }
+    }
+    if (!found) {
+      fprintf(stderr, "tether_tests: TETHER_TEST_REFUSE: unknown '%.*s' (want map:NAME or prog:NAME)\n",
+              static_cast<int>(item.size()), item.data());
+      return false;
+    }
+    fprintf(stderr, "tether_tests: playing a kernel that refuses %.*s with EPERM\n",
+            static_cast<int>(item.size()), item.data());
+  }
+  return true;
+}
+
 }  // namespace
 
 CATCH_REGISTER_LISTENER(LeakListener)
@@ -81,6 +114,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "tether_tests: %s\n", why.c_str());
     if (tether::testing::UnderCi()) return 1;
   }
+  if (const char* refuse = getenv("TETHER_TEST_REFUSE"); refuse && !InstallRefusals(refuse)) return 2;
   int result = Catch::Session().run(argc, argv);
   if (g_leaking_tests > 0) {
     fprintf(stderr, "%d test case(s) leaked fds or pins\n", g_leaking_tests);

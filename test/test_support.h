@@ -9,6 +9,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/status/status.h"
+#include "tether/probe.h"
+
 namespace tether::testing {
 
 // Path of a BPF object compiled from test/bpf/<name>.bpf.c.
@@ -60,6 +63,23 @@ bool Eventually(Pred pred, int timeout_ms = 2000) {
   do {                                                                         \
     WARN("SKIPPED (probe " << probe_name << "): " << reason);                  \
     return;                                                                    \
+  } while (0)
+
+// Goes on when the probe says the feature is present; skips, naming the
+// probe and its answer, when the kernel lacks the feature or refuses it
+// here; fails when the probe itself could not run, which proves nothing.
+#define TETHER_REQUIRE_FEATURE(probe_name, probe_status)                       \
+  do {                                                                         \
+    const absl::Status tether_probe_st_ = (probe_status);                      \
+    if (!tether_probe_st_.ok()) {                                              \
+      if (::tether::probe::Unusable(tether_probe_st_)) {                       \
+        TETHER_SKIP_FOR_PROBE(                                                 \
+            probe_name, ::tether::probe::AnswerName(                           \
+                            ::tether::probe::AnswerOf(tether_probe_st_))       \
+                            << ": " << tether_probe_st_.message());            \
+      }                                                                        \
+      FAIL("probe " << probe_name << ": " << tether_probe_st_.ToString());     \
+    }                                                                          \
   } while (0)
 
 #define TETHER_SKIP_OR_FAIL(reason)                                            \

@@ -215,8 +215,7 @@ TEST_CASE("task storage: a program's per-task counter, keyed from user space by 
 
 TEST_CASE("cgroup local storage (cgrp_storage): a counter per cgroup, keyed by its directory",
           "[map][cgrp_storage]") {
-  if (absl::Status p = probe::HaveMapType(sys::uapi::kMapTypeCgrpStorage); !p.ok())
-    TETHER_SKIP_FOR_PROBE("map_type cgrp_storage", p.ToString());
+  TETHER_REQUIRE_FEATURE("map_type:cgrp_storage", probe::HaveMapType(sys::uapi::kMapTypeCgrpStorage));
   TempCgroup cg;
   if (!cg.ok()) TETHER_SKIP_OR_FAIL(cg.why());
   CollectionSpec spec = Spec();
@@ -265,10 +264,8 @@ TEST_CASE("cgroup local storage (cgrp_storage): a counter per cgroup, keyed by i
 
 TEST_CASE("inode storage: an LSM program counts this process's opens of each file in its inode",
           "[map][inode_storage]") {
-  if (absl::Status p = probe::HaveProgramType(BPF_PROG_TYPE_LSM); !p.ok())
-    TETHER_SKIP_FOR_PROBE("prog_type lsm", p.ToString());
-  if (absl::Status p = probe::HaveTrampolines(); !p.ok())
-    TETHER_SKIP_FOR_PROBE("trampolines", p.ToString());
+  TETHER_REQUIRE_FEATURE("prog_type:lsm", probe::HaveProgramType(BPF_PROG_TYPE_LSM));
+  TETHER_REQUIRE_FEATURE("trampolines", probe::HaveTrampolines());
   CollectionSpec spec = Spec();
   REQUIRE_OK(spec.SetVariable("target_tgid", static_cast<uint32_t>(getpid())));
   Map opens;

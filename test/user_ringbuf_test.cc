@@ -57,11 +57,6 @@ struct Drainer {
   }
 };
 
-bool HaveUserRingbuf(std::string* why) {
-  absl::Status p = probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF);
-  *why = p.ToString();
-  return p.ok();
-}
 
 Drainer LoadDrainer() {
   auto spec = CollectionSpec::FromFile(BpfObjectPath("user_ringbuf"));
@@ -89,8 +84,7 @@ void Fill(absl::Span<uint8_t> rec, uint64_t seq, uint64_t value) {
 }  // namespace
 
 TEST_CASE("user ring buffer: what user space writes, a program drains, in order", "[user_ringbuf]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   CHECK(rb->capacity() == 4096);
@@ -138,8 +132,7 @@ TEST_CASE("user ring buffer: what user space writes, a program drains, in order"
 
 TEST_CASE("user ring buffer: discarded records are skipped, wrapping records arrive whole",
           "[user_ringbuf]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   // 200-byte records (208 with the header) wrap the 4 KiB ring at a new
@@ -180,8 +173,7 @@ TEST_CASE("user ring buffer: discarded records are skipped, wrapping records arr
 
 TEST_CASE("user ring buffer: a record still reserved holds back the ones after it",
           "[user_ringbuf]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   auto first = rb->Reserve(sizeof(Record));
@@ -205,8 +197,7 @@ TEST_CASE("user ring buffer: a record still reserved holds back the ones after i
 
 TEST_CASE("user ring buffer: a full ring refuses, impossible sizes are explained",
           "[user_ringbuf][errors]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   // 64 bytes and the header: 72 a record, 56 of them in 4096 bytes.
@@ -253,8 +244,7 @@ TEST_CASE("user ring buffer: a full ring refuses, impossible sizes are explained
 
 TEST_CASE("user ring buffer: a blocked reserve times out, or wakes when the program drains",
           "[user_ringbuf][concurrency]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   std::vector<uint8_t> bytes(64);
@@ -311,8 +301,7 @@ TEST_CASE("user ring buffer: a blocked reserve times out, or wakes when the prog
 
 TEST_CASE("user ring buffer: producer threads share the ring while a program drains it",
           "[user_ringbuf][concurrency]") {
-  std::string why;
-  if (!HaveUserRingbuf(&why)) TETHER_SKIP_FOR_PROBE("map_type user_ringbuf", why);
+  TETHER_REQUIRE_FEATURE("map_type:user_ringbuf", probe::HaveMapType(BPF_MAP_TYPE_USER_RINGBUF));
   Drainer d = LoadDrainer();
   auto rb = MustProducer(d.ring);
   constexpr int kThreads = 4, kEach = 300;

@@ -180,6 +180,9 @@ class CollectionSpec {
   std::map<std::string, ExternSpec> externs;
   std::string license;
   uint32_t kernel_version = 0;
+  // Where the object came from: FromFile's path or FromMemory's `what`.
+  // Load errors name it.
+  std::string source;
   // The object's own BTF, with DATASEC sizes and offsets completed from
   // the ELF symbols; absent for objects built without -g.
   absl::optional<Btf> btf;

@@ -1,9 +1,16 @@
 // Feature probes: what the running kernel supports, asked once per process.
 //
-// Each probe returns OK when the feature is there, Unimplemented when the
-// kernel lacks it (the message names the feature and the kernel version
-// that brought it), and another code when the probe itself could not run
-// (no privilege, say): that is not evidence that the feature is missing.
+// Each probe gives one of three answers, and says which (AnswerOf):
+//  - present: OK;
+//  - missing: Unimplemented, the kernel lacks the feature; the message
+//    names it and the release (or config option) that brought it;
+//  - refused here: PermissionDenied, marked as a probe's answer: the kernel
+//    knows the feature but refuses a known-good minimal use of it (EPERM or
+//    EACCES) although this process holds every BPF privilege, as a
+//    lockdown, a hardening policy, an LSM or seccomp rule, or a missing
+//    config option does; the message names the errno and the likely cause.
+// Any other status means the probe itself could not run (no privilege,
+// say): that is no evidence either way.
 #ifndef TETHER_PROBE_H_
 #define TETHER_PROBE_H_
 
@@ -15,6 +22,23 @@
 #include "absl/strings/string_view.h"
 
 namespace tether::probe {
+
+enum class Answer {
+  kPresent,
+  kMissing,
+  kRefused,
+  kCouldNotRun,
+};
+// Which answer a probe's status gives.
+Answer AnswerOf(const absl::Status& probe_result);
+// "present", "missing", "refused here", "could not run".
+const char* AnswerName(Answer answer);
+// Missing or refused here: the feature cannot be used on this kernel, and
+// the probe is sure of it. Tests skip on this, and only on this.
+inline bool Unusable(const absl::Status& probe_result) {
+  Answer a = AnswerOf(probe_result);
+  return a == Answer::kMissing || a == Answer::kRefused;
+}
 
 absl::Status HaveMapType(uint32_t map_type);
 absl::Status HaveProgramType(uint32_t prog_type);
@@ -72,6 +96,10 @@ absl::Status HaveKfunc(absl::string_view name);
 // Typed ksyms of kernel variables (5.10): the kernel resolves them through
 // kallsyms, which lists variables only with CONFIG_KALLSYMS_ALL.
 absl::Status HaveTypedKsyms();
+// BPF iterators over `target` ("bpf_map_elem", "task", ...): a minimal
+// iterator program loads against bpf_iter_<target> (each target has its
+// own release; a kernel may refuse some targets and accept others).
+absl::Status HaveIterator(absl::string_view target);
 // BPF_MAP_*_BATCH commands (5.6).
 absl::Status HaveBatchOps();
 // BPF_MAP_LOOKUP_AND_DELETE_ELEM on maps of `map_type` (hash maps 5.14,
@@ -90,8 +118,9 @@ void ProbeAll();
 // defined elsewhere (links, BTF kinds) register through this.
 absl::Status Cached(absl::string_view name, const std::function<absl::Status()>& probe);
 
-// Every probe run so far, "name: OK" or "name: <status>", one per line;
-// for test reports and `docs/kernels.md`.
+// Every probe run so far, one per line: "name: present", or
+// "name: missing: <why>", "name: refused here: <why>",
+// "name: could not run: <status>"; for test reports and `docs/kernels.md`.
 std::string Report();
 
 // "6.18.4": the running kernel's release.

@@ -25,12 +25,58 @@ namespace {
 constexpr int kEnotsupp = 524;  // kernel-internal, leaks to user space
 constexpr int kProgLoadEagainRetries = 5;
 
-// Fault hook state. `armed` is the only thing the hot path reads.
-std::atomic<bool> g_fault_armed{false};
+// Fault hook state. `g_hooks` is the only thing the hot path reads: a bit
+// per kind of hook that is on.
+constexpr uint32_t kHookFault = 1;   // fail the nth call (InjectFault)
+constexpr uint32_t kHookRefuse = 2;  // refuse object types (RefuseMapType...)
+std::atomic<uint32_t> g_hooks{0};
 std::atomic<uint64_t> g_fault_calls{0};
 std::atomic<uint64_t> g_fault_nth{0};
 std::atomic<int> g_fault_errno{0};
 std::atomic<bool> g_fault_persistent{false};
+
+// A kernel that refuses one kind of object as a policy would: the type
+// (and, for programs, the expected attach type or kAnyAttachType) and the
+// errno. Set by tests before the objects they affect are made.
+struct Refusal {
+  std::atomic<int> command{0};  // BPF_MAP_CREATE or BPF_PROG_LOAD; 0: unused slot
+  std::atomic<uint32_t> type{0};
+  std::atomic<uint32_t> attach_type{0};
+  std::atomic<int> err{0};
+};
+constexpr size_t kMaxRefusals = 8;
+Refusal g_refusals[kMaxRefusals];
+
+// The errno a refusal rule gives this call, or 0.
+int RefusalFor(int cmd, const union bpf_attr* attr) {
+  if (cmd != BPF_MAP_CREATE && cmd != BPF_PROG_LOAD) return 0;
+  for (const Refusal& r : g_refusals) {
+    if (r.command.load(std::memory_order_acquire) != cmd) continue;
+    if (cmd == BPF_MAP_CREATE) {
+      if (attr->map_type == r.type.load(std::memory_order_relaxed)) return r.err.load();
+      continue;
+    }
+    uint32_t attach = r.attach_type.load(std::memory_order_relaxed);
+    if (attr->prog_type == r.type.load(std::memory_order_relaxed) &&
+        (attach == testing::kAnyAttachType || attr->expected_attach_type == attach)) {
+      return r.err.load();
+    }
+  }
+  return 0;
+}
+
+void AddRefusal(int cmd, uint32_t type, uint32_t attach_type, int err) {
+  for (Refusal& r : g_refusals) {
+    if (r.command.load() != 0) continue;
+    r.type.store(type);
+    r.attach_type.store(attach_type);
+    r.err.store(err);
+    r.command.store(cmd, std::memory_order_release);
+    g_hooks.fetch_or(kHookRefuse);
+    return;
+  }
+  abort();  // more rules than any test needs: a test bug
+}
 
 std::atomic<bool> g_record_prog_loads{false};
 std::mutex g_recorded_mu;
@@ -54,7 +100,13 @@ void Fd::Reset(int fd) {
 }
 
 long Bpf(int cmd, union bpf_attr* attr, unsigned int size) {
-  if (__builtin_expect(g_fault_armed.load(std::memory_order_relaxed), 0)) {
+  uint32_t hooks = g_hooks.load(std::memory_order_relaxed);
+  if (__builtin_expect(hooks != 0, 0)) {
+    if (hooks & kHookRefuse) {
+      if (int err = RefusalFor(cmd, attr)) return -err;
+    }
+  }
+  if (__builtin_expect(hooks & kHookFault, 0)) {
     uint64_t n = g_fault_calls.fetch_add(1, std::memory_order_relaxed) + 1;
     uint64_t nth = g_fault_nth.load(std::memory_order_relaxed);
     bool persistent = g_fault_persistent.load(std::memory_order_relaxed);
@@ -725,14 +777,18 @@ void InjectFault(uint64_t nth, int err) {
   g_fault_nth.store(nth);
   g_fault_errno.store(err);
   g_fault_persistent.store(false);
-  g_fault_armed.store(nth != 0);
+  if (nth != 0) {
+    g_hooks.fetch_or(kHookFault);
+  } else {
+    g_hooks.fetch_and(~kHookFault);
+  }
 }
 void InjectPersistentFault(uint64_t nth, int err) {
   InjectFault(nth, err);
   g_fault_persistent.store(true);
 }
 void ClearFault() {
-  g_fault_armed.store(false);
+  g_hooks.fetch_and(~kHookFault);
   g_fault_nth.store(0);
   g_fault_calls.store(0);
 }
@@ -740,7 +796,15 @@ uint64_t CallCount() { return g_fault_calls.load(); }
 void StartCounting() {
   g_fault_calls.store(0);
   g_fault_nth.store(0);
-  g_fault_armed.store(true);
+  g_hooks.fetch_or(kHookFault);
+}
+void RefuseMapType(uint32_t map_type, int err) { AddRefusal(BPF_MAP_CREATE, map_type, 0, err); }
+void RefuseProgramType(uint32_t prog_type, uint32_t expected_attach_type, int err) {
+  AddRefusal(BPF_PROG_LOAD, prog_type, expected_attach_type, err);
+}
+void ClearRefusals() {
+  g_hooks.fetch_and(~kHookRefuse);
+  for (Refusal& r : g_refusals) r.command.store(0);
 }
 void RecordProgLoads(bool on) { g_record_prog_loads.store(on); }
 std::vector<RecordedProgLoad> TakeRecordedProgLoads() {

@@ -246,6 +246,17 @@ uint64_t CallCount();
 // Counts calls without failing any.
 void StartCounting();
 
+// A kernel that refuses a feature it has, as a hardening policy, an LSM or
+// a seccomp rule would: every BPF_MAP_CREATE of `map_type` fails with
+// `err` (EPERM, say) before it reaches the kernel, until ClearRefusals().
+// Independent of InjectFault, and not counted by it.
+void RefuseMapType(uint32_t map_type, int err);
+// Likewise for BPF_PROG_LOAD of `prog_type` with `expected_attach_type`,
+// or with any attach type when it is kAnyAttachType.
+constexpr uint32_t kAnyAttachType = ~0u;
+void RefuseProgramType(uint32_t prog_type, uint32_t expected_attach_type, int err);
+void ClearRefusals();
+
 // What one BPF_PROG_LOAD was given, for tests of the loader's patching.
 struct RecordedProgLoad {
   std::string name;

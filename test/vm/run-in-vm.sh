@@ -328,7 +328,11 @@ FIRMWARE=()
 # qboot skips SeaBIOS's device scan: a second less per boot under TCG.
 [ -f /usr/share/qemu/qboot.rom ] && FIRMWARE=(-bios /usr/share/qemu/qboot.rom)
 
-CMDLINE="console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off"
+# All MAXCPUS vCPUs are present and the kernel brings up only SMP of them
+# (maxcpus=): possible > online on every kernel. Hot-plug slots (-smp
+# N,maxcpus=M) are not enough: 6.12 ignores the disabled MADT entries on
+# what it takes for bare metal, and a TCG guest shows no hypervisor.
+CMDLINE="console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off maxcpus=$SMP"
 CMDLINE+=" i8042.noaux i8042.nokbd i8042.nopnp random.trust_cpu=on ${TETHER_VM_APPEND:-}"
 
 mkfifo "$RUN/stdout" "$RUN/stderr"
@@ -340,7 +344,7 @@ if [ "${TETHER_VM_CONSOLE:-0}" = 1 ]; then tail -f "$RUN/console" >&2 & RELAYS+=
 started=$(date +%s.%N)
 set +e
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
-    "${ACCEL_ARGS[@]}" -machine q35 -m "$MEM" -smp "$SMP,maxcpus=$MAXCPUS" "${FIRMWARE[@]}" \
+    "${ACCEL_ARGS[@]}" -machine q35 -m "$MEM" -smp "$MAXCPUS" "${FIRMWARE[@]}" \
     -nodefaults -no-user-config -display none -monitor none -no-reboot \
     -kernel "$BOOT_IMAGE" -initrd "$INITRD" -append "$CMDLINE" \
     -serial "file:$RUN/console" \

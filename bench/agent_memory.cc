@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "graph_internal.h"
+#include "graph/graph_internal.h"
 #include "load_common.h"
 #include "tether/collection.h"
 #include "tether/graph.h"

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 #include "tether/btf.h"
 #include "tether/collection.h"
 #include "tether/collection_spec.h"

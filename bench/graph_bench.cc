@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "graph_internal.h"
+#include "graph/graph_internal.h"
 #include "tether/graph.h"
 #include "tether/map.h"
 #include "tether/program.h"

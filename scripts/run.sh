@@ -3,7 +3,7 @@
 # root: installs what is missing, builds, and runs the demo or the tests.
 #
 #   bash scripts/run.sh demo    # the tail-call trap, caught (README command 1)
-#   bash scripts/run.sh test    # the whole suite on this kernel, then on Debian's 6.1 in qemu (command 2)
+#   bash scripts/run.sh test    # the whole suite on this kernel (as is, and refusing arena and tracing), then on Debian's 6.12 and 6.1 in qemu (command 2)
 #   bash scripts/run.sh test-host  # the suite on this kernel only (quick)
 #   bash scripts/run.sh sanitize   # the suite under ASan+UBSan, then under TSan
 #   bash scripts/run.sh fuzz [S]   # the three libFuzzer targets, S seconds each (default 60)
@@ -76,7 +76,8 @@ case "${1:-}" in
     "$BUILD/tools/tether-demo" "$BUILD/demo-out" ;;
   test)
     need_root; install_deps; mount_bpffs; build
-    # Host kernel first, then the 6.1 VM; prints a test x kernel matrix.
+    # Host kernel (as is, then refusing arena maps and tracing programs),
+    # then the 6.12 and 6.1 VMs; prints a test x kernel matrix.
     bash test/vm/ci-vm.sh "$BUILD" ;;
   test-host)
     need_root; install_deps; mount_bpffs; build

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <thread>
 
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 #include "sys/bpf.h"
 #include "test_programs.h"
 #include "test_support.h"

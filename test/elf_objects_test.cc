@@ -13,7 +13,7 @@
 #include <tuple>
 #include <vector>
 
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 #include "sys/bpf.h"
 #include "test_programs.h"
 #include "test_support.h"

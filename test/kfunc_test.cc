@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 #include "sys/bpf.h"
 #include "test_support.h"
 #include "tether/collection.h"

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
-#include "probe_internal.h"
+#include "features/probe_internal.h"
 #include "sys/bpf.h"
 #include "test_support.h"
 #include "tether/collection.h"

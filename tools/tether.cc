@@ -22,7 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "json_internal.h"
+#include "base/json_internal.h"
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"

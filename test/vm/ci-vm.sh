@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # ci-vm.sh [--no-host] BUILD_DIR
 #
-# Runs tether's test suite on the host kernel and on Debian's 6.1 kernel in
-# qemu, with CI=true (only probe-backed skips are allowed), then prints a
-# test x kernel matrix and the feature probes of both kernels.
+# Runs tether's test suite with CI=true (only probe-backed skips are
+# allowed) on the host kernel, again on the host playing a kernel that
+# refuses arena maps and tracing programs (TETHER_TEST_REFUSE), and on
+# Debian's 6.12 and 6.1 kernels in qemu; then prints a test x kernel
+# matrix and the feature probes of each kernel.
 #
 # BUILD_DIR is a configured and built meson build dir: it needs
 # test/tether_tests and test/tether_probe_report. Results land in
@@ -15,7 +17,8 @@
 # Needs, as root: qemu-system-x86 busybox-static cpio kmod (installed here
 # with apt-get when missing) and Debian's package archive for the kernel
 # (apt-get download; cached in TETHER_VM_CACHE, default /var/cache/tether-vm).
-# TETHER_VM_KERNEL_DEB=path/to/linux-image-*.deb skips the download.
+# TETHER_VM_KERNELS='6.12 6.1' (the default) picks the series to boot;
+# TETHER_VM_KERNEL_DEB=path/to/linux-image-*.deb boots that one instead.
 # TETHER_VM_TESTS='[tag]...' runs a Catch2 subset in the VM (default: all).
 set -euo pipefail
 
@@ -54,17 +57,26 @@ install_tools() {
         { log "apt-get install ${need[*]} failed"; exit 125; }
 }
 
-# The kernel that Debian bookworm's linux-image-amd64 points at, downloaded
-# once as a .deb into the cache (never installed). Prints its path.
-kernel_deb() {
-    if [ -n "${TETHER_VM_KERNEL_DEB:-}" ]; then realpath -e -- "$TETHER_VM_KERNEL_DEB"; return; fi
-    local pkg
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9]*-[0-9]*-amd64\)$/\1/p' | head -n1)
+# The bookworm package of a kernel series: 6.1 is what linux-image-amd64
+# points at, 6.12 the newest linux-image-6.12.*+deb12-amd64-unsigned.
+kernel_pkg() {  # SERIES
+    case "$1" in
+        6.1) apt-cache depends linux-image-amd64 2>/dev/null |
+                 sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9]*-[0-9]*-amd64\)$/\1/p' | head -n1 ;;
+        6.12) apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' 2>/dev/null |
+                 cut -d' ' -f1 | sort -V | tail -n1 ;;
+    esac
+}
+
+# That package as a .deb, downloaded once into the cache (never installed).
+# Prints its path.
+kernel_deb() {  # SERIES
+    local series=$1 pkg have
+    pkg=$(kernel_pkg "$series")
     if [ -z "$pkg" ]; then
         apt-get update -q >/dev/null 2>&1 || true
-        pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.[0-9]*-[0-9]*-amd64\)$/\1/p' | head -n1)
+        pkg=$(kernel_pkg "$series")
     fi
-    local have
     if [ -n "$pkg" ]; then
         have=$(ls -1 "$TETHER_VM_CACHE/${pkg}"_*.deb 2>/dev/null | tail -n1 || true)
         if [ -z "$have" ]; then
@@ -74,53 +86,80 @@ kernel_deb() {
             have=$(ls -1 "$TETHER_VM_CACHE/${pkg}"_*.deb 2>/dev/null | tail -n1 || true)
         fi
     fi
-    # No archive reachable: any 6.1 kernel cached earlier will do.
-    [ -n "${have:-}" ] || have=$(ls -1 "$TETHER_VM_CACHE"/linux-image-6.1.*-amd64_*.deb 2>/dev/null | tail -n1 || true)
-    [ -n "$have" ] || { log "no linux-image-6.1 .deb: apt-get download linux-image-6.1.0-<abi>-amd64"; exit 125; }
+    # No archive reachable: any kernel of the series cached earlier will do.
+    [ -n "${have:-}" ] || have=$(ls -1 "$TETHER_VM_CACHE"/linux-image-"$series".[0-9]*_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+    [ -n "$have" ] || { log "no linux-image-$series .deb in the archive or $TETHER_VM_CACHE"; exit 125; }
     echo "$have"
 }
 
 install_tools
-DEB=$(kernel_deb)
-log "kernel package: ${DEB##*/}"
+# Each kernel is a label and a .deb; TETHER_VM_KERNEL_DEB names one .deb
+# instead of the series list.
+VM_LABELS=() VM_DEBS=()
+if [ -n "${TETHER_VM_KERNEL_DEB:-}" ]; then
+    VM_LABELS+=(vm); VM_DEBS+=("$(realpath -e -- "$TETHER_VM_KERNEL_DEB")")
+else
+    for series in ${TETHER_VM_KERNELS:-6.12 6.1}; do
+        VM_LABELS+=("$series"); VM_DEBS+=("$(kernel_deb "$series")")
+    done
+fi
+for i in "${!VM_LABELS[@]}"; do log "kernel ${VM_LABELS[$i]}: ${VM_DEBS[$i]##*/}"; done
 
 status=0
-if [ "$RUN_HOST" = 1 ]; then
-    log "host $(uname -r): running the suite"
-    host_start=$(date +%s.%N)
+MATRIX_ARGS=()
+# One host run of the suite: LABEL, then environment assignments.
+host_run() {
+    local label=$1; shift
+    log "host $(uname -r)${*:+ ($*)}: running the suite"
+    local t0 rc
+    t0=$(date +%s.%N)
     set +e
-    CI=true "$TESTS" -r xml -d yes -o "$OUT/host.xml" > "$OUT/host.stdout" 2> "$OUT/host.stderr"
-    host_rc=$?
+    env CI=true "$@" "$TESTS" -r xml -d yes -o "$OUT/$label.xml" > "$OUT/$label.stdout" 2> "$OUT/$label.stderr"
+    rc=$?
     set -e
-    "$PROBES" > "$OUT/host-probes.txt" 2>&1 || true
-    awk -v s="$host_start" -v e="$(date +%s.%N)" 'BEGIN { printf "ci-vm: host suite: %.1f s\n", e - s }' >&2
-    if [ "$host_rc" -ne 0 ]; then
-        log "host suite failed (status $host_rc)"; cat "$OUT/host.stderr" >&2; status=$host_rc
+    awk -v s="$t0" -v e="$(date +%s.%N)" -v l="$label" 'BEGIN { printf "ci-vm: %s suite: %.1f s\n", l, e - s }' >&2
+    if [ "$rc" -ne 0 ]; then
+        log "$label suite failed (status $rc)"; cat "$OUT/$label.stderr" >&2
+        [ "$status" -ne 0 ] || status=$rc
     fi
+    MATRIX_ARGS+=(--run "$label=$OUT/$label.xml")
+}
+
+if [ "$RUN_HOST" = 1 ]; then
+    host_run host
+    "$PROBES" > "$OUT/host-probes.txt" 2>&1 || true
+    MATRIX_ARGS+=(--probes "host=$OUT/host-probes.txt")
+    # The same kernel playing one that refuses arena maps and tracing
+    # programs (EPERM), as hardened hosts do: what depends on them must
+    # skip through its probe, and the rest pass.
+    host_run host-refusing TETHER_TEST_REFUSE=map:arena,prog:tracing
+    MATRIX_ARGS+=(--expect-skip "host-refusing=map element iterator writes every value of the map"
+                  --expect-skip "host-refusing=fentry: a trampoline program runs when its target does")
 fi
 
-# One boot runs the suite, then the probe report. Output goes to files in
-# the build dir, which the VM shares read-write at the same path.
+# One boot per kernel runs the suite, then the probe report. Output goes to
+# files in the build dir, which the VM shares read-write at the same path.
 TEST_ARGS=()
 if [ -n "${TETHER_VM_TESTS:-}" ]; then read -r -a TEST_ARGS <<< "$TETHER_VM_TESTS"; fi
-log "vm: booting ${DEB##*/} and running the suite${TEST_ARGS:+ (subset: ${TEST_ARGS[*]})}"
-set +e
-TETHER_VM_RWDIRS="$BUILD $SRC" CI=true "$HERE/run-in-vm.sh" "$DEB" -- /bin/sh -c '
-    out=$1; tests=$2; probes=$3; shift 3
-    "$tests" -r xml -d yes -o "$out/vm.xml" "$@" > "$out/vm.stdout" 2> "$out/vm.stderr"
-    rc=$?
-    "$probes" > "$out/vm-probes.txt" 2>&1
-    exit $rc' sh "$OUT" "$TESTS" "$PROBES" "${TEST_ARGS[@]}"
-vm_rc=$?
-set -e
-if [ "$vm_rc" -ne 0 ]; then
-    log "vm suite failed (status $vm_rc)"
-    [ -s "$OUT/vm.stderr" ] && cat "$OUT/vm.stderr" >&2
-    [ "$status" -ne 0 ] || status=$vm_rc
-fi
+for i in "${!VM_LABELS[@]}"; do
+    label=${VM_LABELS[$i]} deb=${VM_DEBS[$i]}
+    log "vm $label: booting ${deb##*/} and running the suite${TEST_ARGS:+ (subset: ${TEST_ARGS[*]})}"
+    set +e
+    TETHER_VM_RWDIRS="$BUILD $SRC" CI=true "$HERE/run-in-vm.sh" "$deb" -- /bin/sh -c '
+        out=$1; label=$2; tests=$3; probes=$4; shift 4
+        "$tests" -r xml -d yes -o "$out/vm-$label.xml" "$@" > "$out/vm-$label.stdout" 2> "$out/vm-$label.stderr"
+        rc=$?
+        "$probes" > "$out/vm-$label-probes.txt" 2>&1
+        exit $rc' sh "$OUT" "$label" "$TESTS" "$PROBES" "${TEST_ARGS[@]}"
+    vm_rc=$?
+    set -e
+    if [ "$vm_rc" -ne 0 ]; then
+        log "vm $label suite failed (status $vm_rc)"
+        [ -s "$OUT/vm-$label.stderr" ] && cat "$OUT/vm-$label.stderr" >&2
+        [ "$status" -ne 0 ] || status=$vm_rc
+    fi
+    MATRIX_ARGS+=(--run "$label=$OUT/vm-$label.xml" --probes "$label=$OUT/vm-$label-probes.txt")
+done
 
-MATRIX_ARGS=()
-[ "$RUN_HOST" = 1 ] && MATRIX_ARGS+=(--run "host=$OUT/host.xml" --probes "host=$OUT/host-probes.txt")
-MATRIX_ARGS+=(--run "6.1=$OUT/vm.xml" --probes "6.1=$OUT/vm-probes.txt")
 python3 "$HERE/matrix.py" --markdown "$OUT/matrix.md" "${MATRIX_ARGS[@]}" || { [ "$status" -ne 0 ] || status=1; }
 exit "$status"

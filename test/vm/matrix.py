@@ -83,10 +83,10 @@ def parse_probes(path):
 
 
 def short(verdict):
-    if verdict == "OK":
-        return "yes"
-    code = verdict.split(":", 1)[0]
-    return {"UNIMPLEMENTED": "no", "PERMISSION_DENIED": "denied"}.get(code, code.lower())
+    """present -> yes, missing -> no, refused here -> refused, could not run -> error."""
+    answer = verdict.split(":", 1)[0]
+    return {"present": "yes", "missing": "no", "refused here": "refused",
+            "could not run": "error"}.get(answer, answer)
 
 
 def table(header, rows):
@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--run", action="append", default=[], metavar="KERNEL=XML")
     ap.add_argument("--probes", action="append", default=[], metavar="KERNEL=TXT")
     ap.add_argument("--markdown", metavar="FILE")
+    ap.add_argument("--expect-skip", action="append", default=[], metavar="KERNEL=TEST",
+                    help="fail unless TEST was skipped through a probe on KERNEL")
     args = ap.parse_args()
 
     bad = False
@@ -175,7 +177,14 @@ def main():
                 f.write("\n### Probes (" + ", ".join(f"{k}: {releases[k]}" for k in probe_kernels)
                         + ")\n\n" + md_table(["probe"] + probe_kernels, probe_rows) + "\n")
                 f.write("\n" + "\n".join(f"- {k} `{n}`: {probes[k][n]}" for k in probe_kernels
-                                          for n in sorted(probes[k]) if probes[k][n] != "OK") + "\n")
+                                          for n in sorted(probes[k]) if probes[k][n] != "present") + "\n")
+
+    for spec in args.expect_skip:
+        k, _, t = spec.partition("=")
+        got = runs.get(k, {}).get(t, ("-", ""))[0]
+        if not got.startswith("skip("):
+            print(f"matrix: [{k}] {t}: expected a probe-backed skip, got {got}")
+            bad = True
 
     print()
     for k in kernels:

@@ -12,9 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "cpus.h"
-#include "graph_internal.h"
-#include "pin_internal.h"
+#include "sys/cpus.h"
+#include "graph/graph_internal.h"
+#include "handles/pin_internal.h"
 #include "sys/bpf.h"
 #include "tether/prog_array.h"
 

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "mutex_internal.h"
+#include "base/mutex_internal.h"
 #include "sys/bpf.h"
 
 namespace tether {

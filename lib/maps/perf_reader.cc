@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "cpus.h"
+#include "sys/cpus.h"
 #include "sys/bpf.h"
 
 namespace tether {

@@ -1,4 +1,4 @@
-#include "perf_event_internal.h"
+#include "sys/perf_event_internal.h"
 
 #include <fcntl.h>
 #include <linux/perf_event.h>

@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "graph_internal.h"
-#include "pin_internal.h"
+#include "graph/graph_internal.h"
+#include "handles/pin_internal.h"
 #include "sys/bpf.h"
 
 #ifndef BPF_FS_MAGIC

@@ -6,7 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "graph_internal.h"
+#include "graph/graph_internal.h"
 #include "sys/bpf.h"
 
 namespace tether {

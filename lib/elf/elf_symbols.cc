@@ -1,4 +1,4 @@
-#include "elf_symbols_internal.h"
+#include "elf/elf_symbols_internal.h"
 
 #include <fcntl.h>
 #include <gelf.h>

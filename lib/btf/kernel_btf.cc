@@ -1,4 +1,4 @@
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 
 
 #include <cerrno>
@@ -7,7 +7,7 @@
 #include "absl/base/call_once.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "mutex_internal.h"
+#include "base/mutex_internal.h"
 #include "sys/bpf.h"
 
 namespace tether {

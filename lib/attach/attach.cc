@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "elf_symbols_internal.h"
-#include "perf_event_internal.h"
+#include "elf/elf_symbols_internal.h"
+#include "sys/perf_event_internal.h"
 #include "sys/bpf.h"
 #include "tether/probe.h"
-#include "kernel_btf.h"
+#include "btf/kernel_btf.h"
 
 namespace tether {
 namespace {

@@ -15,8 +15,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/types/optional.h"
-#include "kernel_btf.h"
-#include "mutex_internal.h"
+#include "btf/kernel_btf.h"
+#include "base/mutex_internal.h"
 
 namespace tether {
 namespace {

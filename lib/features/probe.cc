@@ -23,13 +23,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
-#include "mutex_internal.h"
+#include "base/mutex_internal.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
 #include "tether/map.h"
 #include "tether/program.h"
-#include "kernel_btf.h"
-#include "probe_internal.h"
+#include "btf/kernel_btf.h"
+#include "features/probe_internal.h"
 
 namespace tether::probe {
 namespace {

@@ -1,4 +1,4 @@
-#include "cpus.h"
+#include "sys/cpus.h"
 
 #include <fstream>
 #include <string>

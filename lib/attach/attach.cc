@@ -36,7 +36,7 @@ absl::Status CheckProgram(const Program& program, absl::string_view op) {
 // version) is the better error.
 absl::Status AttachError(const absl::Status& st, LinkKind kind) {
   int err = sys::StatusErrno(st);
-  if (err == EINVAL || err == EOPNOTSUPP || err == 524 || err == ENOSYS || err == EPERM ||
+  if (err == EINVAL || err == EOPNOTSUPP || err == sys::uapi::kEnotsupp || err == ENOSYS || err == EPERM ||
       err == ENOENT) {
     absl::Status have = probe::HaveLinkKind(kind);
     if (absl::IsUnimplemented(have)) {

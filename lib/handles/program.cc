@@ -204,7 +204,7 @@ absl::StatusOr<uint32_t> Program::Run(const RunOptions& o, absl::Span<uint8_t> d
     if (ret == -ENOSPC) {
       return absl::Status(st.code(), absl::StrCat(st.message(), " (data_out is too small)"));
     }
-    if (ret == -ENOTSUP || ret == -524 || ret == -EINVAL) {
+    if (ret == -ENOTSUP || ret == -sys::uapi::kEnotsupp || ret == -EINVAL) {
       return absl::Status(st.code(),
                           absl::StrCat(st.message(), " (", ProgramTypeName(type()),
                                        " programs may not support test runs, or need data/context)"));

@@ -12,7 +12,7 @@
 namespace tether {
 namespace {
 
-constexpr int kEnotsupp = 524;  // kernel-internal ENOTSUPP, leaks out of bpf(2)
+using sys::uapi::kEnotsupp;
 
 enum BatchOp { kOpLookup, kOpLookupAndDelete, kOpUpdate, kOpDelete, kOpCount };
 

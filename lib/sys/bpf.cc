@@ -22,7 +22,6 @@
 namespace tether::sys {
 namespace {
 
-constexpr int kEnotsupp = 524;  // kernel-internal, leaks to user space
 constexpr int kProgLoadEagainRetries = 5;
 
 // Fault hook state. `g_hooks` is the only thing the hot path reads: a bit
@@ -207,7 +206,7 @@ absl::string_view ErrnoName(int err) {
     case ENOTSUP: return "EOPNOTSUPP";
     case ENXIO: return "ENXIO";
     case ETIMEDOUT: return "ETIMEDOUT";
-    case kEnotsupp: return "ENOTSUPP";
+    case uapi::kEnotsupp: return "ENOTSUPP";
     default: return "E?";
   }
 }
@@ -215,7 +214,7 @@ absl::string_view ErrnoName(int err) {
 absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view op) {
   absl::StatusCode code;
   const char* text;
-  if (err == kEnotsupp) {
+  if (err == uapi::kEnotsupp) {
     code = absl::StatusCode::kUnimplemented;
     text = "Operation not supported by the kernel";
   } else {

@@ -10,6 +10,10 @@
 
 namespace tether::sys::uapi {
 
+// ENOTSUPP: a kernel-internal errno (include/linux/errno.h) that bpf(2)
+// returns for operations a map or program type lacks. No libc names it.
+constexpr int kEnotsupp = 524;
+
 // enum bpf_map_type
 inline constexpr unsigned kMapTypeCgrpStorage = 32;  // 6.2
 inline constexpr unsigned kMapTypeArena = 33;        // 6.9

@@ -168,3 +168,38 @@ TEST_CASE("ids walk and info by fd agree", "[sys]") {
   REQUIRE(again.ok());
   CHECK(sys::GetMapInfo(again->get())->id == info->id);
 }
+
+TEST_CASE("the fault hook refuses exactly the map and program types it is told to", "[sys][refusal]") {
+  auto make = [](uint32_t type) {
+    sys::MapCreateRequest r;
+    r.type = type;
+    r.key_size = 4;
+    r.value_size = 4;
+    r.max_entries = 1;
+    return sys::MapCreate(r);
+  };
+  bpf_insn prog[] = {insn::MovImm(BPF_REG_0, 0), insn::Exit()};
+  auto load = [&](uint32_t type) {
+    sys::ProgLoadRequest req;
+    req.type = type;
+    req.insns = prog;
+    return sys::ProgLoad(req);
+  };
+  // Two rules of different commands: both hold (BPF_MAP_CREATE is command 0).
+  sys::testing::RefuseMapType(BPF_MAP_TYPE_HASH, EPERM);
+  sys::testing::RefuseProgramType(BPF_PROG_TYPE_SOCKET_FILTER, sys::testing::kAnyAttachType, EACCES);
+  auto hash = make(BPF_MAP_TYPE_HASH);
+  auto array = make(BPF_MAP_TYPE_ARRAY);
+  auto filter = load(BPF_PROG_TYPE_SOCKET_FILTER);
+  auto xdp = load(BPF_PROG_TYPE_XDP);
+  sys::testing::ClearRefusals();
+  REQUIRE_FALSE(hash.ok());
+  CHECK(sys::StatusErrno(hash.status()) == EPERM);
+  CHECK(array.ok());
+  REQUIRE_FALSE(filter.ok());
+  CHECK(sys::StatusErrno(filter.status()) == EACCES);
+  CHECK(xdp.ok());
+  // Cleared: the kernel answers again.
+  CHECK(make(BPF_MAP_TYPE_HASH).ok());
+  CHECK(load(BPF_PROG_TYPE_SOCKET_FILTER).ok());
+}

@@ -37,8 +37,9 @@ std::atomic<bool> g_fault_persistent{false};
 // A kernel that refuses one kind of object as a policy would: the type
 // (and, for programs, the expected attach type or kAnyAttachType) and the
 // errno. Set by tests before the objects they affect are made.
+constexpr int kUnusedSlot = -1;  // BPF_MAP_CREATE is command 0
 struct Refusal {
-  std::atomic<int> command{0};  // BPF_MAP_CREATE or BPF_PROG_LOAD; 0: unused slot
+  std::atomic<int> command{kUnusedSlot};  // BPF_MAP_CREATE or BPF_PROG_LOAD
   std::atomic<uint32_t> type{0};
   std::atomic<uint32_t> attach_type{0};
   std::atomic<int> err{0};
@@ -66,7 +67,7 @@ int RefusalFor(int cmd, const union bpf_attr* attr) {
 
 void AddRefusal(int cmd, uint32_t type, uint32_t attach_type, int err) {
   for (Refusal& r : g_refusals) {
-    if (r.command.load() != 0) continue;
+    if (r.command.load() != kUnusedSlot) continue;
     r.type.store(type);
     r.attach_type.store(attach_type);
     r.err.store(err);
@@ -803,7 +804,7 @@ void RefuseProgramType(uint32_t prog_type, uint32_t expected_attach_type, int er
 }
 void ClearRefusals() {
   g_hooks.fetch_and(~kHookRefuse);
-  for (Refusal& r : g_refusals) r.command.store(0);
+  for (Refusal& r : g_refusals) r.command.store(kUnusedSlot);
 }
 void RecordProgLoads(bool on) { g_record_prog_loads.store(on); }
 std::vector<RecordedProgLoad> TakeRecordedProgLoads() {

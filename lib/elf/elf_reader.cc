@@ -132,12 +132,17 @@ class ElfReader {
   absl::Status ReadLegacyMaps(const Section& sec);
   absl::Status ResolveLegacyInnerMaps(const std::vector<std::string>& in_order);
   absl::Status ReadBtfMaps(const Section& sec);
+  absl::Status ReadBtfMapValues(absl::string_view name, const BtfMember& values, bool key_set,
+                                bool value_set, const Section& sec, uint64_t def_off,
+                                uint64_t def_size, int depth, MapSpec* m);
   absl::StatusOr<MapSpec> ReadBtfMapDef(absl::string_view name, uint32_t type_id,
                                          const Section& sec, uint64_t def_off,
                                          uint64_t def_size, int depth);
   absl::Status ReadDataSection(const Section& sec);
   absl::Status ReadStructOps(const Section& sec);
   absl::Status ReadExterns();
+  absl::Status FindFunctions();
+  absl::Status ReadFunctionCode();
   absl::Status ReadPrograms();
   absl::Status ReadRelocations(const Section& rel, std::vector<Reloc>* out);
   absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
@@ -494,6 +499,76 @@ absl::Status ElfReader::ResolveLegacyInnerMaps(const std::vector<std::string>& i
   return absl::OkStatus();
 }
 
+// The `values` field of a BTF map definition: the inner map template of a
+// map-in-map, or a prog array's static slots, which come from relocations
+// against the definition's array of pointers.
+absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember& values,
+                                         bool key_set, bool value_set, const Section& sec,
+                                         uint64_t def_off, uint64_t def_size, int depth,
+                                         MapSpec* m) {
+  const Btf& b = *spec_.btf;
+  auto err = [&](auto&&... args) -> absl::Status {
+    return Err("section .maps: map '", name, "': ", args...);
+  };
+  const BtfType* arr = b.TypeById(b.SkipQualifiers(values.type));
+  if (arr == nullptr || arr->kind != BtfKind::kArray) return err("field 'values' is not an array");
+  const BtfType* ptr = b.TypeById(b.SkipQualifiers(arr->extra));
+  if (ptr == nullptr || ptr->kind != BtfKind::kPtr) {
+    return err("field 'values' is not an array of pointers");
+  }
+  uint32_t target = b.SkipQualifiers(ptr->type());
+  const BtfType* tt = b.TypeById(target);
+  bool map_in_map = m->type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m->type == BPF_MAP_TYPE_HASH_OF_MAPS;
+  if (map_in_map) {
+    if (depth > 0) return err("map-in-map nesting deeper than one level");
+    if (tt == nullptr || tt->kind != BtfKind::kStruct) {
+      return err("field 'values' of a map-in-map must point to a map definition struct");
+    }
+    auto inner = ReadBtfMapDef(absl::StrCat(name, ".inner"), target, sec, def_off, def_size,
+                               depth + 1);
+    if (!inner.ok()) return inner.status();
+    m->inner = std::make_unique<MapSpec>(std::move(*inner));
+  } else if (m->type == BPF_MAP_TYPE_PROG_ARRAY) {
+    if (tt == nullptr || tt->kind != BtfKind::kFuncProto) {
+      return err("field 'values' of a prog array must point to a function prototype");
+    }
+  } else {
+    return err("field 'values' is only supported for prog arrays and map-in-map types (type ",
+               m->type, ")");
+  }
+  if (value_set && m->value_size != 4) {
+    return err("value_size ", m->value_size, " conflicts with 'values' (must be 4)");
+  }
+  m->value_size = 4;
+  if (!key_set) m->key_size = 4;
+  if (m->max_entries == 0 && arr->array_nelems != 0) m->max_entries = arr->array_nelems;
+  // Slots come from relocations against this definition's values array.
+  if (depth == 0) {
+    if (const Section* rel = RelSectionFor(sec.index)) {
+      std::vector<Reloc> relocs;
+      if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+      uint64_t base = def_off + values.bit_offset / 8;
+      // A flexible `values[]` grows the symbol, not the BTF array.
+      uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
+                                              : def_off + def_size;
+      for (const Reloc& r : relocs) {
+        if (r.offset < base || r.offset >= limit) continue;
+        if ((r.offset - base) % 8 != 0) {
+          return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
+        }
+        const Symbol& sym = symbols_[r.sym];
+        uint32_t key = static_cast<uint32_t>((r.offset - base) / 8);
+        if (m->max_entries != 0 && key >= m->max_entries) {
+          return err("'values' slot ", key, " (symbol '", sym.name, "') is past max_entries ",
+                     m->max_entries);
+        }
+        m->init.push_back({key, sym.name});
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_t type_id,
                                                   const Section& sec, uint64_t def_off,
                                                   uint64_t def_size, int depth) {
@@ -594,62 +669,9 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
     if (!st_err.ok()) return st_err;
   }
   if (values_member != nullptr) {
-    const BtfType* arr = b.TypeById(b.SkipQualifiers(values_member->type));
-    if (arr == nullptr || arr->kind != BtfKind::kArray) return err("field 'values' is not an array");
-    const BtfType* ptr = b.TypeById(b.SkipQualifiers(arr->extra));
-    if (ptr == nullptr || ptr->kind != BtfKind::kPtr) {
-      return err("field 'values' is not an array of pointers");
-    }
-    uint32_t target = b.SkipQualifiers(ptr->type());
-    const BtfType* tt = b.TypeById(target);
-    bool map_in_map = m.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m.type == BPF_MAP_TYPE_HASH_OF_MAPS;
-    if (map_in_map) {
-      if (depth > 0) return err("map-in-map nesting deeper than one level");
-      if (tt == nullptr || tt->kind != BtfKind::kStruct) {
-        return err("field 'values' of a map-in-map must point to a map definition struct");
-      }
-      auto inner = ReadBtfMapDef(absl::StrCat(name, ".inner"), target, sec, def_off, def_size,
-                                 depth + 1);
-      if (!inner.ok()) return inner.status();
-      m.inner = std::make_unique<MapSpec>(std::move(*inner));
-    } else if (m.type == BPF_MAP_TYPE_PROG_ARRAY) {
-      if (tt == nullptr || tt->kind != BtfKind::kFuncProto) {
-        return err("field 'values' of a prog array must point to a function prototype");
-      }
-    } else {
-      return err("field 'values' is only supported for prog arrays and map-in-map types (type ",
-                 m.type, ")");
-    }
-    if (value_set && m.value_size != 4) {
-      return err("value_size ", m.value_size, " conflicts with 'values' (must be 4)");
-    }
-    m.value_size = 4;
-    if (!key_set) m.key_size = 4;
-    if (m.max_entries == 0 && arr->array_nelems != 0) m.max_entries = arr->array_nelems;
-    // Slots come from relocations against this definition's values array.
-    if (depth == 0) {
-      if (const Section* rel = RelSectionFor(sec.index)) {
-        std::vector<Reloc> relocs;
-        if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
-        uint64_t base = def_off + values_member->bit_offset / 8;
-        // A flexible `values[]` grows the symbol, not the BTF array.
-        uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
-                                                : def_off + def_size;
-        for (const Reloc& r : relocs) {
-          if (r.offset < base || r.offset >= limit) continue;
-          if ((r.offset - base) % 8 != 0) {
-            return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
-          }
-          const Symbol& sym = symbols_[r.sym];
-          uint32_t key = static_cast<uint32_t>((r.offset - base) / 8);
-          if (m.max_entries != 0 && key >= m.max_entries) {
-            return err("'values' slot ", key, " (symbol '", sym.name, "') is past max_entries ",
-                       m.max_entries);
-          }
-          m.init.push_back({key, sym.name});
-        }
-      }
-    }
+    absl::Status values = ReadBtfMapValues(name, *values_member, key_set, value_set, sec, def_off,
+                                           def_size, depth, &m);
+    if (!values.ok()) return values;
   }
   if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m.btf_value_type_id != 0) {
     // Its values are perf event fds whatever type the object names; the
@@ -1054,7 +1076,13 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
 }
 
 absl::Status ElfReader::ReadPrograms() {
-  // Pass 1: functions of every exec section, with unique keys.
+  if (absl::Status s = FindFunctions(); !s.ok()) return s;
+  return ReadFunctionCode();
+}
+
+// Pass 1: the functions of every exec section, each with a key unique in
+// the object and its range of instructions.
+absl::Status ElfReader::FindFunctions() {
   absl::flat_hash_map<std::string, int> used;
   // Function symbols by section, in symbol order: an object with a section
   // per program would otherwise rescan every symbol for every section.
@@ -1112,7 +1140,12 @@ absl::Status ElfReader::ReadPrograms() {
     }
     funcs_[sec.index] = std::move(fs);
   }
-  // Pass 2: code, references and BTF.ext records of each function.
+  return absl::OkStatus();
+}
+
+// Pass 2: the code, references and BTF.ext records of each function, as a
+// program or a sub-program of the spec.
+absl::Status ElfReader::ReadFunctionCode() {
   for (auto& [shndx, fs] : funcs_) {
     const Section& sec = sections_[shndx];
     std::vector<Reloc> relocs;

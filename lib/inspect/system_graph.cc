@@ -148,16 +148,58 @@ void WalkPins(const std::string& dir, int depth, std::vector<std::string>* out) 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions& options) {
-  std::map<std::pair<NodeKind, uint32_t>, GraphNode> nodes;
-  std::vector<GraphEdge> edges;
-  auto node = [&](NodeRef ref) -> GraphNode& {
+namespace {
+
+// One scan of the whole system: every program, map and link by id, the
+// pins under a root, then the fd holders and the hazards. Opened fds are
+// closed before the next object is opened.
+class SystemScan {
+ public:
+  explicit SystemScan(const SystemScanOptions& options) : options_(options) {}
+
+  absl::StatusOr<std::unique_ptr<ObjectGraph>> Run() {
+    ScanPrograms();
+    ScanMaps();
+    ScanLinks();
+    ScanPins();
+    if (nodes.empty() && any_denied) {
+      return absl::PermissionDeniedError(
+          "scanning BPF objects: opening them by id needs CAP_SYS_ADMIN (run as root)");
+    }
+    if (options_.fd_holders) AttachFdHolders();
+    NoteHazards();
+    return Build();
+  }
+
+ private:
+  void ScanPrograms();
+  void ScanMaps();
+  void ScanLinks();
+  void ScanPins();
+  void AttachFdHolders() {
+    Holders holders = ScanFdHolders();
+    for (auto& [key, n] : nodes) {
+      auto it = holders.find(n.ref);
+      if (it != holders.end()) n.holders = it->second;
+    }
+  }
+  void NoteHazards();
+  std::unique_ptr<ObjectGraph> Build();
+
+  GraphNode& node(NodeRef ref) {
     GraphNode& n = nodes[{ref.kind, ref.id}];
     n.ref = ref;
     return n;
-  };
-  bool any_denied = false;
+  }
 
+  const SystemScanOptions& options_;
+  std::map<std::pair<NodeKind, uint32_t>, GraphNode> nodes;
+  std::vector<GraphEdge> edges;
+  bool any_denied = false;  // some object could not be opened: EPERM
+};
+
+// Programs, and the maps each one uses.
+void SystemScan::ScanPrograms() {
   for (uint32_t id : AllIds(ObjectKind::kProgram)) {
     auto fd = sys::GetFdById(ObjectKind::kProgram, id);
     if (!fd.ok()) {
@@ -174,6 +216,10 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
       for (uint32_t m : map_ids) edges.push_back({{NodeKind::kProgram, id}, {NodeKind::kMap, m}, EdgeKind::kUsesMap, 0});
     }
   }
+}
+
+// Maps, and what program arrays and maps of maps hold.
+void SystemScan::ScanMaps() {
   for (uint32_t id : AllIds(ObjectKind::kMap)) {
     auto fd = sys::GetFdById(ObjectKind::kMap, id);
     if (!fd.ok()) {
@@ -217,6 +263,10 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
       }
     }
   }
+}
+
+// Links, and the program each one holds.
+void SystemScan::ScanLinks() {
   for (uint32_t id : AllIds(ObjectKind::kLink)) {
     auto fd = sys::GetFdById(ObjectKind::kLink, id);
     if (!fd.ok()) continue;
@@ -232,50 +282,44 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
     if (info->prog_id)
       edges.push_back({{NodeKind::kLink, id}, {NodeKind::kProgram, info->prog_id}, EdgeKind::kLinkHolds, 0});
   }
-  if (CheckOnBpffs(options.pin_root).ok()) {
-    std::vector<std::string> pins;
-    WalkPins(options.pin_root, 0, &pins);
-    uint32_t pin_id = 0;
-    for (const std::string& path : pins) {
-      auto fd = sys::ObjGet(path.c_str(), BPF_F_RDONLY);
-      if (!fd.ok()) fd = sys::ObjGet(path.c_str(), 0);
-      if (!fd.ok()) continue;
-      auto kind = PinnedObjectKind(path);
-      if (!kind.ok()) continue;
-      NodeRef target;
-      if (*kind == "map") {
-        auto i = sys::GetMapInfo(fd->get());
-        if (!i.ok()) continue;
-        target = {NodeKind::kMap, i->id};
-      } else if (*kind == "prog") {
-        auto i = sys::GetProgInfo(fd->get());
-        if (!i.ok()) continue;
-        target = {NodeKind::kProgram, i->id};
-      } else if (*kind == "link") {
-        auto i = sys::GetLinkInfo(fd->get());
-        if (!i.ok()) continue;
-        target = {NodeKind::kLink, i->id};
-      } else {
-        continue;
-      }
-      NodeRef pin{NodeKind::kPin, ++pin_id};
-      node(pin).name = path;
-      edges.push_back({pin, target, EdgeKind::kPinHolds, 0});
-    }
-  }
-  if (nodes.empty() && any_denied) {
-    return absl::PermissionDeniedError(
-        "scanning BPF objects: opening them by id needs CAP_SYS_ADMIN (run as root)");
-  }
-  if (options.fd_holders) {
-    Holders holders = ScanFdHolders();
-    for (auto& [key, n] : nodes) {
-      auto it = holders.find(n.ref);
-      if (it != holders.end()) n.holders = it->second;
-    }
-  }
+}
 
-  // Hazards, from the references gathered above.
+// Pins under the pin root, and what each one holds.
+void SystemScan::ScanPins() {
+  if (!CheckOnBpffs(options_.pin_root).ok()) return;
+  std::vector<std::string> pins;
+  WalkPins(options_.pin_root, 0, &pins);
+  uint32_t pin_id = 0;
+  for (const std::string& path : pins) {
+    auto fd = sys::ObjGet(path.c_str(), BPF_F_RDONLY);
+    if (!fd.ok()) fd = sys::ObjGet(path.c_str(), 0);
+    if (!fd.ok()) continue;
+    auto kind = PinnedObjectKind(path);
+    if (!kind.ok()) continue;
+    NodeRef target;
+    if (*kind == "map") {
+      auto i = sys::GetMapInfo(fd->get());
+      if (!i.ok()) continue;
+      target = {NodeKind::kMap, i->id};
+    } else if (*kind == "prog") {
+      auto i = sys::GetProgInfo(fd->get());
+      if (!i.ok()) continue;
+      target = {NodeKind::kProgram, i->id};
+    } else if (*kind == "link") {
+      auto i = sys::GetLinkInfo(fd->get());
+      if (!i.ok()) continue;
+      target = {NodeKind::kLink, i->id};
+    } else {
+      continue;
+    }
+    NodeRef pin{NodeKind::kPin, ++pin_id};
+    node(pin).name = path;
+    edges.push_back({pin, target, EdgeKind::kPinHolds, 0});
+  }
+}
+
+// Hazards, from the references gathered by the scans.
+void SystemScan::NoteHazards() {
   absl::flat_hash_map<NodeRef, std::vector<const GraphEdge*>> in_edges;
   for (const GraphEdge& e : edges) in_edges[e.to].push_back(&e);
   auto pinned = [&](NodeRef r) {
@@ -316,7 +360,10 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
       }
     }
   }
+}
 
+// The graph, without edges to objects that went away during the scan.
+std::unique_ptr<ObjectGraph> SystemScan::Build() {
   std::vector<GraphNode> node_list;
   for (auto& [key, n] : nodes) node_list.push_back(std::move(n));
   // Edges to objects that went away during the scan would dangle.
@@ -328,6 +375,12 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
   auto graph = detail::NewStandaloneGraph();
   detail::PopulateGraph(*graph, node_list, kept);
   return graph;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions& options) {
+  return SystemScan(options).Run();
 }
 
 }  // namespace tether

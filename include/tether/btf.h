@@ -356,8 +356,9 @@ struct BtfFeatures {
   bool enum64 = true;        // ENUM64 and signed ENUM (6.0)
 };
 
-// Probes the running kernel by loading tiny BTF blobs. Cached: the first
-// call probes, later calls return the same answer.
+// The running kernel's answers to the BTF probes (probe::HaveBtfKind and
+// HaveBtfFuncLinkage, tether/probe.h). Cached: the first call probes,
+// later calls return the same answer.
 const BtfFeatures& KernelBtfFeatures();
 
 // Rewrites kinds the kernel would refuse into ones it accepts, the way the

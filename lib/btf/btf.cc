@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "btf/btf_writer.h"
 #include "sys/bpf.h"
 
 namespace tether {
@@ -31,15 +32,9 @@ uint32_t Load32(const uint8_t* p) {
   return v;
 }
 
-void Put32(std::vector<uint8_t>* out, uint32_t v) {
-  uint8_t b[4];
-  memcpy(b, &v, 4);
-  out->insert(out->end(), b, b + 4);
-}
-
-uint32_t Info(BtfKind kind, bool kflag, uint32_t vlen) {
-  return (static_cast<uint32_t>(kind) << 24) | (kflag ? 1u << 31 : 0) | (vlen & 0xffff);
-}
+using btf::AppendWord;
+using btf::AssembleBlob;
+using btf::TypeInfo;
 
 }  // namespace
 
@@ -931,73 +926,60 @@ std::vector<uint8_t> Btf::Marshal() const {
   types.reserve(types_.size() * 16);
   for (uint32_t id = FirstOwnId(); id < NumTypes(); ++id) {
     const BtfType& t = Own(id);
-    Put32(&types, t.name_off);
-    Put32(&types, Info(t.kind, t.kind_flag, t.vlen));
-    Put32(&types, t.size_or_type);
+    AppendWord(&types, t.name_off);
+    AppendWord(&types, TypeInfo(t.kind, t.kind_flag, t.vlen));
+    AppendWord(&types, t.size_or_type);
     switch (t.kind) {
       case BtfKind::kInt:
       case BtfKind::kVar:
       case BtfKind::kDeclTag:
-        Put32(&types, t.extra);
+        AppendWord(&types, t.extra);
         break;
       case BtfKind::kArray:
-        Put32(&types, t.extra);
-        Put32(&types, t.array_index_type);
-        Put32(&types, t.array_nelems);
+        AppendWord(&types, t.extra);
+        AppendWord(&types, t.array_index_type);
+        AppendWord(&types, t.array_nelems);
         break;
       case BtfKind::kStruct:
       case BtfKind::kUnion:
         for (const BtfMember& m : Members(t)) {
-          Put32(&types, m.name_off);
-          Put32(&types, m.type);
-          Put32(&types, t.kind_flag ? (m.bitfield_size << 24) | (m.bit_offset & 0xffffff)
-                                    : m.bit_offset);
+          AppendWord(&types, m.name_off);
+          AppendWord(&types, m.type);
+          AppendWord(&types, t.kind_flag ? (m.bitfield_size << 24) | (m.bit_offset & 0xffffff)
+                                         : m.bit_offset);
         }
         break;
       case BtfKind::kFuncProto:
         for (const BtfMember& m : Members(t)) {
-          Put32(&types, m.name_off);
-          Put32(&types, m.type);
+          AppendWord(&types, m.name_off);
+          AppendWord(&types, m.type);
         }
         break;
       case BtfKind::kEnum:
         for (const BtfEnumValue& v : EnumValues(t)) {
-          Put32(&types, v.name_off);
-          Put32(&types, static_cast<uint32_t>(v.value));
+          AppendWord(&types, v.name_off);
+          AppendWord(&types, static_cast<uint32_t>(v.value));
         }
         break;
       case BtfKind::kEnum64:
         for (const BtfEnumValue& v : EnumValues(t)) {
-          Put32(&types, v.name_off);
-          Put32(&types, static_cast<uint32_t>(v.value));
-          Put32(&types, static_cast<uint32_t>(v.value >> 32));
+          AppendWord(&types, v.name_off);
+          AppendWord(&types, static_cast<uint32_t>(v.value));
+          AppendWord(&types, static_cast<uint32_t>(v.value >> 32));
         }
         break;
       case BtfKind::kDatasec:
         for (const BtfVarSecinfo& v : Secinfos(t)) {
-          Put32(&types, v.type);
-          Put32(&types, v.offset);
-          Put32(&types, v.size);
+          AppendWord(&types, v.type);
+          AppendWord(&types, v.offset);
+          AppendWord(&types, v.size);
         }
         break;
       default:
         break;
     }
   }
-  std::vector<uint8_t> out;
-  out.reserve(kBtfHeaderMinLen + types.size() + strings_size_);
-  out.push_back(kBtfMagic & 0xff);
-  out.push_back(kBtfMagic >> 8);
-  out.push_back(1);  // version
-  out.push_back(0);  // flags
-  Put32(&out, kBtfHeaderMinLen);
-  Put32(&out, 0);
-  Put32(&out, static_cast<uint32_t>(types.size()));
-  Put32(&out, static_cast<uint32_t>(types.size()));
-  Put32(&out, strings_size_);
-  out.insert(out.end(), types.begin(), types.end());
-  out.insert(out.end(), strings_.get(), strings_.get() + strings_size_);
-  return out;
+  return AssembleBlob(types, absl::string_view(strings_.get(), strings_size_));
 }
 
 // --- .BTF.ext ------------------------------------------------------------------
@@ -1089,99 +1071,8 @@ absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& bt
 
 // --- kernel compatibility -------------------------------------------------------
 
-namespace {
-
-// Builds tiny BTF blobs for the probes: types as raw words plus strings.
-class RawBtf {
- public:
-  uint32_t Str(absl::string_view s) {
-    uint32_t off = static_cast<uint32_t>(strs_.size());
-    strs_.append(s.data(), s.size());
-    strs_.push_back('\0');
-    return off;
-  }
-  void Words(std::initializer_list<uint32_t> w) { words_.insert(words_.end(), w); }
-  std::vector<uint8_t> Build() const {
-    std::vector<uint8_t> out = {0x9f, 0xeb, 1, 0};
-    uint32_t tl = static_cast<uint32_t>(words_.size() * 4);
-    for (uint32_t v : {24u, 0u, tl, tl, static_cast<uint32_t>(strs_.size())}) Put32(&out, v);
-    for (uint32_t w : words_) Put32(&out, w);
-    out.insert(out.end(), strs_.begin(), strs_.end());
-    return out;
-  }
-
- private:
-  std::vector<uint32_t> words_;
-  std::string strs_ = std::string(1, '\0');
-};
-
-bool ProbeLoads(const RawBtf& raw) {
-  std::vector<uint8_t> blob = raw.Build();
-  return sys::BtfLoad(blob).ok();  // the fd closes on return
-}
-
-uint32_t IntWords(RawBtf* r) {
-  uint32_t name = r->Str("int");
-  r->Words({name, Info(BtfKind::kInt, false, 0), 4, (1u << 24) | 32});
-  return 1;
-}
-
-BtfFeatures Probe() {
-  BtfFeatures f;
-  {
-    RawBtf r;
-    IntWords(&r);
-    r.Words({0, Info(BtfKind::kFuncProto, false, 0), 1});
-    r.Words({r.Str("f"), Info(BtfKind::kFunc, false, 0), 2});
-    f.func = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    IntWords(&r);
-    r.Words({0, Info(BtfKind::kFuncProto, false, 0), 1});
-    r.Words({r.Str("f"), Info(BtfKind::kFunc, false, 1), 2});
-    f.func_global = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    IntWords(&r);
-    r.Words({r.Str("x"), Info(BtfKind::kVar, false, 0), 1, 1});
-    r.Words({r.Str(".data"), Info(BtfKind::kDatasec, false, 1), 4, 2, 0, 4});
-    f.datasec = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    r.Words({r.Str("float"), Info(BtfKind::kFloat, false, 0), 4});
-    f.float_kind = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    IntWords(&r);
-    r.Words({r.Str("x"), Info(BtfKind::kVar, false, 0), 1, 1});
-    r.Words({r.Str("tag"), Info(BtfKind::kDeclTag, false, 0), 2, 0xffffffffu});
-    f.decl_tag = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    IntWords(&r);
-    r.Words({r.Str("tag"), Info(BtfKind::kTypeTag, false, 0), 1});
-    r.Words({0, Info(BtfKind::kPtr, false, 0), 2});
-    f.type_tag = ProbeLoads(r);
-  }
-  {
-    RawBtf r;
-    r.Words({r.Str("e"), Info(BtfKind::kEnum64, false, 1), 8, r.Str("v"), 0, 1});
-    f.enum64 = ProbeLoads(r);
-  }
-  return f;
-}
-
-}  // namespace
-
-const BtfFeatures& KernelBtfFeatures() {
-  static const BtfFeatures features = Probe();
-  return features;
-}
+// KernelBtfFeatures() is defined with the feature probes it asks
+// (lib/features/btf_kinds.cc), one layer up.
 
 std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& features) {
   std::vector<uint8_t> blob = btf.Marshal();
@@ -1211,7 +1102,7 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
     switch (t.kind) {
       case BtfKind::kVar:
         if (!features.datasec) {
-          w32(start + 4, Info(BtfKind::kInt, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kInt, false, 0));
           w32(start + 8, 1);
           w32(start + 12, 8);  // 8 bits, no encoding
         }
@@ -1220,7 +1111,7 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
         if (!features.datasec) {
           // Same record layout as struct members: {name, type, offset},
           // where the struct wants the var's name and a bit offset.
-          w32(start + 4, Info(BtfKind::kStruct, false, t.vlen));
+          w32(start + 4, TypeInfo(BtfKind::kStruct, false, t.vlen));
           // The kernel wants every member inside the struct. A section's
           // size is 0 in the compiler's output until the loader fills it
           // in, so grow the struct to cover its (now 1-byte) members.
@@ -1245,28 +1136,28 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
       case BtfKind::kFuncProto:
         if (!features.func) {
           // Params {name, type} have the layout of enum values {name, val}.
-          w32(start + 4, Info(BtfKind::kEnum, false, t.vlen));
+          w32(start + 4, TypeInfo(BtfKind::kEnum, false, t.vlen));
           w32(start + 8, 4);
           for (uint32_t i = 0; i < t.vlen; ++i) w32(start + 12 + 8 * i + 4, 0);
         }
         break;
       case BtfKind::kFunc:
         if (!features.func) {
-          w32(start + 4, Info(BtfKind::kTypedef, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kTypedef, false, 0));
         } else if (!features.func_global && t.vlen != 0) {
-          w32(start + 4, Info(BtfKind::kFunc, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kFunc, false, 0));
         }
         break;
       case BtfKind::kFloat:
         if (!features.float_kind) {
           w32(start, 0);  // "float" is not a valid struct name
-          w32(start + 4, Info(BtfKind::kStruct, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kStruct, false, 0));
         }
         break;
       case BtfKind::kDeclTag:
         if (!features.decl_tag) {
           w32(start, 0);
-          w32(start + 4, Info(BtfKind::kInt, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kInt, false, 0));
           w32(start + 8, 1);
           w32(start + 12, 8);
         }
@@ -1274,11 +1165,11 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
       case BtfKind::kTypeTag:
         if (!features.type_tag) {
           w32(start, 0);
-          w32(start + 4, Info(BtfKind::kConst, false, 0));
+          w32(start + 4, TypeInfo(BtfKind::kConst, false, 0));
         }
         break;
       case BtfKind::kEnum:
-        if (!features.enum64 && t.kind_flag) w32(start + 4, Info(BtfKind::kEnum, false, t.vlen));
+        if (!features.enum64 && t.kind_flag) w32(start + 4, TypeInfo(BtfKind::kEnum, false, t.vlen));
         break;
       case BtfKind::kEnum64:
         if (!features.enum64) {
@@ -1286,7 +1177,7 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
           // offset}: all of the placeholder type at offset 0.
           need_placeholder = true;
           placeholder_id = n;
-          w32(start + 4, Info(BtfKind::kUnion, false, t.vlen));
+          w32(start + 4, TypeInfo(BtfKind::kUnion, false, t.vlen));
           for (uint32_t i = 0; i < t.vlen; ++i) {
             w32(start + 12 + 12 * i + 4, placeholder_id);
             w32(start + 12 + 12 * i + 8, 0);
@@ -1302,21 +1193,9 @@ std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& fea
     uint32_t name = static_cast<uint32_t>(strings.size());
     strings += "enum64_placeholder";
     strings.push_back('\0');
-    for (uint32_t v : {name, Info(BtfKind::kInt, false, 0), 1u, 8u}) {
-      uint8_t b[4];
-      memcpy(b, &v, 4);
-      types.insert(types.end(), b, b + 4);
-    }
+    for (uint32_t v : {name, TypeInfo(BtfKind::kInt, false, 0), 1u, 8u}) AppendWord(&types, v);
   }
-  std::vector<uint8_t> out(blob.begin(), blob.begin() + 24);
-  uint32_t tl = static_cast<uint32_t>(types.size());
-  uint32_t sl = static_cast<uint32_t>(strings.size());
-  memcpy(&out[12], &tl, 4);
-  memcpy(&out[16], &tl, 4);
-  memcpy(&out[20], &sl, 4);
-  out.insert(out.end(), types.begin(), types.end());
-  out.insert(out.end(), strings.begin(), strings.end());
-  return out;
+  return AssembleBlob(types, strings);
 }
 
 }  // namespace tether

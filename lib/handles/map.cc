@@ -16,49 +16,12 @@
 #include "graph/graph_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "sys/uapi_names.h"
 #include "tether/prog_array.h"
 
 namespace tether {
 
-const char* MapTypeName(uint32_t type) {
-  switch (type) {
-    case BPF_MAP_TYPE_UNSPEC: return "unspec";
-    case BPF_MAP_TYPE_HASH: return "hash";
-    case BPF_MAP_TYPE_ARRAY: return "array";
-    case BPF_MAP_TYPE_PROG_ARRAY: return "prog_array";
-    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "perf_event_array";
-    case BPF_MAP_TYPE_PERCPU_HASH: return "percpu_hash";
-    case BPF_MAP_TYPE_PERCPU_ARRAY: return "percpu_array";
-    case BPF_MAP_TYPE_STACK_TRACE: return "stack_trace";
-    case BPF_MAP_TYPE_CGROUP_ARRAY: return "cgroup_array";
-    case BPF_MAP_TYPE_LRU_HASH: return "lru_hash";
-    case BPF_MAP_TYPE_LRU_PERCPU_HASH: return "lru_percpu_hash";
-    case BPF_MAP_TYPE_LPM_TRIE: return "lpm_trie";
-    case BPF_MAP_TYPE_ARRAY_OF_MAPS: return "array_of_maps";
-    case BPF_MAP_TYPE_HASH_OF_MAPS: return "hash_of_maps";
-    case BPF_MAP_TYPE_DEVMAP: return "devmap";
-    case BPF_MAP_TYPE_SOCKMAP: return "sockmap";
-    case BPF_MAP_TYPE_CPUMAP: return "cpumap";
-    case BPF_MAP_TYPE_XSKMAP: return "xskmap";
-    case BPF_MAP_TYPE_SOCKHASH: return "sockhash";
-    case BPF_MAP_TYPE_CGROUP_STORAGE: return "cgroup_storage";
-    case BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: return "reuseport_sockarray";
-    case BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: return "percpu_cgroup_storage";
-    case BPF_MAP_TYPE_QUEUE: return "queue";
-    case BPF_MAP_TYPE_STACK: return "stack";
-    case BPF_MAP_TYPE_SK_STORAGE: return "sk_storage";
-    case BPF_MAP_TYPE_DEVMAP_HASH: return "devmap_hash";
-    case BPF_MAP_TYPE_STRUCT_OPS: return "struct_ops";
-    case BPF_MAP_TYPE_RINGBUF: return "ringbuf";
-    case BPF_MAP_TYPE_INODE_STORAGE: return "inode_storage";
-    case BPF_MAP_TYPE_TASK_STORAGE: return "task_storage";
-    case BPF_MAP_TYPE_BLOOM_FILTER: return "bloom_filter";
-    case BPF_MAP_TYPE_USER_RINGBUF: return "user_ringbuf";
-    case sys::uapi::kMapTypeCgrpStorage: return "cgrp_storage";
-    case sys::uapi::kMapTypeArena: return "arena";
-    default: return "unknown";
-  }
-}
+const char* MapTypeName(uint32_t type) { return sys::MapTypeName(type); }
 
 bool IsPerCpuMapType(uint32_t type) {
   return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||

@@ -241,9 +241,17 @@ absl::StatusOr<Btf> Btf::Parse(absl::Span<const uint8_t> data, absl::string_view
   return ParseOwned(data, what, base, nullptr);
 }
 
-absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
-                                    const Btf* base, std::shared_ptr<const void> owner,
-                                    bool trusted) {
+namespace {
+// Where the sections of a BTF blob lie, once the header has been checked.
+struct BtfLayout {
+  uint32_t hdr_len, type_off, type_len, str_off, str_len;
+  const uint8_t* strs;
+};
+
+// Checks the header and that both sections lie inside the blob; split BTF
+// (with a base) continues its base's strings and need not start with "".
+absl::StatusOr<BtfLayout> ReadBtfLayout(absl::Span<const uint8_t> data, absl::string_view what,
+                                        const Btf* base) {
   auto err = [&](auto&&... args) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", args...));
   };
@@ -280,6 +288,7 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
   }
   if (type_off % 4 != 0) return err("type section offset ", type_off, " is not 4-aligned");
   const uint8_t* strs = data.data() + hdr_len + str_off;
+  BtfLayout layout{hdr_len, type_off, type_len, str_off, str_len, strs};
   // Split BTF continues its base's string section, so only a base section
   // must start with the empty name.
   if (base == nullptr) {
@@ -289,6 +298,28 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
   if (str_len != 0 && strs[str_len - 1] != 0) {
     return err("string section of ", str_len, " bytes is not NUL-terminated");
   }
+  return layout;
+}
+// The string section: borrowed from `owner` when there is one (a mapped
+// file lives as long as the Btf), else copied.
+std::shared_ptr<const char> SharedStrings(const std::shared_ptr<const void>& owner,
+                                          const uint8_t* strs, uint32_t len) {
+  if (owner) return std::shared_ptr<const char>(owner, reinterpret_cast<const char*>(strs));
+  std::shared_ptr<char> copy(new char[len + 1], std::default_delete<char[]>());
+  if (len) memcpy(copy.get(), strs, len);
+  return copy;
+}
+}  // namespace
+
+absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string_view what,
+                                    const Btf* base, std::shared_ptr<const void> owner,
+                                    bool trusted) {
+  auto err = [&](auto&&... args) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", args...));
+  };
+  auto read = ReadBtfLayout(data, what, base);
+  if (!read.ok()) return read.status();
+  const auto [hdr_len, type_off, type_len, str_off, str_len, strs] = *read;
 
   Btf btf;
   if (base != nullptr) {
@@ -297,13 +328,7 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
     btf.start_str_ = base->start_str_ + base->strings_size_;
     btf.types_.clear();
   }
-  if (owner) {
-    btf.strings_ = std::shared_ptr<const char>(owner, reinterpret_cast<const char*>(strs));
-  } else {
-    std::shared_ptr<char> copy(new char[str_len + 1], std::default_delete<char[]>());
-    if (str_len) memcpy(copy.get(), strs, str_len);
-    btf.strings_ = std::move(copy);
-  }
+  btf.strings_ = SharedStrings(owner, strs, str_len);
   btf.strings_size_ = str_len;
   // Offsets are absolute across base and split strings.
   const uint64_t str_end = uint64_t{btf.start_str_} + str_len;

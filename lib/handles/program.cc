@@ -11,49 +11,13 @@
 #include "graph/graph_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "sys/type_names.h"
 #include "tether/graph.h"
 #include "tether/pin.h"
 
 namespace tether {
 
-const char* ProgramTypeName(uint32_t type) {
-  switch (type) {
-    case BPF_PROG_TYPE_UNSPEC: return "unspec";
-    case BPF_PROG_TYPE_SOCKET_FILTER: return "socket_filter";
-    case BPF_PROG_TYPE_KPROBE: return "kprobe";
-    case BPF_PROG_TYPE_SCHED_CLS: return "sched_cls";
-    case BPF_PROG_TYPE_SCHED_ACT: return "sched_act";
-    case BPF_PROG_TYPE_TRACEPOINT: return "tracepoint";
-    case BPF_PROG_TYPE_XDP: return "xdp";
-    case BPF_PROG_TYPE_PERF_EVENT: return "perf_event";
-    case BPF_PROG_TYPE_CGROUP_SKB: return "cgroup_skb";
-    case BPF_PROG_TYPE_CGROUP_SOCK: return "cgroup_sock";
-    case BPF_PROG_TYPE_LWT_IN: return "lwt_in";
-    case BPF_PROG_TYPE_LWT_OUT: return "lwt_out";
-    case BPF_PROG_TYPE_LWT_XMIT: return "lwt_xmit";
-    case BPF_PROG_TYPE_SOCK_OPS: return "sock_ops";
-    case BPF_PROG_TYPE_SK_SKB: return "sk_skb";
-    case BPF_PROG_TYPE_CGROUP_DEVICE: return "cgroup_device";
-    case BPF_PROG_TYPE_SK_MSG: return "sk_msg";
-    case BPF_PROG_TYPE_RAW_TRACEPOINT: return "raw_tracepoint";
-    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR: return "cgroup_sock_addr";
-    case BPF_PROG_TYPE_LWT_SEG6LOCAL: return "lwt_seg6local";
-    case BPF_PROG_TYPE_LIRC_MODE2: return "lirc_mode2";
-    case BPF_PROG_TYPE_SK_REUSEPORT: return "sk_reuseport";
-    case BPF_PROG_TYPE_FLOW_DISSECTOR: return "flow_dissector";
-    case BPF_PROG_TYPE_CGROUP_SYSCTL: return "cgroup_sysctl";
-    case BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: return "raw_tracepoint_writable";
-    case BPF_PROG_TYPE_CGROUP_SOCKOPT: return "cgroup_sockopt";
-    case BPF_PROG_TYPE_TRACING: return "tracing";
-    case BPF_PROG_TYPE_STRUCT_OPS: return "struct_ops";
-    case BPF_PROG_TYPE_EXT: return "ext";
-    case BPF_PROG_TYPE_LSM: return "lsm";
-    case BPF_PROG_TYPE_SK_LOOKUP: return "sk_lookup";
-    case BPF_PROG_TYPE_SYSCALL: return "syscall";
-    case sys::uapi::kProgTypeNetfilter: return "netfilter";
-    default: return "unknown";
-  }
-}
+const char* ProgramTypeName(uint32_t type) { return sys::ProgramTypeName(type); }
 
 namespace {
 
@@ -78,11 +42,11 @@ absl::StatusOr<ProgramInfo> ReadInfo(int fd) {
 namespace detail {
 
 ProgramObject::ProgramObject(int fd, ProgramInfo info) : fd_(fd), info_(std::move(info)) {
-  GraphOnProgramCreated(this);
+  GraphOnProgramCreated(info_.id, info_.name, info_.type, info_.map_ids);
 }
 
 ProgramObject::~ProgramObject() {
-  GraphOnProgramReleased(this);
+  GraphOnProgramReleased(info_.id);
   if (fd_ >= 0) close(fd_);
 }
 
@@ -237,6 +201,12 @@ absl::Status Program::Pin(const std::string& path) const {
 absl::Status Program::Unpin() const {
   if (!obj_) return absl::FailedPreconditionError("program: unpin: the handle is empty");
   return detail::UnpinTracked(NodeOf(*this), Describe(info()));
+}
+
+NodeRef NodeOf(const Program& program) { return NodeRef{NodeKind::kProgram, program.id()}; }
+Explanation ObjectGraph::Explain(const Program& program) const { return Explain(NodeOf(program)); }
+std::vector<std::string> ObjectGraph::WhatBreaks(const Program& program) const {
+  return WhatBreaks(NodeOf(program));
 }
 
 std::string Program::PinPath() const {

@@ -194,9 +194,12 @@ int main(int argc, char** argv) {
     for (uint32_t i = 0; i < kN; ++i) arrays.emplace_back(NewArray(kFakeId + i));
     for (uint32_t i = 0; i < kN; ++i) progs.emplace_back(new detail::ProgramObject(-1, ProgInfo(kFakeId + kN + i, 0)));
     size_t h = HeapInUse();
-    for (uint32_t i = 0; i < kN; ++i) detail::GraphSetTailCall(arrays[i].get(), 0, progs[i].get());
+    for (uint32_t i = 0; i < kN; ++i) {
+      const ProgramInfo& p = progs[i]->info();
+      detail::GraphSetTailCall(arrays[i]->info().id, 0, p.id, p.name, p.type);
+    }
     double d = double(HeapInUse() - h) / kN;
-    for (uint32_t i = 0; i < kN; ++i) detail::GraphDeleteTailCall(arrays[i].get(), 0);
+    for (uint32_t i = 0; i < kN; ++i) detail::GraphDeleteTailCall(arrays[i]->info().id, 0);
     return d;
   });
 

@@ -62,13 +62,17 @@ Population& Populate(size_t n, bool chain = false) {
     for (size_t i = 0; i < n / 2; ++i) new_array();
     for (size_t i = 0; i < n / 2; ++i) {
       auto* p = new_program(pop->arrays[(i + 1) % pop->arrays.size()]->info().id);
-      tether::detail::GraphSetTailCall(pop->arrays[i].get(), 0, p);
+      tether::detail::GraphSetTailCall(pop->arrays[i]->info().id, 0, p->info().id, p->info().name,
+                                       p->info().type);
     }
   } else {
     for (size_t set = 0; set < n / 9; ++set) {
       MapObject* array = new_array();
-      for (uint32_t slot = 0; slot < 4; ++slot)
-        tether::detail::GraphSetTailCall(array, slot, new_program(0));
+      for (uint32_t slot = 0; slot < 4; ++slot) {
+        ProgramObject* p = new_program(0);
+        tether::detail::GraphSetTailCall(array->info().id, slot, p->info().id, p->info().name,
+                                         p->info().type);
+      }
       for (int caller = 0; caller < 4; ++caller) new_program(array->info().id);
     }
   }
@@ -84,8 +88,9 @@ void BM_GraphSetTailCall(benchmark::State& state) {
     // each with its cycle check.
     MapObject* array = pop.arrays[i % pop.arrays.size()].get();
     ProgramObject* prog = pop.programs[(i % pop.arrays.size()) * (state.range(1) ? 1 : 8)].get();
-    tether::detail::GraphSetTailCall(array, 3, prog);
-    tether::detail::GraphDeleteTailCall(array, 3);
+    tether::detail::GraphSetTailCall(array->info().id, 3, prog->info().id, prog->info().name,
+                                     prog->info().type);
+    tether::detail::GraphDeleteTailCall(array->info().id, 3);
     ++i;
   }
   state.counters["nodes"] = static_cast<double>(tether::graph().node_count());

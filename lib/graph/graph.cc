@@ -12,13 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/json_internal.h"
 #include "base/mutex_internal.h"
 #include "graph/graph_internal.h"
-#include "base/json_internal.h"
-#include "handles/pin_internal.h"
 #include "sys/bpf.h"
-#include "tether/map.h"
-#include "tether/program.h"
+#include "sys/uapi_names.h"
 
 namespace tether {
 namespace detail {
@@ -61,35 +59,16 @@ using detail::Edge;
 using detail::GraphState;
 using detail::NodeData;
 
-using detail::MapObject;
-using detail::ProgramObject;
+using sys::MapTypeName;
+using sys::ProgramTypeName;
 
 constexpr size_t kMaxCyclesPerEdge = 64;
 constexpr size_t kMaxCyclesKept = 4096;
-
-struct PendingDiagnostic {
-  bool present = false;
-  Diagnostic diag;
-};
 
 // Leaked on purpose: handles may be destroyed during static destruction.
 GraphState& State() {
   static GraphState* state = new GraphState();
   return *state;
-}
-
-void Deliver(const PendingDiagnostic& pending) {
-  if (!pending.present) return;
-  DiagnosticSink sink;
-  {
-    detail::MutexLock lock(&State().sink_mu);
-    sink = State().sink;
-  }
-  if (sink) {
-    sink(pending.diag);
-  } else {
-    fprintf(stderr, "%s\n", pending.diag.message.c_str());
-  }
 }
 
 bool IsProgArrayType(uint32_t type) { return type == BPF_MAP_TYPE_PROG_ARRAY; }
@@ -610,6 +589,19 @@ void SetDiagnosticSink(DiagnosticSink sink) {
   State().sink = std::move(sink);
 }
 
+void detail::DeliverDiagnostic(const Diagnostic& diagnostic) {
+  DiagnosticSink sink;
+  {
+    detail::MutexLock lock(&State().sink_mu);
+    sink = State().sink;
+  }
+  if (sink) {
+    sink(diagnostic);
+  } else {
+    fprintf(stderr, "%s\n", diagnostic.message.c_str());
+  }
+}
+
 ObjectGraph& graph() {
   static ObjectGraph* g = new ObjectGraph(&State());
   return *g;
@@ -641,9 +633,6 @@ std::unique_ptr<ObjectGraph> detail::NewStandaloneGraph() {
   };
   return std::make_unique<Owning>(std::make_unique<GraphState>());
 }
-
-NodeRef NodeOf(const Map& map) { return NodeRef{NodeKind::kMap, map.id()}; }
-NodeRef NodeOf(const Program& program) { return NodeRef{NodeKind::kProgram, program.id()}; }
 
 // --- policies -------------------------------------------------------------------------
 
@@ -764,8 +753,6 @@ Explanation ObjectGraph::Explain(NodeRef ref) const {
   ex.alive = ref.kind == NodeKind::kPin || g.Live(ref);
   return ex;
 }
-Explanation ObjectGraph::Explain(const Map& map) const { return Explain(NodeOf(map)); }
-Explanation ObjectGraph::Explain(const Program& p) const { return Explain(NodeOf(p)); }
 
 std::vector<std::string> ObjectGraph::WhatBreaks(NodeRef ref) const {
   GraphState& s = (*state_);
@@ -778,12 +765,6 @@ std::vector<std::string> ObjectGraph::WhatBreaks(NodeRef ref) const {
   }
   g.BreaksInto(ref, &out);
   return out;
-}
-std::vector<std::string> ObjectGraph::WhatBreaks(const Map& map) const {
-  return WhatBreaks(NodeOf(map));
-}
-std::vector<std::string> ObjectGraph::WhatBreaks(const Program& p) const {
-  return WhatBreaks(NodeOf(p));
 }
 
 std::string ObjectGraph::ToText() const {
@@ -915,121 +896,131 @@ std::string ObjectGraph::ToJson() const {
 
 namespace detail {
 
-void GraphOnMapCreated(const MapObject* map) {
+void GraphOnMapCreated(uint32_t map_id, const std::string& name, uint32_t map_type) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeData& n = g.Ensure(NodeRef{NodeKind::kMap, map->info().id});
-  n.node.name = map->info().name;
-  n.node.type = map->info().type;
+  NodeData& n = g.Ensure(NodeRef{NodeKind::kMap, map_id});
+  n.node.name = name;
+  n.node.type = map_type;
   n.node.handles++;
 }
 
-absl::Status GraphCheckLastRelease(const MapObject* map) {
+absl::Status GraphCheckLastRelease(uint32_t map_id) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  const NodeData* n = g.Find(NodeRef{NodeKind::kMap, map->info().id});
+  const NodeData* n = g.Find(NodeRef{NodeKind::kMap, map_id});
   if (!n || n->node.handles > 1) return absl::OkStatus();
   std::vector<NodeRef> users;
   if (!g.OrphanHazard(*n, &users)) return absl::OkStatus();
   return absl::FailedPreconditionError(g.HazardMessage(*n, users, "close refused"));
 }
 
-void GraphOnMapReleased(MapObject* map) {
+MapReleaseVerdict GraphOnMapReleased(uint32_t map_id, int fd, LifetimePolicy map_policy) {
   GraphState& s = State();
-  PendingDiagnostic pending;
-  {
-    detail::MutexLock lock(&s.mu);
-    Locked g(s);
-    NodeRef ref{NodeKind::kMap, map->info().id};
-    NodeData* n = g.Find(ref);
-    if (!n) return;
-    if (n->node.handles > 0) n->node.handles--;
-    if (n->node.handles > 0) return;
+  MapReleaseVerdict verdict;
+  detail::MutexLock lock(&s.mu);
+  Locked g(s);
+  NodeRef ref{NodeKind::kMap, map_id};
+  NodeData* n = g.Find(ref);
+  if (!n) return verdict;
+  if (n->node.handles > 0) n->node.handles--;
+  if (n->node.handles > 0) return verdict;
 
-    std::vector<NodeRef> users;
-    if (g.OrphanHazard(*n, &users)) {
-      LifetimePolicy policy = map->policy();
-      if (policy == LifetimePolicy::kDefault) policy = s.default_policy;
-      Diagnostic& d = pending.diag;
-      d.map_name = n->node.name;
-      d.map_id = ref.id;
-      d.entries = g.Slots(*n).size();
-      for (NodeRef u : users) d.programs.push_back(g.ShortLabel(u));
-      switch (policy) {
-        case LifetimePolicy::kDefault:
-        case LifetimePolicy::kWarn:
-          pending.present = true;
-          d.kind = Diagnostic::Kind::kProgramArrayOrphaned;
-          d.message = g.HazardMessage(*n, users, "warning");
-          break;
-        case LifetimePolicy::kKeepAlive:
-          n->kept_fd = map->fd();
-          n->node.kept_alive = true;
-          map->DisownFd();
-          break;  // no entries are lost, nothing to say
-        case LifetimePolicy::kPin: {
-          std::string path = absl::StrFormat(
-              "%s/%s_%u", s.pin_dir, n->node.name.empty() ? "prog_array" : n->node.name, ref.id);
-          absl::Status st = PinFdAt(map->fd(), path);
-          if (st.ok()) {
-            // Record the pin directly: the pin helpers take this same lock.
-            auto [it, inserted] = s.pin_ids.try_emplace(path, s.next_pin_id);
-            if (inserted) s.next_pin_id++;
-            NodeRef pin{NodeKind::kPin, it->second};
-            g.Ensure(pin).node.name = path;
-            g.AddEdge(pin, ref, EdgeKind::kPinHolds, 0);
-            // Inserting the pin's node may rehash the node table (no
-            // pointer stability): look the array up again.
-            n = g.Find(ref);
-            pending.present = true;
-            d.kind = Diagnostic::Kind::kProgramArrayPinned;
-            d.pin_path = path;
-            d.message = absl::StrFormat(
-                "tether: program array '%s' (id %u) lost its last handle; pinned it at %s "
-                "(LifetimePolicy::kPin) so its tail calls keep working",
-                n->node.name, ref.id, path);
-            break;
-          }
-          // Keeping the fd is the only other way to save the tail calls.
-          n->kept_fd = map->fd();
-          n->node.kept_alive = true;
-          map->DisownFd();
-          pending.present = true;
-          d.kind = Diagnostic::Kind::kPolicyFailed;
-          d.message = absl::StrCat("tether: program array '", n->node.name, "' (id ", ref.id,
-                                   "): the Pin policy failed (", st.message(),
-                                   "); keeping it alive instead until ReleaseKept()");
-          break;
-        }
-        case LifetimePolicy::kIgnore:
-          break;
-      }
+  std::vector<NodeRef> users;
+  if (g.OrphanHazard(*n, &users)) {
+    LifetimePolicy policy = map_policy;
+    if (policy == LifetimePolicy::kDefault) policy = s.default_policy;
+    Diagnostic d;
+    d.map_name = n->node.name;
+    d.map_id = ref.id;
+    d.entries = g.Slots(*n).size();
+    for (NodeRef u : users) d.programs.push_back(g.ShortLabel(u));
+    switch (policy) {
+      case LifetimePolicy::kDefault:
+      case LifetimePolicy::kWarn:
+        d.kind = Diagnostic::Kind::kProgramArrayOrphaned;
+        d.message = g.HazardMessage(*n, users, "warning");
+        verdict.diagnostic = std::move(d);
+        break;
+      case LifetimePolicy::kKeepAlive:
+        n->kept_fd = fd;
+        n->node.kept_alive = true;
+        verdict.action = MapReleaseVerdict::Action::kKeepAlive;
+        break;  // no entries are lost, nothing to say
+      case LifetimePolicy::kPin:
+        verdict.action = MapReleaseVerdict::Action::kPin;
+        verdict.pin_path = absl::StrFormat(
+            "%s/%s_%u", s.pin_dir, n->node.name.empty() ? "prog_array" : n->node.name, ref.id);
+        verdict.diagnostic = std::move(d);
+        // The array keeps its entries until GraphOnPolicyPin hears how the
+        // pin went: pinning is a syscall, made without the graph's lock.
+        return verdict;
+      case LifetimePolicy::kIgnore:
+        break;
     }
-    if (n->node.type == BPF_MAP_TYPE_PROG_ARRAY && !g.ArrayHasUserRef(*n)) {
-      g.ClearArrayEntries(ref);
-    }
-    g.Collect(ref);
   }
-  Deliver(pending);
+  if (n->node.type == BPF_MAP_TYPE_PROG_ARRAY && !g.ArrayHasUserRef(*n)) {
+    g.ClearArrayEntries(ref);
+  }
+  g.Collect(ref);
+  return verdict;
 }
 
-void GraphOnProgramCreated(const ProgramObject* prog) {
+MapReleaseVerdict GraphOnPolicyPin(uint32_t map_id, int fd, MapReleaseVerdict verdict,
+                                   const absl::Status& pinned) {
   GraphState& s = State();
-  const ProgramInfo& info = prog->info();
-  NodeRef ref{NodeKind::kProgram, info.id};
+  detail::MutexLock lock(&s.mu);
+  Locked g(s);
+  NodeRef ref{NodeKind::kMap, map_id};
+  Diagnostic& d = *verdict.diagnostic;
+  if (pinned.ok()) {
+    auto [it, inserted] = s.pin_ids.try_emplace(verdict.pin_path, s.next_pin_id);
+    if (inserted) s.next_pin_id++;
+    NodeRef pin{NodeKind::kPin, it->second};
+    g.Ensure(pin).node.name = verdict.pin_path;
+    g.AddEdge(pin, ref, EdgeKind::kPinHolds, 0);
+    verdict.action = MapReleaseVerdict::Action::kClose;
+    d.kind = Diagnostic::Kind::kProgramArrayPinned;
+    d.pin_path = verdict.pin_path;
+    d.message = absl::StrFormat(
+        "tether: program array '%s' (id %u) lost its last handle; pinned it at %s "
+        "(LifetimePolicy::kPin) so its tail calls keep working",
+        d.map_name, ref.id, verdict.pin_path);
+  } else {
+    NodeData& n = g.Ensure(ref);
+    n.kept_fd = fd;
+    n.node.kept_alive = true;
+    verdict.action = MapReleaseVerdict::Action::kKeepAlive;
+    d.kind = Diagnostic::Kind::kPolicyFailed;
+    d.message = absl::StrCat("tether: program array '", d.map_name, "' (id ", ref.id,
+                             "): the Pin policy failed (", pinned.message(),
+                             "); keeping it alive instead until ReleaseKept()");
+  }
+  NodeData* n = g.Find(ref);
+  if (n->node.type == BPF_MAP_TYPE_PROG_ARRAY && !g.ArrayHasUserRef(*n)) {
+    g.ClearArrayEntries(ref);
+  }
+  g.Collect(ref);
+  return verdict;
+}
+
+void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t prog_type,
+                           const std::vector<uint32_t>& used_map_ids) {
+  GraphState& s = State();
+  NodeRef ref{NodeKind::kProgram, prog_id};
   std::vector<uint32_t> unknown;
   {
     detail::MutexLock lock(&s.mu);
     Locked g(s);
     NodeData& n = g.Ensure(ref);
-    n.node.name = info.name;
-    n.node.type = info.type;
+    n.node.name = name;
+    n.node.type = prog_type;
     bool first = n.node.handles == 0 && n.out.empty();
     n.node.handles++;
     if (!first) return;  // a second object on a known program: edges exist
-    for (uint32_t id : info.map_ids)
+    for (uint32_t id : used_map_ids)
       if (!g.Find(NodeRef{NodeKind::kMap, id})) unknown.push_back(id);
   }
   // Name maps that no handle of ours owns, without holding the lock over
@@ -1050,7 +1041,7 @@ void GraphOnProgramCreated(const ProgramObject* prog) {
       m.node.type = mi.type;
     }
   }
-  for (uint32_t id : info.map_ids) {
+  for (uint32_t id : used_map_ids) {
     NodeRef map_ref{NodeKind::kMap, id};
     g.AddEdge(ref, map_ref, EdgeKind::kUsesMap, 0);
     const NodeData* m = g.Find(map_ref);
@@ -1058,29 +1049,30 @@ void GraphOnProgramCreated(const ProgramObject* prog) {
   }
 }
 
-void GraphOnProgramReleased(const ProgramObject* prog) {
+void GraphOnProgramReleased(uint32_t prog_id) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef ref{NodeKind::kProgram, prog->info().id};
+  NodeRef ref{NodeKind::kProgram, prog_id};
   NodeData* n = g.Find(ref);
   if (!n) return;
   if (n->node.handles > 0) n->node.handles--;
   g.Collect(ref);
 }
 
-void GraphSetTailCall(const MapObject* array, uint32_t slot, const ProgramObject* prog) {
+void GraphSetTailCall(uint32_t array_id, uint32_t slot, uint32_t prog_id,
+                      const std::string& prog_name, uint32_t prog_type) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef a{NodeKind::kMap, array->info().id};
-  NodeRef p{NodeKind::kProgram, prog->info().id};
+  NodeRef a{NodeKind::kMap, array_id};
+  NodeRef p{NodeKind::kProgram, prog_id};
   auto replaced = g.RemoveEdges(
       a, [slot](const Edge& e) { return e.kind == EdgeKind::kTailCall && e.slot == slot; });
   NodeData& pn = g.Ensure(p);
   if (pn.node.name.empty()) {
-    pn.node.name = prog->info().name;
-    pn.node.type = prog->info().type;
+    pn.node.name = prog_name;
+    pn.node.type = prog_type;
   }
   g.Find(a)->node.cleared_by_kernel = false;
   g.AddEdge(a, p, EdgeKind::kTailCall, slot);
@@ -1088,11 +1080,11 @@ void GraphSetTailCall(const MapObject* array, uint32_t slot, const ProgramObject
   for (NodeRef r : replaced) g.Collect(r);
 }
 
-void GraphNoteTailCallById(const MapObject* array, uint32_t slot, uint32_t prog_id) {
+void GraphNoteTailCallById(uint32_t array_id, uint32_t slot, uint32_t prog_id) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef a{NodeKind::kMap, array->info().id};
+  NodeRef a{NodeKind::kMap, array_id};
   NodeRef p{NodeKind::kProgram, prog_id};
   g.RemoveEdges(a, [slot](const Edge& e) { return e.kind == EdgeKind::kTailCall && e.slot == slot; });
   g.Ensure(p);
@@ -1100,32 +1092,32 @@ void GraphNoteTailCallById(const MapObject* array, uint32_t slot, uint32_t prog_
   g.FindCycles(a, p);
 }
 
-void GraphDeleteTailCall(const MapObject* array, uint32_t slot) {
+void GraphDeleteTailCall(uint32_t array_id, uint32_t slot) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef a{NodeKind::kMap, array->info().id};
+  NodeRef a{NodeKind::kMap, array_id};
   auto touched = g.RemoveEdges(
       a, [slot](const Edge& e) { return e.kind == EdgeKind::kTailCall && e.slot == slot; });
   for (NodeRef r : touched) g.Collect(r);
 }
 
-void GraphSetInnerMap(const MapObject* outer, uint32_t slot, uint32_t inner_id) {
+void GraphSetInnerMap(uint32_t outer_id, uint32_t slot, uint32_t inner_id) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef o{NodeKind::kMap, outer->info().id};
+  NodeRef o{NodeKind::kMap, outer_id};
   auto replaced = g.RemoveEdges(
       o, [slot](const Edge& e) { return e.kind == EdgeKind::kInnerMap && e.slot == slot; });
   g.AddEdge(o, NodeRef{NodeKind::kMap, inner_id}, EdgeKind::kInnerMap, slot);
   for (NodeRef r : replaced) g.Collect(r);
 }
 
-void GraphDeleteInnerMap(const MapObject* outer, uint32_t slot) {
+void GraphDeleteInnerMap(uint32_t outer_id, uint32_t slot) {
   GraphState& s = State();
   detail::MutexLock lock(&s.mu);
   Locked g(s);
-  NodeRef o{NodeKind::kMap, outer->info().id};
+  NodeRef o{NodeKind::kMap, outer_id};
   auto touched = g.RemoveEdges(
       o, [slot](const Edge& e) { return e.kind == EdgeKind::kInnerMap && e.slot == slot; });
   for (NodeRef r : touched) g.Collect(r);

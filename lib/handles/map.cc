@@ -13,11 +13,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "sys/cpus.h"
+#include "base/status_macros.h"
 #include "graph/graph_internal.h"
+#include "handles/map_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
 #include "sys/uapi_names.h"
-#include "tether/prog_array.h"
 
 namespace tether {
 
@@ -140,11 +141,18 @@ namespace detail {
 
 MapObject::MapObject(int fd, MapInfo info)
     : fd_(fd), info_(std::move(info)), value_buffer_size_(ValueBufferSize(info_)) {
-  GraphOnMapCreated(this);
+  GraphOnMapCreated(info_.id, info_.name, info_.type);
 }
 
 MapObject::~MapObject() {
-  GraphOnMapReleased(this);
+  MapReleaseVerdict verdict = GraphOnMapReleased(info_.id, fd_, policy());
+  if (verdict.action == MapReleaseVerdict::Action::kPin) {
+    absl::Status pinned = PinFdAt(fd_, verdict.pin_path);
+    verdict = GraphOnPolicyPin(info_.id, fd_, std::move(verdict), pinned);
+  }
+  // KeepAlive: the graph owns the fd now, and ReleaseKept closes it.
+  if (verdict.action == MapReleaseVerdict::Action::kKeepAlive) fd_ = -1;
+  if (verdict.diagnostic) DeliverDiagnostic(*verdict.diagnostic);
   if (fd_ >= 0) close(fd_);
 }
 
@@ -167,6 +175,22 @@ absl::Status MapOpError(const MapObject* map, absl::string_view op, int neg_errn
 
 absl::Status NullMapError(absl::string_view op) {
   return absl::FailedPreconditionError(absl::StrCat("map: ", op, ": the handle is empty"));
+}
+
+absl::Status ReadTailCallsIntoGraph(const Map& array) {
+  // One lookup per slot, paid once per adoption and never on the hot path.
+  for (uint32_t i = 0; i < array.max_entries(); ++i) {
+    uint32_t prog_id = 0;
+    int ret = sys::MapLookupElem(array.fd(), &i, &prog_id, 0);
+    if (ret == 0) {
+      GraphNoteTailCallById(array.id(), i, prog_id);
+    } else if (ret != -ENOENT) {
+      return sys::ErrnoStatus(
+          -ret, absl::StrFormat("program array '%s' (id %u)", array.name(), array.id()),
+          absl::StrCat("reading entry ", i));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace detail
@@ -241,8 +265,7 @@ absl::StatusOr<Map> Map::LoadPinned(const std::string& path) {
   // Whoever pinned a program array filled it; the graph needs its entries
   // to explain what the array keeps alive.
   if (map->type() == BPF_MAP_TYPE_PROG_ARRAY) {
-    auto array = ProgramArray::FromMap(*map);
-    if (!array.ok()) return array.status();
+    TETHER_RETURN_IF_ERROR(detail::ReadTailCallsIntoGraph(*map));
   }
   return map;
 }
@@ -290,6 +313,12 @@ absl::Status Map::Unpin() const {
   return detail::UnpinTracked(NodeOf(*this), Describe(info()));
 }
 
+NodeRef NodeOf(const Map& map) { return NodeRef{NodeKind::kMap, map.id()}; }
+Explanation ObjectGraph::Explain(const Map& map) const { return Explain(NodeOf(map)); }
+std::vector<std::string> ObjectGraph::WhatBreaks(const Map& map) const {
+  return WhatBreaks(NodeOf(map));
+}
+
 std::string Map::PinPath() const {
   if (!obj_) return "";
   return detail::GraphPinPathOf(NodeOf(*this));
@@ -298,8 +327,7 @@ std::string Map::PinPath() const {
 absl::Status Map::Close(bool force) {
   if (!obj_) return absl::OkStatus();
   if (!force && obj_->HasOneRef()) {
-    absl::Status st = detail::GraphCheckLastRelease(obj_.get());
-    if (!st.ok()) return st;
+    TETHER_RETURN_IF_ERROR(detail::GraphCheckLastRelease(obj_->info().id));
   }
   obj_.reset();
   return absl::OkStatus();

@@ -42,11 +42,11 @@ absl::StatusOr<ProgramInfo> ReadInfo(int fd) {
 namespace detail {
 
 ProgramObject::ProgramObject(int fd, ProgramInfo info) : fd_(fd), info_(std::move(info)) {
-  GraphOnProgramCreated(this);
+  GraphOnProgramCreated(info_.id, info_.name, info_.type, info_.map_ids);
 }
 
 ProgramObject::~ProgramObject() {
-  GraphOnProgramReleased(this);
+  GraphOnProgramReleased(info_.id);
   if (fd_ >= 0) close(fd_);
 }
 
@@ -201,6 +201,12 @@ absl::Status Program::Pin(const std::string& path) const {
 absl::Status Program::Unpin() const {
   if (!obj_) return absl::FailedPreconditionError("program: unpin: the handle is empty");
   return detail::UnpinTracked(NodeOf(*this), Describe(info()));
+}
+
+NodeRef NodeOf(const Program& program) { return NodeRef{NodeKind::kProgram, program.id()}; }
+Explanation ObjectGraph::Explain(const Program& program) const { return Explain(NodeOf(program)); }
+std::vector<std::string> ObjectGraph::WhatBreaks(const Program& program) const {
+  return WhatBreaks(NodeOf(program));
 }
 
 std::string Program::PinPath() const {

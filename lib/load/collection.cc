@@ -361,7 +361,7 @@ class CollectionLoader {
             return sys::ErrnoStatus(-ret, absl::StrFormat("map '%s' (id %u)", name, map.id()),
                                     absl::StrFormat("static entry [%u] = map '%s'", e.key, e.name));
           }
-          detail::GraphSetInnerMap(map.object(), e.key, inner->second.id());
+          detail::GraphSetInnerMap(map.id(), e.key, inner->second.id());
         }
       }
     }

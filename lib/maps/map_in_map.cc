@@ -78,7 +78,7 @@ absl::Status SetInner(const Map& outer, absl::Span<const uint8_t> key, const Map
     }
     return st;
   }
-  detail::GraphSetInnerMap(outer.object(), SlotOf(key), inner.id());
+  detail::GraphSetInnerMap(outer.id(), SlotOf(key), inner.id());
   return absl::OkStatus();
 }
 
@@ -89,7 +89,7 @@ absl::Status DeleteInner(const Map& outer, absl::Span<const uint8_t> key) {
   if (ret < 0) {
     return sys::ErrnoStatus(-ret, Describe(outer), absl::StrFormat("delete [%s]", KeyText(key)));
   }
-  detail::GraphDeleteInnerMap(outer.object(), SlotOf(key));
+  detail::GraphDeleteInnerMap(outer.id(), SlotOf(key));
   return absl::OkStatus();
 }
 

@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "graph/graph_internal.h"
+#include "handles/map_internal.h"
 #include "sys/bpf.h"
 
 namespace tether {
@@ -45,17 +47,8 @@ absl::StatusOr<ProgramArray> ProgramArray::FromMap(Map map, bool read_entries) {
     return absl::InvalidArgumentError(absl::StrFormat("map '%s' (id %u) is a %s, not a prog_array",
                                                       map.name(), map.id(), MapTypeName(map.type())));
   }
-  // Learn the entries someone else may have set. This costs one lookup per
-  // slot, paid once per adoption and never on the hot path.
-  for (uint32_t i = 0; read_entries && i < map.max_entries(); ++i) {
-    uint32_t prog_id = 0;
-    int ret = sys::MapLookupElem(map.fd(), &i, &prog_id, 0);
-    if (ret == 0) {
-      detail::GraphNoteTailCallById(map.object(), i, prog_id);
-    } else if (ret != -ENOENT) {
-      return sys::ErrnoStatus(-ret, Describe(map), absl::StrCat("reading entry ", i));
-    }
-  }
+  // Learn the entries someone else may have set.
+  if (read_entries) TETHER_RETURN_IF_ERROR(detail::ReadTailCallsIntoGraph(map));
   return ProgramArray(std::move(map));
 }
 
@@ -77,7 +70,7 @@ absl::Status ProgramArray::Set(uint32_t index, const Program& program) const {
     }
     return st;
   }
-  detail::GraphSetTailCall(map_.object(), index, program.object());
+  detail::GraphSetTailCall(map_.id(), index, program.id(), program.name(), program.type());
   return absl::OkStatus();
 }
 
@@ -86,7 +79,7 @@ absl::Status ProgramArray::Delete(uint32_t index) const {
   if (!st.ok()) return st;
   int ret = sys::MapDeleteElem(map_.fd(), &index);
   if (ret < 0) return sys::ErrnoStatus(-ret, Describe(map_), absl::StrFormat("delete [%u]", index));
-  detail::GraphDeleteTailCall(map_.object(), index);
+  detail::GraphDeleteTailCall(map_.id(), index);
   return absl::OkStatus();
 }
 
@@ -97,7 +90,7 @@ absl::Status ProgramArray::Clear() const {
     if (ret < 0 && ret != -ENOENT) {
       return sys::ErrnoStatus(-ret, Describe(map_), absl::StrFormat("clear: delete [%u]", i));
     }
-    detail::GraphDeleteTailCall(map_.object(), i);
+    detail::GraphDeleteTailCall(map_.id(), i);
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,7 @@
 #include "absl/types/optional.h"
 #include "tether/graph.h"
 #include "tether/program.h"
+#include "tether/handle.h"
 #include "tether/ref_counted.h"
 
 namespace tether {
@@ -55,7 +56,7 @@ class LinkObject : public RefCounted<LinkObject> {
 
 }  // namespace detail
 
-class Link {
+class Link : public detail::HandleBase<Link, detail::LinkObject> {
  public:
   Link() = default;
 
@@ -67,12 +68,6 @@ class Link {
   static absl::StatusOr<Link> LoadPinned(const std::string& path);
   absl::StatusOr<Link> Clone() const;
 
-  explicit operator bool() const { return static_cast<bool>(obj_); }
-  int fd() const { return obj_ ? obj_->fd() : -1; }
-  // The info read when this handle's object was made.
-  const LinkInfo& info() const { return obj_->info(); }
-  uint32_t id() const { return obj_->info().id; }
-  uint32_t type() const { return obj_->info().type; }
   const std::string& description() const { return obj_->description(); }
 
   // Reads the link's info from the kernel now.
@@ -98,21 +93,9 @@ class Link {
   absl::Status Unpin() const;
   std::string PinPath() const;
 
-  friend bool operator==(const Link& a, const Link& b) { return a.obj_ == b.obj_; }
-  friend bool operator!=(const Link& a, const Link& b) { return !(a == b); }
-  friend bool operator<(const Link& a, const Link& b) { return a.obj_.get() < b.obj_.get(); }
-  template <typename H>
-  friend H AbslHashValue(H h, const Link& l) {
-    return H::combine(std::move(h), l.obj_.get());
-  }
-
-  detail::LinkObject* object() const { return obj_.get(); }
-
  private:
-  explicit Link(RefPtr<detail::LinkObject> obj) : obj_(std::move(obj)) {}
+  explicit Link(RefPtr<detail::LinkObject> obj) : HandleBase(std::move(obj)) {}
   static absl::StatusOr<Link> Adopt(int fd, absl::string_view how, const std::string& description);
-
-  RefPtr<detail::LinkObject> obj_;
 };
 
 NodeRef NodeOf(const Link& link);

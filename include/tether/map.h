@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tether/lifetime.h"
+#include "tether/handle.h"
 #include "tether/ref_counted.h"
 
 namespace tether {
@@ -132,7 +133,7 @@ absl::Status NullMapError(absl::string_view op);
 
 }  // namespace detail
 
-class Map {
+class Map : public detail::HandleBase<Map, detail::MapObject> {
  public:
   Map() = default;
 
@@ -147,12 +148,7 @@ class Map {
   // A new, independent handle on a dup'd fd.
   absl::StatusOr<Map> Clone() const;
 
-  explicit operator bool() const { return static_cast<bool>(obj_); }
-  int fd() const { return obj_ ? obj_->fd() : -1; }
-  const MapInfo& info() const { return obj_->info(); }
-  uint32_t id() const { return obj_->info().id; }
   const std::string& name() const { return obj_->info().name; }
-  uint32_t type() const { return obj_->info().type; }
   uint32_t key_size() const { return obj_->info().key_size; }
   uint32_t value_size() const { return obj_->info().value_size; }
   uint32_t max_entries() const { return obj_->info().max_entries; }
@@ -251,20 +247,10 @@ class Map {
   // FailedPrecondition and keeps the handle, unless `force` is set.
   absl::Status Close(bool force = false);
 
-  friend bool operator==(const Map& a, const Map& b) { return a.obj_ == b.obj_; }
-  friend bool operator!=(const Map& a, const Map& b) { return !(a == b); }
-  friend bool operator<(const Map& a, const Map& b) { return a.obj_.get() < b.obj_.get(); }
-  template <typename H>
-  friend H AbslHashValue(H h, const Map& m) {
-    return H::combine(std::move(h), m.obj_.get());
-  }
-
-  detail::MapObject* object() const { return obj_.get(); }
-
  private:
   friend class ProgramArray;
   friend struct detail::MapRaw;
-  explicit Map(RefPtr<detail::MapObject> obj) : obj_(std::move(obj)) {}
+  explicit Map(RefPtr<detail::MapObject> obj) : HandleBase(std::move(obj)) {}
   static absl::StatusOr<Map> Adopt(int fd, absl::string_view how);
 
   bool CheckKey(size_t key) const { return obj_ && key == obj_->info().key_size; }
@@ -283,8 +269,6 @@ class Map {
   int RawUpdate(const void* key, const void* value, uint64_t flags) const;
   int RawDelete(const void* key) const;
   int RawLookupAndDelete(const void* key, void* value) const;
-
-  RefPtr<detail::MapObject> obj_;
 };
 
 }  // namespace tether

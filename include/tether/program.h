@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "tether/handle.h"
 #include "tether/ref_counted.h"
 
 namespace tether {
@@ -98,7 +99,7 @@ class ProgramObject : public RefCounted<ProgramObject> {
 
 }  // namespace detail
 
-class Program {
+class Program : public detail::HandleBase<Program, detail::ProgramObject> {
  public:
   Program() = default;
 
@@ -110,12 +111,7 @@ class Program {
   static absl::StatusOr<Program> LoadPinned(const std::string& path);
   absl::StatusOr<Program> Clone() const;
 
-  explicit operator bool() const { return static_cast<bool>(obj_); }
-  int fd() const { return obj_ ? obj_->fd() : -1; }
-  const ProgramInfo& info() const { return obj_->info(); }
-  uint32_t id() const { return obj_->info().id; }
   const std::string& name() const { return obj_->info().name; }
-  uint32_t type() const { return obj_->info().type; }
 
   // BPF_PROG_TEST_RUN.
   absl::StatusOr<RunResult> Run(const RunOptions& options = {}) const;
@@ -135,23 +131,9 @@ class Program {
   void NoteLegacyHook(const std::string& description) const;
   void ForgetLegacyHook(const std::string& description) const;
 
-  friend bool operator==(const Program& a, const Program& b) { return a.obj_ == b.obj_; }
-  friend bool operator!=(const Program& a, const Program& b) { return !(a == b); }
-  friend bool operator<(const Program& a, const Program& b) {
-    return a.obj_.get() < b.obj_.get();
-  }
-  template <typename H>
-  friend H AbslHashValue(H h, const Program& p) {
-    return H::combine(std::move(h), p.obj_.get());
-  }
-
-  detail::ProgramObject* object() const { return obj_.get(); }
-
  private:
-  explicit Program(RefPtr<detail::ProgramObject> obj) : obj_(std::move(obj)) {}
+  explicit Program(RefPtr<detail::ProgramObject> obj) : HandleBase(std::move(obj)) {}
   static absl::StatusOr<Program> Adopt(int fd, absl::string_view how);
-
-  RefPtr<detail::ProgramObject> obj_;
 };
 
 }  // namespace tether

@@ -115,9 +115,6 @@ class MapObject : public RefCounted<MapObject> {
   LifetimePolicy policy() const { return policy_.load(std::memory_order_relaxed); }
   void set_policy(LifetimePolicy p) { policy_.store(p, std::memory_order_relaxed); }
 
-  // The graph takes the fd to keep an orphaned array alive (KeepAlive).
-  void DisownFd() { fd_ = -1; }
-
  private:
   int fd_;
   MapInfo info_;

@@ -12,12 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "sys/cpus.h"
 #include "base/status_macros.h"
 #include "graph/graph_internal.h"
 #include "handles/map_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "sys/cpus.h"
 #include "sys/uapi_names.h"
 
 namespace tether {

@@ -1,4 +1,5 @@
-// Pinning primitives shared by handles and the graph's Pin policy. Internal.
+// Pinning primitives shared by the handles (Pin, LoadPinned, and the map
+// handle applying the graph's Pin verdict). Internal.
 #ifndef TETHER_LIB_PIN_INTERNAL_H_
 #define TETHER_LIB_PIN_INTERNAL_H_
 

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "graph/graph_internal.h"
 #include "sys/bpf.h"
 
@@ -58,8 +59,7 @@ absl::Status CheckKey(const Map& outer, absl::Span<const uint8_t> key, absl::str
 
 absl::Status SetInner(const Map& outer, absl::Span<const uint8_t> key, const Map& inner,
                       uint64_t flags) {
-  absl::Status st = CheckKey(outer, key, "set");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckKey(outer, key, "set"));
   if (!inner) {
     return absl::InvalidArgumentError(absl::StrCat(Describe(outer), ": set [", KeyText(key),
                                                    "]: the inner map handle is empty"));
@@ -67,7 +67,7 @@ absl::Status SetInner(const Map& outer, absl::Span<const uint8_t> key, const Map
   uint32_t fd = static_cast<uint32_t>(inner.fd());
   int ret = sys::MapUpdateElem(outer.fd(), key.data(), &fd, flags);
   if (ret < 0) {
-    st = sys::ErrnoStatus(-ret, Describe(outer),
+    absl::Status st = sys::ErrnoStatus(-ret, Describe(outer),
                           absl::StrFormat("set [%s] = map '%s' (id %u)", KeyText(key), inner.name(),
                                           inner.id()));
     if (ret == -EINVAL) {
@@ -83,8 +83,7 @@ absl::Status SetInner(const Map& outer, absl::Span<const uint8_t> key, const Map
 }
 
 absl::Status DeleteInner(const Map& outer, absl::Span<const uint8_t> key) {
-  absl::Status st = CheckKey(outer, key, "delete");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckKey(outer, key, "delete"));
   int ret = sys::MapDeleteElem(outer.fd(), key.data());
   if (ret < 0) {
     return sys::ErrnoStatus(-ret, Describe(outer), absl::StrFormat("delete [%s]", KeyText(key)));
@@ -94,8 +93,7 @@ absl::Status DeleteInner(const Map& outer, absl::Span<const uint8_t> key) {
 }
 
 absl::StatusOr<absl::optional<uint32_t>> GetInner(const Map& outer, absl::Span<const uint8_t> key) {
-  absl::Status st = CheckKey(outer, key, "get");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckKey(outer, key, "get"));
   uint32_t id = 0;
   int ret = sys::MapLookupElem(outer.fd(), key.data(), &id, 0);
   if (ret == -ENOENT) return absl::optional<uint32_t>();
@@ -140,8 +138,7 @@ absl::StatusOr<ArrayOfMaps> ArrayOfMaps::Create(const std::string& name, uint32_
 }
 
 absl::StatusOr<ArrayOfMaps> ArrayOfMaps::FromMap(Map map) {
-  absl::Status st = CheckOuter(map, BPF_MAP_TYPE_ARRAY_OF_MAPS, "array of maps");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckOuter(map, BPF_MAP_TYPE_ARRAY_OF_MAPS, "array of maps"));
   return ArrayOfMaps(std::move(map));
 }
 
@@ -165,8 +162,7 @@ absl::StatusOr<HashOfMaps> HashOfMaps::Create(const std::string& name, uint32_t 
 }
 
 absl::StatusOr<HashOfMaps> HashOfMaps::FromMap(Map map) {
-  absl::Status st = CheckOuter(map, BPF_MAP_TYPE_HASH_OF_MAPS, "hash of maps");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckOuter(map, BPF_MAP_TYPE_HASH_OF_MAPS, "hash of maps"));
   return HashOfMaps(std::move(map));
 }
 

@@ -53,13 +53,12 @@ absl::StatusOr<ProgramArray> ProgramArray::FromMap(Map map, bool read_entries) {
 }
 
 absl::Status ProgramArray::Set(uint32_t index, const Program& program) const {
-  absl::Status st = CheckIndex(map_, index, "set");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckIndex(map_, index, "set"));
   if (!program) return absl::InvalidArgumentError(absl::StrCat(Describe(map_), ": set: empty program handle"));
   uint32_t fd = static_cast<uint32_t>(program.fd());
   int ret = sys::MapUpdateElem(map_.fd(), &index, &fd, BPF_ANY);
   if (ret < 0) {
-    st = sys::ErrnoStatus(-ret, Describe(map_),
+    absl::Status st = sys::ErrnoStatus(-ret, Describe(map_),
                           absl::StrFormat("set [%u] = program '%s' (id %u)", index, program.name(), program.id()));
     if (ret == -EINVAL) {
       // The kernel ties an array to the first program type (and JIT mode)
@@ -75,8 +74,7 @@ absl::Status ProgramArray::Set(uint32_t index, const Program& program) const {
 }
 
 absl::Status ProgramArray::Delete(uint32_t index) const {
-  absl::Status st = CheckIndex(map_, index, "delete");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckIndex(map_, index, "delete"));
   int ret = sys::MapDeleteElem(map_.fd(), &index);
   if (ret < 0) return sys::ErrnoStatus(-ret, Describe(map_), absl::StrFormat("delete [%u]", index));
   detail::GraphDeleteTailCall(map_.id(), index);
@@ -96,8 +94,7 @@ absl::Status ProgramArray::Clear() const {
 }
 
 absl::StatusOr<absl::optional<uint32_t>> ProgramArray::Get(uint32_t index) const {
-  absl::Status st = CheckIndex(map_, index, "get");
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(CheckIndex(map_, index, "get"));
   uint32_t prog_id = 0;
   int ret = sys::MapLookupElem(map_.fd(), &index, &prog_id, 0);
   if (ret == -ENOENT) return absl::optional<uint32_t>();

@@ -1,0 +1,128 @@
+#include "graph/cycles.h"
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+
+namespace tether::detail {
+namespace {
+
+constexpr size_t kMaxCyclesPerEdge = 64;
+constexpr size_t kMaxCyclesKept = 4096;
+
+}  // namespace
+
+bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
+  if (kind == EdgeKind::kTailCall) return true;
+  if (kind != EdgeKind::kUsesMap) return false;
+  const NodeData* n = store_.Find(to);
+  return n && IsProgArrayType(n->node.type);
+}
+
+void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
+  if (!Follows(kind, to)) return;
+  if (from == to) {
+    AddCycle(Cycle{{from}});
+    return;
+  }
+  // A cycle through from -> to must come back into `from` along an edge
+  // the search follows. Most new edges start at a node nothing enters
+  // that way (a program just loaded, its array not filled yet), and then
+  // the search, which can cover the whole graph, is skipped.
+  if (!EnterableAlongCycle(from)) return;
+  Search(from, to);
+}
+
+bool CycleFinder::EnterableAlongCycle(NodeRef node) const {
+  const NodeData* start = store_.Find(node);
+  if (!start) return false;
+  bool is_array = IsProgArrayType(start->node.type);
+  for (const Edge& e : start->in) {
+    if (e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && is_array)) return true;
+  }
+  return false;
+}
+
+void CycleFinder::Search(NodeRef from, NodeRef to) {
+  std::vector<NodeRef> path{to};
+  absl::flat_hash_set<NodeRef> on_path{to};
+  size_t found = 0;
+  std::function<void(NodeRef)> dfs = [&](NodeRef cur) {
+    if (found >= kMaxCyclesPerEdge) return;
+    const NodeData* n = store_.Find(cur);
+    if (!n) return;
+    for (const Edge& e : n->out) {
+      if (!Follows(e.kind, e.to)) continue;
+      if (e.to == from) {
+        Cycle c;
+        c.nodes.push_back(from);
+        c.nodes.insert(c.nodes.end(), path.begin(), path.end());
+        AddCycle(std::move(c));
+        ++found;
+        continue;
+      }
+      if (on_path.contains(e.to)) continue;
+      path.push_back(e.to);
+      on_path.insert(e.to);
+      dfs(e.to);
+      on_path.erase(e.to);
+      path.pop_back();
+    }
+  };
+  dfs(to);
+}
+
+void CycleFinder::AddCycle(Cycle c) {
+  // Canonical form: rotate so that a program with the smallest id leads.
+  size_t best = 0;
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    const NodeRef& a = c.nodes[i];
+    const NodeRef& b = c.nodes[best];
+    if (a.kind == NodeKind::kProgram && (b.kind != NodeKind::kProgram || a.id < b.id)) best = i;
+  }
+  std::rotate(c.nodes.begin(), c.nodes.begin() + best, c.nodes.end());
+  std::vector<Cycle>& cycles = store_.state().cycles;
+  for (const Cycle& existing : cycles)
+    if (existing.nodes == c.nodes) return;
+  // Edges overwritten in place (a slot set again) leave cycles that no
+  // longer close; make room from those before giving up on this one.
+  if (cycles.size() >= kMaxCyclesKept) DropOpenCycles();
+  if (cycles.size() < kMaxCyclesKept) cycles.push_back(std::move(c));
+}
+
+void CycleFinder::DropOpenCycles() {
+  std::vector<Cycle>& cycles = store_.state().cycles;
+  cycles.erase(std::remove_if(cycles.begin(), cycles.end(),
+                              [&](const Cycle& c) { return !Closed(c); }),
+               cycles.end());
+}
+
+bool CycleFinder::HasCycleEdge(NodeRef from, NodeRef to) const {
+  const NodeData* n = store_.Find(from);
+  if (!n) return false;
+  for (const Edge& e : n->out)
+    if (e.to == to && (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kUsesMap)) return true;
+  return false;
+}
+
+bool CycleFinder::Closed(const Cycle& c) const {
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    if (!HasCycleEdge(c.nodes[i], c.nodes[(i + 1) % c.nodes.size()])) return false;
+  }
+  return true;
+}
+
+}  // namespace tether::detail
+
+namespace tether {
+
+std::vector<Cycle> ObjectGraph::Cycles() const {
+  detail::LockedStore store(*state_);
+  detail::CycleFinder(store).DropOpenCycles();
+  return store.state().cycles;
+}
+
+}  // namespace tether

@@ -1,0 +1,220 @@
+// The facts that handles, arrays, pins and links report: objects come and
+// go, entries are set and deleted, pins and hooks are made and removed.
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "graph/cycles.h"
+#include "graph/graph_internal.h"
+#include "graph/liveness.h"
+#include "graph/store.h"
+#include "sys/bpf.h"
+
+namespace tether::detail {
+namespace {
+
+// The maps among `map_ids` that the graph has no node for.
+std::vector<uint32_t> UnknownMaps(const Store& store, const std::vector<uint32_t>& map_ids) {
+  std::vector<uint32_t> unknown;
+  for (uint32_t id : map_ids)
+    if (!store.Find(NodeRef{NodeKind::kMap, id})) unknown.push_back(id);
+  return unknown;
+}
+
+// Names and types of maps no handle of ours owns, from the kernel.
+std::vector<std::pair<uint32_t, bpf_map_info>> FetchMapInfos(const std::vector<uint32_t>& ids) {
+  std::vector<std::pair<uint32_t, bpf_map_info>> fetched;
+  for (uint32_t id : ids) {
+    auto fd = sys::GetFdById(sys::ObjectKind::kMap, id);
+    if (!fd.ok()) continue;
+    auto mi = sys::GetMapInfo(fd->get());
+    if (mi.ok()) fetched.emplace_back(id, *mi);
+  }
+  return fetched;
+}
+
+void CollectAll(Store& store, const std::vector<NodeRef>& refs) {
+  for (NodeRef r : refs) store.Collect(r);
+}
+
+}  // namespace
+
+void GraphOnMapCreated(uint32_t map_id, const std::string& name, uint32_t map_type) {
+  LockedStore store(State());
+  NodeData& n = store.Ensure(NodeRef{NodeKind::kMap, map_id});
+  n.node.name = name;
+  n.node.type = map_type;
+  n.node.handles++;
+}
+
+void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t prog_type,
+                           const std::vector<uint32_t>& used_map_ids) {
+  NodeRef ref{NodeKind::kProgram, prog_id};
+  std::vector<uint32_t> unknown;
+  {
+    LockedStore store(State());
+    NodeData& n = store.Ensure(ref);
+    n.node.name = name;
+    n.node.type = prog_type;
+    bool first = n.node.handles == 0 && n.out.empty();
+    n.node.handles++;
+    if (!first) return;  // a second object on a known program: edges exist
+    unknown = UnknownMaps(store, used_map_ids);
+  }
+  // Without the lock: these are syscalls.
+  std::vector<std::pair<uint32_t, bpf_map_info>> fetched = FetchMapInfos(unknown);
+  LockedStore store(State());
+  for (auto& [id, mi] : fetched) {
+    NodeData& m = store.Ensure(NodeRef{NodeKind::kMap, id});
+    if (m.node.name.empty()) {
+      m.node.name = mi.name;
+      m.node.type = mi.type;
+    }
+  }
+  CycleFinder cycles(store);
+  for (uint32_t id : used_map_ids) {
+    NodeRef map_ref{NodeKind::kMap, id};
+    store.AddEdge(ref, map_ref, EdgeKind::kUsesMap, 0);
+    cycles.OnNewEdge(ref, map_ref, EdgeKind::kUsesMap);
+  }
+}
+
+void GraphOnProgramReleased(uint32_t prog_id) {
+  LockedStore store(State());
+  NodeRef ref{NodeKind::kProgram, prog_id};
+  NodeData* n = store.Find(ref);
+  if (!n) return;
+  if (n->node.handles > 0) n->node.handles--;
+  store.Collect(ref);
+}
+
+// --- array entries --------------------------------------------------------------------
+
+void GraphSetTailCall(uint32_t array_id, uint32_t slot, uint32_t prog_id,
+                      const std::string& prog_name, uint32_t prog_type) {
+  LockedStore store(State());
+  NodeRef a{NodeKind::kMap, array_id};
+  NodeRef p{NodeKind::kProgram, prog_id};
+  auto replaced = store.RemoveEntry(a, EdgeKind::kTailCall, slot);
+  NodeData& pn = store.Ensure(p);
+  if (pn.node.name.empty()) {
+    pn.node.name = prog_name;
+    pn.node.type = prog_type;
+  }
+  store.Ensure(a).node.cleared_by_kernel = false;
+  store.AddEdge(a, p, EdgeKind::kTailCall, slot);
+  CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+  CollectAll(store, replaced);
+}
+
+void GraphNoteTailCallById(uint32_t array_id, uint32_t slot, uint32_t prog_id) {
+  LockedStore store(State());
+  NodeRef a{NodeKind::kMap, array_id};
+  NodeRef p{NodeKind::kProgram, prog_id};
+  store.RemoveEntry(a, EdgeKind::kTailCall, slot);
+  store.Ensure(p);
+  store.AddEdge(a, p, EdgeKind::kTailCall, slot);
+  CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+}
+
+void GraphDeleteTailCall(uint32_t array_id, uint32_t slot) {
+  LockedStore store(State());
+  CollectAll(store, store.RemoveEntry(NodeRef{NodeKind::kMap, array_id}, EdgeKind::kTailCall, slot));
+}
+
+void GraphSetInnerMap(uint32_t outer_id, uint32_t slot, uint32_t inner_id) {
+  LockedStore store(State());
+  NodeRef o{NodeKind::kMap, outer_id};
+  auto replaced = store.RemoveEntry(o, EdgeKind::kInnerMap, slot);
+  store.AddEdge(o, NodeRef{NodeKind::kMap, inner_id}, EdgeKind::kInnerMap, slot);
+  CollectAll(store, replaced);
+}
+
+void GraphDeleteInnerMap(uint32_t outer_id, uint32_t slot) {
+  LockedStore store(State());
+  CollectAll(store, store.RemoveEntry(NodeRef{NodeKind::kMap, outer_id}, EdgeKind::kInnerMap, slot));
+}
+
+// --- pins and legacy hooks -----------------------------------------------------------
+
+void GraphAddPin(NodeRef target, const std::string& path) {
+  LockedStore store(State());
+  NodeRef pin = store.PinNode(path);
+  auto old = store.RemoveEdges(pin, [](const Edge&) { return true; });
+  store.Ensure(pin).node.name = path;
+  store.AddEdge(pin, target, EdgeKind::kPinHolds, 0);
+  CollectAll(store, old);
+}
+
+void GraphRemovePin(const std::string& path) {
+  LockedStore store(State());
+  GraphState& s = store.state();
+  auto it = s.pin_ids.find(path);
+  if (it == s.pin_ids.end()) return;
+  NodeRef pin{NodeKind::kPin, it->second};
+  s.pin_ids.erase(it);
+  auto touched = store.RemoveEdges(pin, [](const Edge&) { return true; });
+  s.nodes.erase(pin);
+  for (NodeRef t : touched) {
+    ClearIfLastUserRefGone(store, t);
+    store.Collect(t);
+  }
+}
+
+std::string GraphPinPathOf(NodeRef target) {
+  LockedStore store(State());
+  const NodeData* n = store.Find(target);
+  if (!n) return "";
+  for (const Edge& e : n->in)
+    if (e.kind == EdgeKind::kPinHolds) return store.Find(e.from)->node.name;
+  return "";
+}
+
+void GraphAddLegacyHook(NodeRef prog, const std::string& hook) {
+  LockedStore store(State());
+  store.Ensure(prog).node.legacy_hooks.push_back(hook);
+}
+
+void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook) {
+  LockedStore store(State());
+  NodeData* n = store.Find(prog);
+  if (!n) return;
+  auto& hooks = n->node.legacy_hooks;
+  auto it = std::find(hooks.begin(), hooks.end(), hook);
+  if (it != hooks.end()) hooks.erase(it);
+  store.Collect(prog);
+}
+
+// --- links ------------------------------------------------------------------------------
+
+void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
+                        const std::string& description) {
+  LockedStore store(State());
+  NodeRef l{NodeKind::kLink, link_id};
+  NodeData& n = store.Ensure(l);
+  n.node.name = description;
+  n.node.type = link_type;
+  bool first = n.node.handles == 0 && n.out.empty();
+  n.node.handles++;
+  if (first) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+}
+
+void GraphOnLinkReleased(uint32_t link_id) {
+  LockedStore store(State());
+  NodeRef l{NodeKind::kLink, link_id};
+  NodeData* n = store.Find(l);
+  if (!n) return;
+  if (n->node.handles > 0) n->node.handles--;
+  store.Collect(l);
+}
+
+void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id) {
+  LockedStore store(State());
+  NodeRef l{NodeKind::kLink, link_id};
+  if (!store.Find(l)) return;
+  auto old = store.RemoveEdges(l, [](const Edge& e) { return e.kind == EdgeKind::kLinkHolds; });
+  if (prog_id != 0) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+  CollectAll(store, old);
+}
+
+}  // namespace tether::detail

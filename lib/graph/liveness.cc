@@ -1,0 +1,85 @@
+#include "graph/liveness.h"
+
+#include <algorithm>
+
+namespace tether::detail {
+
+bool Liveness::Pinned(const NodeData& n) const {
+  for (const Edge& e : n.in)
+    if (e.kind == EdgeKind::kPinHolds) return true;
+  return false;
+}
+
+bool Liveness::ArrayHasUserRef(const NodeData& n) const {
+  return n.node.handles > 0 || !n.node.holders.empty() || n.kept_fd >= 0 || Pinned(n);
+}
+
+bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
+  absl::flat_hash_set<NodeRef> seen;
+  return Live(ref, excluded_array, &seen);
+}
+
+bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
+                    absl::flat_hash_set<NodeRef>* seen) const {
+  if (!seen->insert(ref).second) return false;
+  const NodeData* n = store_.Find(ref);
+  if (!n) return false;
+  if (n->node.handles > 0 || !n->node.holders.empty() || n->kept_fd >= 0 ||
+      !n->node.legacy_hooks.empty())
+    return true;
+  for (const Edge& e : n->in) {
+    switch (e.kind) {
+      case EdgeKind::kPinHolds:
+        return true;
+      case EdgeKind::kTailCall: {
+        if (e.from == excluded_array) break;
+        const NodeData* a = store_.Find(e.from);
+        if (a && ArrayHasUserRef(*a)) return true;
+        break;
+      }
+      case EdgeKind::kLinkHolds:
+      case EdgeKind::kUsesMap:
+      case EdgeKind::kInnerMap:
+        if (Live(e.from, excluded_array, seen)) return true;
+        break;
+    }
+  }
+  return false;
+}
+
+std::vector<NodeRef> Liveness::LiveUsers(NodeRef array) const {
+  std::vector<NodeRef> users;
+  const NodeData* a = store_.Find(array);
+  if (!a) return users;
+  for (const Edge& e : a->in) {
+    if (e.kind == EdgeKind::kUsesMap && Live(e.from, array)) users.push_back(e.from);
+  }
+  return users;
+}
+
+std::vector<uint32_t> Liveness::Slots(const NodeData& array) const {
+  std::vector<uint32_t> slots;
+  for (const Edge& e : array.out)
+    if (e.kind == EdgeKind::kTailCall) slots.push_back(e.slot);
+  std::sort(slots.begin(), slots.end());
+  return slots;
+}
+
+bool Liveness::OrphanHazard(const NodeData& a, std::vector<NodeRef>* users) const {
+  if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0) return false;
+  if (Slots(a).empty()) return false;
+  *users = LiveUsers(a.node.ref);
+  return !users->empty();
+}
+
+void ClearIfLastUserRefGone(Store& store, NodeRef ref) {
+  NodeData* a = store.Find(ref);
+  if (!a || ref.kind != NodeKind::kMap || !IsProgArrayType(a->node.type)) return;
+  if (Liveness(store).ArrayHasUserRef(*a)) return;
+  a->node.cleared_by_kernel = true;
+  auto touched =
+      store.RemoveEdges(ref, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
+  for (NodeRef t : touched) store.Collect(t);
+}
+
+}  // namespace tether::detail

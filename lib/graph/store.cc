@@ -1,0 +1,102 @@
+#include "graph/store.h"
+
+#include <algorithm>
+
+#include "sys/bpf.h"
+
+namespace tether::detail {
+
+bool IsProgArrayType(uint32_t type) { return type == BPF_MAP_TYPE_PROG_ARRAY; }
+
+// Leaked on purpose: handles may be destroyed during static destruction.
+GraphState& State() {
+  static GraphState* state = new GraphState();
+  return *state;
+}
+
+NodeData* Store::Find(NodeRef ref) {
+  auto it = s_.nodes.find(ref);
+  return it == s_.nodes.end() ? nullptr : &it->second;
+}
+
+const NodeData* Store::Find(NodeRef ref) const {
+  auto it = s_.nodes.find(ref);
+  return it == s_.nodes.end() ? nullptr : &it->second;
+}
+
+NodeData& Store::Ensure(NodeRef ref) {
+  auto [it, inserted] = s_.nodes.try_emplace(ref);
+  if (inserted) it->second.node.ref = ref;
+  return it->second;
+}
+
+void Store::AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot) {
+  Edge e{from, to, kind, slot};
+  Ensure(from).out.push_back(e);
+  Ensure(to).in.push_back(e);
+  ++s_.edge_count;
+}
+
+std::vector<NodeRef> Store::RemoveEdges(NodeRef from,
+                                        const std::function<bool(const Edge&)>& match) {
+  std::vector<NodeRef> touched;
+  NodeData* n = Find(from);
+  if (!n) return touched;
+  auto& out = n->out;
+  for (size_t i = 0; i < out.size();) {
+    if (!match(out[i])) {
+      ++i;
+      continue;
+    }
+    Edge e = out[i];
+    out[i] = out.back();
+    out.pop_back();
+    if (NodeData* t = Find(e.to)) {
+      auto& in = t->in;
+      for (size_t j = 0; j < in.size(); ++j) {
+        if (in[j].from == e.from && in[j].kind == e.kind && in[j].slot == e.slot) {
+          in[j] = in.back();
+          in.pop_back();
+          break;
+        }
+      }
+    }
+    --s_.edge_count;
+    touched.push_back(e.to);
+  }
+  return touched;
+}
+
+std::vector<NodeRef> Store::RemoveEntry(NodeRef from, EdgeKind kind, uint32_t slot) {
+  return RemoveEdges(from, [kind, slot](const Edge& e) { return e.kind == kind && e.slot == slot; });
+}
+
+NodeRef Store::PinNode(const std::string& path) {
+  auto [it, inserted] = s_.pin_ids.try_emplace(path, s_.next_pin_id);
+  if (inserted) s_.next_pin_id++;
+  return NodeRef{NodeKind::kPin, it->second};
+}
+
+void Store::Collect(NodeRef ref) {
+  NodeData* n = Find(ref);
+  if (!n) return;
+  if (n->node.handles > 0 || n->kept_fd >= 0 || !n->node.legacy_hooks.empty()) return;
+  if (!n->in.empty()) return;
+  auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
+  s_.nodes.erase(ref);
+  // A cycle through a node that is gone is gone too. Dropping it here
+  // keeps the list at the live cycles: an agent that reloads its
+  // collections would otherwise pile up stale ones, and every AddCycle
+  // compares against the whole list.
+  if (!s_.cycles.empty()) {
+    s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
+                                   [&](const Cycle& c) {
+                                     return std::find(c.nodes.begin(), c.nodes.end(), ref) !=
+                                            c.nodes.end();
+                                   }),
+                    s_.cycles.end());
+  }
+  for (NodeRef t : touched) Collect(t);
+}
+
+}  // namespace tether::detail

@@ -1,0 +1,102 @@
+// The graph's nodes, edges and ids, and the lock that guards them. Internal.
+#ifndef TETHER_LIB_GRAPH_STORE_H_
+#define TETHER_LIB_GRAPH_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "base/mutex_internal.h"
+#include "tether/graph.h"
+#include "tether/lifetime.h"
+
+namespace tether::detail {
+
+bool IsProgArrayType(uint32_t type);
+
+struct Edge {
+  NodeRef from;
+  NodeRef to;
+  EdgeKind kind;
+  uint32_t slot;
+};
+
+struct NodeData {
+  GraphNode node;
+  int kept_fd = -1;  // KeepAlive's fd, closed by ReleaseKept
+  std::vector<Edge> out;
+  std::vector<Edge> in;
+};
+
+class GraphState {
+ public:
+  detail::Mutex mu;
+  absl::flat_hash_map<NodeRef, NodeData> nodes ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, uint32_t> pin_ids ABSL_GUARDED_BY(mu);
+  uint32_t next_pin_id ABSL_GUARDED_BY(mu) = 1;
+  std::vector<Cycle> cycles ABSL_GUARDED_BY(mu);
+  LifetimePolicy default_policy ABSL_GUARDED_BY(mu) = LifetimePolicy::kWarn;
+  std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
+  size_t edge_count ABSL_GUARDED_BY(mu) = 0;
+
+  detail::Mutex sink_mu;
+  DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);
+};
+
+// The process-wide graph's state.
+GraphState& State();
+
+// The node and edge tables. Only a LockedStore makes one: every use runs
+// with the graph's lock held.
+class Store {
+ public:
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  GraphState& state() { return s_; }
+  const GraphState& state() const { return s_; }
+
+  NodeData* Find(NodeRef ref);
+  const NodeData* Find(NodeRef ref) const;
+  // The node, created empty if the graph has none yet.
+  NodeData& Ensure(NodeRef ref);
+
+  void AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot);
+  // Removes edges out of `from` that match; returns the targets touched.
+  std::vector<NodeRef> RemoveEdges(NodeRef from, const std::function<bool(const Edge&)>& match);
+  // Removes the `kind` entry at `slot` of array `from` (a tail call or an
+  // inner map); returns the target it held, if any.
+  std::vector<NodeRef> RemoveEntry(NodeRef from, EdgeKind kind, uint32_t slot);
+
+  // The pin node for `path`: pins have no kernel id, so the graph numbers
+  // them, once per path.
+  NodeRef PinNode(const std::string& path);
+
+  // Drops `ref` when nothing holds it any more, and then what only it held.
+  void Collect(NodeRef ref);
+
+ protected:
+  explicit Store(GraphState& s) : s_(s) {}
+
+ private:
+  GraphState& s_;
+};
+
+// The store, with the graph's lock held for as long as this lives. The
+// Store base only binds the state; it reads nothing before lock_ is taken.
+class ABSL_SCOPED_LOCKABLE LockedStore : public Store {
+ public:
+  explicit LockedStore(GraphState& s) ABSL_EXCLUSIVE_LOCK_FUNCTION(s.mu)
+      : Store(s), lock_(&s.mu) {}
+  ~LockedStore() ABSL_UNLOCK_FUNCTION() = default;
+
+ private:
+  detail::MutexLock lock_;
+};
+
+}  // namespace tether::detail
+
+#endif  // TETHER_LIB_GRAPH_STORE_H_

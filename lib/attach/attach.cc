@@ -16,6 +16,7 @@
 #include "sys/bpf.h"
 #include "tether/probe.h"
 #include "btf/kernel_btf.h"
+#include "base/status_macros.h"
 
 namespace tether {
 namespace {
@@ -92,7 +93,7 @@ std::string UprobeHook(bool ret, const std::string& binary, const UprobeTarget& 
 absl::StatusOr<Link> Uprobe(const Program& program, const std::string& binary,
                             const UprobeTarget& target, int pid, bool ret) {
   std::string hook = UprobeHook(ret, binary, target);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   auto off = ResolveUprobe(binary, target);
   if (!off.ok()) return absl::Status(off.status().code(), absl::StrCat(ProgLabel(program), " on ", hook,
                                                                        ": ", off.status().message()));
@@ -104,7 +105,7 @@ absl::StatusOr<Link> Uprobe(const Program& program, const std::string& binary,
 
 absl::StatusOr<Link> AttachXdp(const Program& program, int ifindex, uint32_t flags) {
   std::string hook = absl::StrCat("xdp ifindex ", ifindex);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
   req.target_fd = ifindex;
@@ -116,7 +117,7 @@ absl::StatusOr<Link> AttachXdp(const Program& program, int ifindex, uint32_t fla
 absl::StatusOr<Link> AttachTcx(const Program& program, int ifindex, TcxDirection direction) {
   bool ingress = direction == TcxDirection::kIngress;
   std::string hook = absl::StrCat("tcx ", ingress ? "ingress" : "egress", " ifindex ", ifindex);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
   req.target_fd = ifindex;
@@ -126,7 +127,7 @@ absl::StatusOr<Link> AttachTcx(const Program& program, int ifindex, TcxDirection
 
 absl::StatusOr<Link> AttachCgroup(const Program& program, int cgroup_fd, uint32_t attach_type) {
   std::string hook = absl::StrCat("cgroup fd ", cgroup_fd, " attach type ", attach_type);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
   req.target_fd = cgroup_fd;
@@ -137,7 +138,7 @@ absl::StatusOr<Link> AttachCgroup(const Program& program, int cgroup_fd, uint32_
 absl::StatusOr<Link> AttachCgroup(const Program& program, const std::string& cgroup_dir,
                                   uint32_t attach_type) {
   std::string hook = absl::StrCat("cgroup ", cgroup_dir, " attach type ", attach_type);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   sys::Fd dir(open(cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on ", hook), "open");
   sys::LinkCreateRequest req;
@@ -149,7 +150,7 @@ absl::StatusOr<Link> AttachCgroup(const Program& program, const std::string& cgr
 
 absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t attach_type) {
   std::string hook = absl::StrCat("netns fd ", netns_fd, " attach type ", attach_type);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   sys::LinkCreateRequest req;
   req.prog_fd = program.fd();
   req.target_fd = netns_fd;
@@ -172,7 +173,7 @@ std::string SocketHook(int sock_fd) { return absl::StrCat("SO_ATTACH_BPF on ", S
 }  // namespace
 
 absl::Status AttachSocketFilter(const Program& program, int sock_fd) {
-  if (absl::Status c = CheckProgram(program, "SO_ATTACH_BPF"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "SO_ATTACH_BPF"));
   int prog_fd = program.fd();
   if (setsockopt(sock_fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd, sizeof(prog_fd)) != 0) {
     return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
@@ -183,7 +184,7 @@ absl::Status AttachSocketFilter(const Program& program, int sock_fd) {
 }
 
 absl::Status DetachSocketFilter(const Program& program, int sock_fd) {
-  if (absl::Status c = CheckProgram(program, "SO_DETACH_BPF"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "SO_DETACH_BPF"));
   std::string hook = SocketHook(sock_fd);
   int unused = 0;
   if (setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_BPF, &unused, sizeof(unused)) != 0) {
@@ -214,7 +215,7 @@ std::string SockMapHook(const Map& map, uint32_t attach_type) {
 
 absl::Status CheckSockMap(const Program& program, const Map& map, uint32_t attach_type,
                           absl::string_view op) {
-  if (absl::Status c = CheckProgram(program, op); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, op));
   if (!map) return absl::InvalidArgumentError(absl::StrCat(ProgLabel(program), ": ", op, ": the map handle is empty"));
   if (map.type() != BPF_MAP_TYPE_SOCKMAP && map.type() != BPF_MAP_TYPE_SOCKHASH) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -233,7 +234,7 @@ absl::Status CheckSockMap(const Program& program, const Map& map, uint32_t attac
 }  // namespace
 
 absl::Status AttachSockMap(const Program& program, const Map& map, uint32_t attach_type) {
-  if (absl::Status c = CheckSockMap(program, map, attach_type, "BPF_PROG_ATTACH"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckSockMap(program, map, attach_type, "BPF_PROG_ATTACH"));
   std::string hook = SockMapHook(map, attach_type);
   int ret = sys::ProgAttach(map.fd(), program.fd(), attach_type, 0);
   if (ret < 0) {
@@ -244,7 +245,7 @@ absl::Status AttachSockMap(const Program& program, const Map& map, uint32_t atta
 }
 
 absl::Status DetachSockMap(const Program& program, const Map& map, uint32_t attach_type) {
-  if (absl::Status c = CheckSockMap(program, map, attach_type, "BPF_PROG_DETACH"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckSockMap(program, map, attach_type, "BPF_PROG_DETACH"));
   std::string hook = SockMapHook(map, attach_type);
   int ret = sys::ProgDetach(map.fd(), program.fd(), attach_type);
   if (ret < 0) {
@@ -261,7 +262,7 @@ std::string ReuseportHook(int sock_fd) {
 }  // namespace
 
 absl::Status AttachReuseport(const Program& program, int sock_fd) {
-  if (absl::Status c = CheckProgram(program, "SO_ATTACH_REUSEPORT_EBPF"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "SO_ATTACH_REUSEPORT_EBPF"));
   int prog_fd = program.fd();
   if (setsockopt(sock_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) != 0) {
     return sys::ErrnoStatus(errno, absl::StrCat(ProgLabel(program), " on socket fd ", sock_fd),
@@ -272,7 +273,7 @@ absl::Status AttachReuseport(const Program& program, int sock_fd) {
 }
 
 absl::Status DetachReuseport(const Program& program, int sock_fd) {
-  if (absl::Status c = CheckProgram(program, "SO_DETACH_REUSEPORT_BPF"); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "SO_DETACH_REUSEPORT_BPF"));
   std::string hook = ReuseportHook(sock_fd);
   int unused = 0;
   if (setsockopt(sock_fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused)) != 0) {
@@ -286,7 +287,7 @@ absl::Status DetachReuseport(const Program& program, int sock_fd) {
 absl::StatusOr<Link> AttachTracepoint(const Program& program, const std::string& category,
                                       const std::string& name) {
   std::string hook = absl::StrCat("tracepoint ", category, "/", name);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   return PerfEventLink(program, detail::OpenTracepointEvent(category, name), hook,
                        LinkKind::kPerfEvent);
 }
@@ -294,7 +295,7 @@ absl::StatusOr<Link> AttachTracepoint(const Program& program, const std::string&
 absl::StatusOr<Link> AttachKprobe(const Program& program, const std::string& symbol,
                                   uint64_t offset) {
   std::string hook = absl::StrCat("kprobe ", symbol, offset ? absl::StrCat("+", offset) : "");
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   if (absl::Status k = probe::HaveLinkKind(LinkKind::kKprobe); absl::IsUnimplemented(k)) {
     return absl::UnimplementedError(absl::StrCat(ProgLabel(program), " on ", hook, ": ", k.message()));
   }
@@ -304,7 +305,7 @@ absl::StatusOr<Link> AttachKprobe(const Program& program, const std::string& sym
 
 absl::StatusOr<Link> AttachKretprobe(const Program& program, const std::string& symbol) {
   std::string hook = absl::StrCat("kretprobe ", symbol);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   if (absl::Status k = probe::HaveLinkKind(LinkKind::kKprobe); absl::IsUnimplemented(k)) {
     return absl::UnimplementedError(absl::StrCat(ProgLabel(program), " on ", hook, ": ", k.message()));
   }
@@ -316,7 +317,7 @@ absl::StatusOr<Link> AttachKprobeMulti(const Program& program,
   std::string hook = absl::StrCat(retprobe ? "kretprobe.multi " : "kprobe.multi ",
                                   symbols.empty() ? "(none)" : symbols[0],
                                   symbols.size() > 1 ? absl::StrCat(" and ", symbols.size() - 1, " more") : "");
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   if (symbols.empty()) return absl::InvalidArgumentError(absl::StrCat(hook, ": no symbols"));
   std::vector<const char*> names;
   for (const std::string& s : symbols) names.push_back(s.c_str());
@@ -349,7 +350,7 @@ absl::StatusOr<Link> AttachUprobeMulti(const Program& program, const std::string
                                        int pid) {
   std::string hook = absl::StrCat(retprobe ? "uretprobe.multi " : "uprobe.multi ", binary, " (",
                                   targets.size(), " places)");
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   if (targets.empty()) return absl::InvalidArgumentError(absl::StrCat(hook, ": no targets"));
   std::vector<uint64_t> offsets;
   for (const UprobeTarget& t : targets) {
@@ -379,7 +380,7 @@ absl::StatusOr<Link> AttachUprobeMulti(const Program& program, const std::string
 
 absl::StatusOr<Link> AttachRawTracepoint(const Program& program, const std::string& name) {
   std::string hook = absl::StrCat("raw_tracepoint ", name);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   auto fd = sys::RawTracepointOpen(name.c_str(), program.fd());
   if (!fd.ok()) {
     absl::Status st = sys::ErrnoStatus(sys::StatusErrno(fd.status()),
@@ -427,7 +428,7 @@ absl::StatusOr<uint32_t> TracingTargetBtfId(uint32_t attach_type, const std::str
 absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
                                    TracingAttachApi api) {
   std::string hook = absl::StrCat("tracing attach type ", attach_type);
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   bool tp_btf = attach_type == BPF_TRACE_RAW_TP;
   LinkKind kind = tp_btf ? LinkKind::kTpBtf : LinkKind::kTrampoline;
   absl::Status st;
@@ -460,7 +461,7 @@ absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
 absl::StatusOr<Link> AttachIter(const Program& program, const IterOptions& options) {
   std::string hook = options.map_fd >= 0 ? absl::StrCat("iterator over map fd ", options.map_fd)
                                          : "iterator";
-  if (absl::Status c = CheckProgram(program, hook); !c.ok()) return c;
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
   union bpf_iter_link_info info;
   memset(&info, 0, sizeof(info));
   struct {

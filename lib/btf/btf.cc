@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "btf/btf_writer.h"
 #include "sys/bpf.h"
+#include "base/status_macros.h"
 
 namespace tether {
 namespace {
@@ -457,7 +458,7 @@ absl::StatusOr<Btf> Btf::ParseOwned(absl::Span<const uint8_t> data, absl::string
   Prefault(btf.enums_.data(), sizeof(BtfEnumValue) * nenums);
   Prefault(btf.secinfos_.data(), sizeof(BtfVarSecinfo) * nsecinfos);
   btf.DecodeRange(types_begin, first_slot, ntypes, 0, 0, 0);
-  if (absl::Status st = btf.Validate(what); !st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(btf.Validate(what));
   return btf;
 }
 

@@ -17,6 +17,7 @@
 #include "absl/types/optional.h"
 #include "btf/kernel_btf.h"
 #include "base/mutex_internal.h"
+#include "base/status_macros.h"
 
 namespace tether {
 namespace {
@@ -961,8 +962,7 @@ absl::Status ApplyCoreRelocations(absl::string_view program, const Btf& local,
       return absl::OkStatus();
     };
     if (fx->poison) {
-      absl::Status st = poison(fx->poison_reason);
-      if (!st.ok()) return st;
+      TETHER_RETURN_IF_ERROR(poison(fx->poison_reason));
       continue;
     }
     auto bad = [&](auto&&... args) {

@@ -20,6 +20,7 @@
 #include "sys/bpf.h"
 #include "tether/collection_spec.h"
 #include "tether/section_names.h"
+#include "base/status_macros.h"
 
 #ifndef EM_BPF
 #define EM_BPF 247
@@ -546,7 +547,7 @@ absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember
   if (depth == 0) {
     if (const Section* rel = RelSectionFor(sec.index)) {
       std::vector<Reloc> relocs;
-      if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
       uint64_t base = def_off + values.bit_offset / 8;
       // A flexible `values[]` grows the symbol, not the BTF array.
       uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
@@ -807,7 +808,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
   if (!ds) return Err(SecName(sec.index), ": no DATASEC in BTF");
   std::vector<Reloc> relocs;
   if (const Section* rel = RelSectionFor(sec.index)) {
-    if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+    TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
   }
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
@@ -1076,7 +1077,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
 }
 
 absl::Status ElfReader::ReadPrograms() {
-  if (absl::Status s = FindFunctions(); !s.ok()) return s;
+  TETHER_RETURN_IF_ERROR(FindFunctions());
   return ReadFunctionCode();
 }
 
@@ -1150,7 +1151,7 @@ absl::Status ElfReader::ReadFunctionCode() {
     const Section& sec = sections_[shndx];
     std::vector<Reloc> relocs;
     if (const Section* rel = RelSectionFor(shndx)) {
-      if (absl::Status s = ReadRelocations(*rel, &relocs); !s.ok()) return s;
+      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
     }
     absl::flat_hash_map<uint64_t, const Reloc*> by_off;
     for (const Reloc& r : relocs) {
@@ -1183,8 +1184,7 @@ absl::Status ElfReader::ReadFunctionCode() {
       }
       for (uint32_t i = 0; i < code.insns.size(); ++i) {
         auto r = by_off.find((uint64_t{f.start} + i) * 8);
-        absl::Status s = ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code);
-        if (!s.ok()) return s;
+        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code));
         if (code.insns[i].code == kLdImm64) {
           ++i;
           if (by_off.count((uint64_t{f.start} + i) * 8)) {
@@ -1244,8 +1244,8 @@ absl::Status ElfReader::ReadFunctionCode() {
 }
 
 absl::StatusOr<CollectionSpec> ElfReader::Read() {
-  if (absl::Status s = ReadHeaders(); !s.ok()) return s;
-  if (absl::Status s = ReadSymbols(); !s.ok()) return s;
+  TETHER_RETURN_IF_ERROR(ReadHeaders());
+  TETHER_RETURN_IF_ERROR(ReadSymbols());
   if (const Section* lic = FindSection("license")) {
     auto d = lic->data;
     auto nul = std::find(d.begin(), d.end(), 0);
@@ -1257,7 +1257,7 @@ absl::StatusOr<CollectionSpec> ElfReader::Read() {
     }
     spec_.kernel_version = Load32(ver->data.data());
   }
-  if (absl::Status s = ReadBtf(); !s.ok()) return s;
+  TETHER_RETURN_IF_ERROR(ReadBtf());
   for (const Section& sec : sections_) {
     absl::Status s;
     if (sec.name == "maps" && sec.hdr.sh_type != SHT_NULL) {
@@ -1273,8 +1273,8 @@ absl::StatusOr<CollectionSpec> ElfReader::Read() {
     }
     if (!s.ok()) return s;
   }
-  if (absl::Status s = ReadExterns(); !s.ok()) return s;
-  if (absl::Status s = ReadPrograms(); !s.ok()) return s;
+  TETHER_RETURN_IF_ERROR(ReadExterns());
+  TETHER_RETURN_IF_ERROR(ReadPrograms());
   return std::move(spec_);
 }
 

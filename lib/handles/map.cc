@@ -208,8 +208,7 @@ absl::StatusOr<Map> Map::Adopt(int raw_fd, absl::string_view how) {
 }
 
 absl::StatusOr<Map> Map::Create(const MapOptions& o) {
-  absl::Status valid = ValidateCreate(o);
-  if (!valid.ok()) return valid;
+  TETHER_RETURN_IF_ERROR(ValidateCreate(o));
   sys::MapCreateRequest req;
   req.type = o.type;
   req.key_size = o.key_size;

@@ -15,6 +15,7 @@
 #include "graph/graph_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "base/status_macros.h"
 
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
@@ -51,8 +52,7 @@ absl::Status CheckOnBpffs(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("pin path: empty");
   struct statfs st;
   std::string checked;
-  absl::Status status = StatfsExisting(path, &st, &checked);
-  if (!status.ok()) return status;
+  TETHER_RETURN_IF_ERROR(StatfsExisting(path, &st, &checked));
   if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "pin path %s: %s is not on bpffs (filesystem magic 0x%x); pins live on a bpf "
@@ -97,8 +97,7 @@ absl::StatusOr<std::string> PinnedObjectKind(const std::string& path) {
 }
 
 absl::StatusOr<std::vector<std::string>> ListPins(const std::string& dir) {
-  absl::Status on_fs = CheckOnBpffs(dir);
-  if (!on_fs.ok()) return on_fs;
+  TETHER_RETURN_IF_ERROR(CheckOnBpffs(dir));
   DIR* d = opendir(dir.c_str());
   if (!d) return sys::ErrnoStatus(errno, absl::StrCat("pin directory ", dir), "opendir");
   std::vector<std::string> out;
@@ -151,8 +150,7 @@ absl::Status LoadPinsInto(const std::string& dir, bool recursive, int depth, Pin
   }
   closedir(d);
   for (const std::string& sub : subdirs) {
-    absl::Status st = LoadPinsInto(sub, true, depth + 1, out);
-    if (!st.ok()) return st;
+    TETHER_RETURN_IF_ERROR(LoadPinsInto(sub, true, depth + 1, out));
   }
   return absl::OkStatus();
 }
@@ -161,8 +159,7 @@ absl::Status LoadPinsInto(const std::string& dir, bool recursive, int depth, Pin
 
 absl::StatusOr<PinnedObjects> LoadPinDirectory(const std::string& dir, bool recursive) {
   PinnedObjects out;
-  absl::Status st = LoadPinsInto(dir, recursive, 0, &out);
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(LoadPinsInto(dir, recursive, 0, &out));
   return out;
 }
 
@@ -175,8 +172,7 @@ absl::Status PinFdAt(int fd, const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pin path ", path, ": bpffs refuses names that contain '.' (", base, ")"));
   }
-  absl::Status on_fs = CheckOnBpffs(path);
-  if (!on_fs.ok()) return on_fs;
+  TETHER_RETURN_IF_ERROR(CheckOnBpffs(path));
   // Create missing parents; they are inside bpffs, since the nearest
   // existing ancestor is.
   for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
@@ -205,8 +201,7 @@ absl::Status PinTracked(int fd, NodeRef ref, const std::string& what, const std:
 
 absl::StatusOr<sys::Fd> OpenPinned(const std::string& path, absl::string_view kind) {
   std::string what = absl::StrCat("pinned ", kind, " ", path);
-  absl::Status on_fs = CheckOnBpffs(path);
-  if (!on_fs.ok()) return on_fs;
+  TETHER_RETURN_IF_ERROR(CheckOnBpffs(path));
   auto fd = sys::ObjGet(path.c_str());
   if (!fd.ok()) return sys::ErrnoStatus(sys::StatusErrno(fd.status()), what, "BPF_OBJ_GET");
   // A pin of another kind opens fine; refuse it now rather than at first use.

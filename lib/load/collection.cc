@@ -25,6 +25,7 @@
 #include "tether/pin.h"
 #include "tether/prog_array.h"
 #include "tether/probe.h"
+#include "base/status_macros.h"
 
 namespace tether {
 namespace {
@@ -323,8 +324,7 @@ class CollectionLoader {
 
   absl::Status LoadPrograms() {
     for (const std::string& name : programs_wanted_) {
-      absl::Status st = LoadProgram(name);
-      if (!st.ok()) return st;
+      TETHER_RETURN_IF_ERROR(LoadProgram(name));
     }
     return absl::OkStatus();
   }
@@ -386,8 +386,7 @@ class CollectionLoader {
   }
 
   absl::StatusOr<Map> NewMap(const std::string& name, const MapSpec& m) {
-    absl::Status creatable = CheckCreatable(m);
-    if (!creatable.ok()) return creatable;
+    TETHER_RETURN_IF_ERROR(CheckCreatable(m));
     MapOptions o;
     o.type = m.type;
     o.key_size = m.key_size;
@@ -438,8 +437,7 @@ class CollectionLoader {
   absl::Status CreateMap(const std::string& name, const MapSpec& m) {
     Map map;
     if (auto it = opt_.replace_maps.find(name); it != opt_.replace_maps.end()) {
-      absl::Status st = CheckCompatible(m, it->second, "the replacement map");
-      if (!st.ok()) return st;
+      TETHER_RETURN_IF_ERROR(CheckCompatible(m, it->second, "the replacement map"));
       map = it->second;
       reused_.insert(name);
     } else if (m.pinning == PinType::kByName) {
@@ -454,16 +452,14 @@ class CollectionLoader {
       if (stat(path.c_str(), &st) == 0) {
         auto pinned = Map::LoadPinned(path);
         if (!pinned.ok()) return Annotate(pinned.status(), absl::StrCat("map '", name, "'"));
-        absl::Status compat = CheckCompatible(m, *pinned, absl::StrCat("the pin at ", path));
-        if (!compat.ok()) return compat;
+        TETHER_RETURN_IF_ERROR(CheckCompatible(m, *pinned, absl::StrCat("the pin at ", path)));
         map = *pinned;
         reused_.insert(name);
       } else {
         auto made = NewMap(name, m);
         if (!made.ok()) return made.status();
         map = *made;
-        absl::Status pin = map.Pin(path);
-        if (!pin.ok()) return pin;
+        TETHER_RETURN_IF_ERROR(map.Pin(path));
         result_.created_pins_.push_back(path);
       }
     } else {
@@ -687,8 +683,7 @@ class CollectionLoader {
       if (!st.ok()) return Annotate(st, absl::StrCat("collection: ", what));
     }
     std::vector<int> fd_array;
-    absl::Status patched = PatchExterns(name, lp, &fd_array);
-    if (!patched.ok()) return patched;
+    TETHER_RETURN_IF_ERROR(PatchExterns(name, lp, &fd_array));
 
     ProgramLoadOptions o;
     o.type = EffectiveType(name);
@@ -801,8 +796,7 @@ namespace {
 absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
   for (auto step : {&CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
                     &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
-    absl::Status st = (loader.*step)();
-    if (!st.ok()) return st;
+    TETHER_RETURN_IF_ERROR((loader.*step)());
   }
   return loader.Commit();
 }
@@ -811,8 +805,7 @@ absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
 
 absl::StatusOr<Collection> Collection::Load(const CollectionSpec& spec, const CollectionOptions& options) {
   CollectionLoader loader(spec, options);
-  absl::Status st = loader.Resolve(nullptr, nullptr);
-  if (!st.ok()) return st;
+  TETHER_RETURN_IF_ERROR(loader.Resolve(nullptr, nullptr));
   return LoadResolved(loader);
 }
 

@@ -4,6 +4,9 @@
 #define TETHER_LIB_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #define TETHER_STATUS_CONCAT_INNER_(a, b) a##b
 #define TETHER_STATUS_CONCAT_(a, b) TETHER_STATUS_CONCAT_INNER_(a, b)
@@ -28,6 +31,15 @@
   lhs = std::move(*tmp)
 
 namespace tether::base {
+// `prefix: message`, same code, payloads (the errno) kept.
+inline absl::Status Annotate(const absl::Status& st, absl::string_view prefix) {
+  absl::Status out(st.code(), absl::StrCat(prefix, ": ", st.message()));
+  st.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
+
 inline const absl::Status& AsStatus(const absl::Status& st) { return st; }
 template <typename T>
 const absl::Status& AsStatus(const T& status_or) {

@@ -7,29 +7,13 @@
 #include <numeric>
 #include <set>
 
+#include "map_test_support.h"
 #include "test_support.h"
 #include "tether/map.h"
 
 using namespace tether;
 
-namespace {
-
-Map MustCreate(uint32_t type, uint32_t key, uint32_t value, uint32_t max, uint32_t flags = 0,
-               const std::string& name = "t") {
-  MapOptions o;
-  o.type = type;
-  o.key_size = key;
-  o.value_size = value;
-  o.max_entries = max;
-  o.flags = flags;
-  o.name = name;
-  auto m = Map::Create(o);
-  INFO(m.status().ToString());
-  REQUIRE(m.ok());
-  return *m;
-}
-
-}  // namespace
+using tether::testing::MustCreate;
 
 TEST_CASE("hash map: update, lookup, exist flags, delete, iterate", "[map]") {
   Map m = MustCreate(BPF_MAP_TYPE_HASH, 8, 8, 16, 0, "hash_ops");

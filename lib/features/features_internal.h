@@ -10,6 +10,7 @@
 #ifndef TETHER_LIB_FEATURES_FEATURES_INTERNAL_H_
 #define TETHER_LIB_FEATURES_FEATURES_INTERNAL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -25,6 +26,20 @@ namespace tether::probe {
 // A probe that takes no argument, as cilium writes one: the name it is
 // cached and reported under, the release that brought the feature (for
 // messages), and how to ask the kernel.
+// The release that brought a map or program type, for messages.
+struct TypeRelease {
+  uint32_t type;
+  const char* since;
+};
+// `type`'s release in `table`; types older than any listed share one answer.
+template <size_t N>
+const char* ReleaseOf(const TypeRelease (&table)[N], uint32_t type) {
+  for (const TypeRelease& r : table) {
+    if (r.type == type) return r.since;
+  }
+  return "an earlier release";
+}
+
 struct Feature {
   const char* name;
   const char* since;

@@ -16,14 +16,9 @@
 namespace tether::probe {
 namespace {
 
-struct MapTypeRelease {
-  uint32_t type;
-  const char* since;
-};
-
 // The release that brought each map type the messages name; older types
 // are all "an earlier release".
-constexpr MapTypeRelease kMapTypeReleases[] = {
+constexpr TypeRelease kMapTypeReleases[] = {
     {BPF_MAP_TYPE_STRUCT_OPS, "5.6"},
     {BPF_MAP_TYPE_RINGBUF, "5.8"},
     {BPF_MAP_TYPE_INODE_STORAGE, "5.10"},
@@ -34,12 +29,7 @@ constexpr MapTypeRelease kMapTypeReleases[] = {
     {sys::uapi::kMapTypeArena, "6.9"},
 };
 
-const char* MapTypeSince(uint32_t type) {
-  for (const MapTypeRelease& r : kMapTypeReleases) {
-    if (r.type == type) return r.since;
-  }
-  return "an earlier release";
-}
+const char* MapTypeSince(uint32_t type) { return ReleaseOf(kMapTypeReleases, type); }
 
 bool IsLocalStorage(uint32_t type) {
   return type == BPF_MAP_TYPE_SK_STORAGE || type == BPF_MAP_TYPE_INODE_STORAGE ||

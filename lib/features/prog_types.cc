@@ -11,14 +11,9 @@
 namespace tether::probe {
 namespace {
 
-struct ProgramTypeRelease {
-  uint32_t type;
-  const char* since;
-};
-
 // The release (and the config option) that brought each program type the
 // messages name; older types are all "an earlier release".
-constexpr ProgramTypeRelease kProgramTypeReleases[] = {
+constexpr TypeRelease kProgramTypeReleases[] = {
     {BPF_PROG_TYPE_LIRC_MODE2, "4.18 with CONFIG_BPF_LIRC_MODE2"},
     {BPF_PROG_TYPE_SK_REUSEPORT, "4.19"},
     {BPF_PROG_TYPE_FLOW_DISSECTOR, "4.20"},
@@ -34,12 +29,7 @@ constexpr ProgramTypeRelease kProgramTypeReleases[] = {
     {sys::uapi::kProgTypeNetfilter, "6.4"},
 };
 
-const char* ProgramTypeSince(uint32_t type) {
-  for (const ProgramTypeRelease& r : kProgramTypeReleases) {
-    if (r.type == type) return r.since;
-  }
-  return "an earlier release";
-}
+const char* ProgramTypeSince(uint32_t type) { return ReleaseOf(kProgramTypeReleases, type); }
 
 // Types the kernel refuses before verification without an expected
 // attach type, with the same EINVAL an unknown type gets: give them one.

@@ -66,6 +66,32 @@ TEST_CASE("tether with no or bad arguments explains its usage", "[cli]") {
   CHECK(RunCli("explain map notanumber").exit_code == 2);
 }
 
+TEST_CASE("tether probe lists every probe with one of its answers", "[cli][probe]") {
+  Result r = RunCli("probe");
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("kernel: " + probe::KernelRelease() + "\n") &&
+                        Catch::Contains("map_type:hash: present\n") &&
+                        Catch::Contains("iterator:bpf_map_elem: ") &&
+                        Catch::Contains("trampolines: "));
+  // Each line is one probe's answer, in the process's own words.
+  size_t lines = 0, answered = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("kernel: ", 0) == 0) continue;
+    ++lines;
+    for (const char* a : {": present", ": missing: ", ": refused here: "}) {
+      if (line.find(a) != std::string::npos) {
+        ++answered;
+        break;
+      }
+    }
+  }
+  CHECK(lines > 100);
+  CHECK(answered == lines);
+  CHECK(RunCli("probe extra").exit_code == 2);
+}
+
 TEST_CASE("tether graph shows this process's arrays, entries, fds and hazards", "[cli]") {
   auto array = ProgramArray::Create("cli_jmp", 4, LifetimePolicy::kIgnore);
   REQUIRE(array.ok());

@@ -26,6 +26,7 @@
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
+#include "tether/probe.h"
 #include "tether/section_names.h"
 #include "tether/system_graph.h"
 
@@ -53,6 +54,10 @@ const char kUsageText[] =
     "  load FILE.o [--pin-dir DIR] [--json]\n"
     "        load every map and program; with --pin-dir pin them all there so they\n"
     "        outlive this command, without it nothing does\n"
+    "  probe\n"
+    "        every kernel feature probe and its answer: present, missing (with the\n"
+    "        release that brought it), refused here (the kernel's policy), or could\n"
+    "        not run; exit 1 if any could not run (run as root)\n"
     "\n"
     "exit codes: 0 ok, 1 failed, 2 usage, 3 missing tool (graphviz dot)\n";
 
@@ -407,6 +412,22 @@ int Load(const std::vector<std::string>& args) {
   return kOk;
 }
 
+// Every probe, as the tests and docs/kernels.md see them. A probe that
+// could not run proves nothing, so the command fails rather than let its
+// line pass for an answer.
+int Probe(const std::vector<std::string>& args) {
+  if (!args.empty()) return Usage("probe: takes no arguments");
+  tether::probe::ProbeAll();
+  std::string report = tether::probe::Report();
+  printf("kernel: %s\n%s", tether::probe::KernelRelease().c_str(), report.c_str());
+  if (report.find(": could not run: ") != std::string::npos) {
+    fprintf(stderr, "tether: probe: some probes could not run (they need root, or CAP_BPF with "
+                    "CAP_PERFMON and CAP_NET_ADMIN)\n");
+    return kFailed;
+  }
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -420,7 +441,7 @@ int main(int argc, char** argv) {
   // "tether graph --help" answers on stdout and exits 0, like "tether help".
   bool wants_help = false;
   for (const std::string& a : args) wants_help |= a == "-h" || a == "--help";
-  if (wants_help && (cmd == "graph" || cmd == "explain" || cmd == "inspect" || cmd == "load")) {
+  if (wants_help && (cmd == "graph" || cmd == "explain" || cmd == "inspect" || cmd == "load" || cmd == "probe")) {
     fputs(kUsageText, stdout);
     return kOk;
   }
@@ -428,5 +449,6 @@ int main(int argc, char** argv) {
   if (cmd == "explain") return Explain(args);
   if (cmd == "inspect") return Inspect(args);
   if (cmd == "load") return Load(args);
+  if (cmd == "probe") return Probe(args);
   return Usage("unknown command " + cmd);
 }

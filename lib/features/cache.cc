@@ -144,16 +144,10 @@ absl::Status Refused(absl::string_view feature, absl::string_view since, absl::s
   return st;
 }
 
-// The verifier says EACCES of programs it rejects, with its log attached.
-bool IsPolicyRefusal(const absl::Status& st) {
-  int err = sys::StatusErrno(st);
-  if (err == EPERM) return true;
-  return err == EACCES && st.message().find("verifier log") == absl::string_view::npos;
-}
 
 absl::Status RefusedOr(const absl::Status& st, absl::string_view feature, absl::string_view since,
                        absl::string_view op) {
-  if (IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
+  if (sys::IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
     return Refused(feature, since, op, sys::StatusErrno(st));
   }
   return st;

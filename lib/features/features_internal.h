@@ -56,9 +56,6 @@ absl::Status Ask(const Feature& feature);
 absl::Status Refused(absl::string_view feature, absl::string_view since, absl::string_view op,
                      int err);
 
-// EPERM, or EACCES that no verifier log explains: the kernel's policy
-// speaking, not the probe's object.
-bool IsPolicyRefusal(const absl::Status& st);
 
 // A probe step's failure, turned into "refused here" when it is one.
 absl::Status RefusedOr(const absl::Status& st, absl::string_view feature, absl::string_view since,

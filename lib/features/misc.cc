@@ -112,7 +112,7 @@ absl::Status ProbeTrampolines(const Feature& self) {
     step = "attach";
   }
   int err = sys::StatusErrno(st);
-  if (IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
+  if (sys::IsPolicyRefusal(st) && HoldsBpfPrivileges()) {
     return Refused("BPF trampolines (fentry, fexit, freplace, lsm)", self.since,
                    absl::StrCat("an fentry program on bpf_fentry_test1: ", step), err);
   }

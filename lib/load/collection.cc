@@ -108,10 +108,8 @@ using base::Annotate;
 absl::Status ExplainRefusal(const absl::Status& st, absl::string_view source,
                             absl::string_view command, absl::string_view probe_name,
                             const std::function<absl::Status()>& probe) {
+  if (!sys::IsPolicyRefusal(st) || st.message().find(command) == absl::string_view::npos) return st;
   int err = sys::StatusErrno(st);
-  bool policy = err == EPERM ||
-                (err == EACCES && st.message().find("verifier log") == absl::string_view::npos);
-  if (!policy || st.message().find(command) == absl::string_view::npos) return st;
   absl::Status reading = probe();
   std::string verdict = absl::StrCat(probe::AnswerName(probe::AnswerOf(reading)),
                                      reading.ok() ? "" : absl::StrCat(": ", reading.message()));

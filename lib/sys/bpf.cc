@@ -23,6 +23,8 @@ namespace tether::sys {
 namespace {
 
 constexpr int kProgLoadEagainRetries = 5;
+// Heads the verifier log that a failed ProgLoad's Status carries.
+constexpr absl::string_view kVerifierLogHeading = "verifier log";
 
 // Fault hook state. `g_hooks` is the only thing the hot path reads: a bit
 // per kind of hook that is on.
@@ -97,6 +99,12 @@ long RawBpf(int cmd, union bpf_attr* attr, unsigned int size) {
 void Fd::Reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
+}
+
+bool IsPolicyRefusal(const absl::Status& status) {
+  int err = StatusErrno(status);
+  if (err == EPERM) return true;
+  return err == EACCES && status.message().find(kVerifierLogHeading) == absl::string_view::npos;
 }
 
 long Bpf(int cmd, union bpf_attr* attr, unsigned int size) {
@@ -466,7 +474,7 @@ absl::StatusOr<ProgLoadResult> ProgLoad(const ProgLoadRequest& req) {
     absl::Status st = ErrnoStatus(static_cast<int>(-ret), absl::StrCat("program '", req.name, "'"),
                                   "BPF_PROG_LOAD");
     if (!log_text.empty()) {
-      st = absl::Status(st.code(), absl::StrCat(st.message(), "\nverifier log:\n", LogTail(log_text)));
+      st = absl::Status(st.code(), absl::StrCat(st.message(), "\n", kVerifierLogHeading, ":\n", LogTail(log_text)));
       st.SetPayload("tether/errno", absl::Cord(absl::StrCat(-ret)));
     }
     return st;

@@ -64,6 +64,10 @@ absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view op);
 absl::string_view ErrnoName(int err);
 // The errno recorded in a Status made by ErrnoStatus, or 0.
 int StatusErrno(const absl::Status& status);
+// The kernel's policy refused the call (a lockdown, LSM, seccomp or
+// capability rule), rather than the object: EPERM, or EACCES without the
+// verifier log that ProgLoad attaches when the verifier rejects a program.
+bool IsPolicyRefusal(const absl::Status& status);
 
 // --- maps ---------------------------------------------------------------
 

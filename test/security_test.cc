@@ -23,6 +23,8 @@
 #include "tether/collection_spec.h"
 #include "tether/map.h"
 #include "tether/pin.h"
+#include "tether/graph.h"
+#include "tether/prog_array.h"
 
 using namespace tether;
 
@@ -385,4 +387,31 @@ TEST_CASE("tether graph without the privileges to see the system says so", "[sec
     CHECK(WEXITSTATUS(status) == 1);
     CHECK_THAT(err, Catch::Contains("BPF_PROG_GET_NEXT_ID") && Catch::Contains("run as root"));
   }
+}
+
+TEST_CASE("the Pin policy makes a pin name bpffs accepts from any array name", "[security][pin][graph]") {
+  // The kernel accepts '.' in object names, bpffs refuses it in file names:
+  // the Pin policy used to put the name into the path as it was, so its
+  // pin failed and the array was cleared after all.
+  testing::TempPinDir dir;
+  std::string old_dir = graph().pin_directory();
+  graph().SetPinDirectory(dir.Sub("policy"));
+  const std::string hostile = "arr.policy.pin";
+  auto array = ProgramArray::Create(hostile, 2, LifetimePolicy::kPin);
+  INFO(array.status().ToString());
+  REQUIRE(array.ok());
+  uint32_t id = array->map().id();
+  Program target = testing::LoadReturning(7, "sec_target");
+  Program caller = testing::LoadTailCaller(array->map(), 0, 1, "sec_caller");
+  REQUIRE(array->Set(0, target).ok());
+  REQUIRE(testing::RunValue(caller) == 7);
+  *array = ProgramArray();  // the last user reference: the policy pins it
+  graph().SetPinDirectory(old_dir);
+  std::string expected = dir.Sub("policy") + "/arr_policy_pin_" + std::to_string(id);
+  CHECK(Exists(expected));
+  CHECK(testing::RunValue(caller) == 7);  // the pin keeps the entries
+  auto back = Map::LoadPinned(expected);
+  REQUIRE(back.ok());
+  back->SetLifetimePolicy(LifetimePolicy::kIgnore);
+  REQUIRE(back->Unpin().ok());
 }

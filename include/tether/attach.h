@@ -40,6 +40,25 @@ enum class TcxDirection { kIngress, kEgress };
 // without a qdisc. Appends after the programs already there.
 absl::StatusOr<Link> AttachTcx(const Program& program, int ifindex, TcxDirection direction);
 
+// TC as kernels before tcx (6.6) take it, through rtnetlink: a cls_bpf
+// filter in direct-action mode (the program's return value, TC_ACT_*, is
+// the verdict) on the interface's clsact qdisc, which is added if missing.
+// No link: the qdisc holds the program until DetachTcFilter (or until the
+// qdisc or the interface goes), it cannot be pinned, and the graph records
+// a legacy hook, which `tether graph` finds again through netlink. priority
+// and handle 0 let the kernel choose; the filter made comes back.
+struct TcFilter {
+  int ifindex = 0;
+  TcxDirection direction = TcxDirection::kIngress;
+  uint16_t priority = 0;
+  uint32_t handle = 0;
+};
+absl::StatusOr<TcFilter> AttachTcFilter(const Program& program, int ifindex, TcxDirection direction,
+                                        uint16_t priority = 0, uint32_t handle = 0);
+// Removes the filter (by priority and handle) and forgets the hook. The
+// clsact qdisc stays: other filters may share it.
+absl::Status DetachTcFilter(const Program& program, const TcFilter& filter);
+
 // A cgroup program (BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_SOCK_CREATE,
 // ...) on the cgroup v2 directory open at `cgroup_fd`, or at `cgroup_dir`.
 absl::StatusOr<Link> AttachCgroup(const Program& program, int cgroup_fd, uint32_t attach_type);

@@ -15,6 +15,7 @@
 #include "sys/perf_event_internal.h"
 #include "sys/bpf.h"
 #include "sys/cpus.h"
+#include "sys/rtnetlink.h"
 #include "sys/uapi_compat.h"
 #include "tether/probe.h"
 #include "btf/kernel_btf.h"
@@ -160,6 +161,51 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
   return CreateLink(program, req, hook,
                     attach_type == BPF_SK_LOOKUP ? LinkKind::kNetnsSkLookup
                                                  : LinkKind::kNetnsFlowDissector);
+}
+
+namespace {
+std::string TcHook(const TcFilter& f, absl::string_view name) {
+  return absl::StrFormat("tc %s filter on ifindex %d (cls_bpf %s, pref %u handle 0x%x)",
+                         f.direction == TcxDirection::kIngress ? "ingress" : "egress", f.ifindex, name,
+                         f.priority, f.handle);
+}
+}  // namespace
+
+absl::StatusOr<TcFilter> AttachTcFilter(const Program& program, int ifindex, TcxDirection direction,
+                                        uint16_t priority, uint32_t handle) {
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "tc filter attach"));
+  bool ingress = direction == TcxDirection::kIngress;
+  std::string where = absl::StrCat(ProgLabel(program), " on tc ", ingress ? "ingress" : "egress",
+                                   " of ifindex ", ifindex);
+  if (ifindex <= 0) return absl::InvalidArgumentError(absl::StrCat(where, ": no such interface"));
+  auto nl = sys::RtNetlink::Open();
+  if (!nl.ok()) return base::Annotate(nl.status(), where);
+  auto clsact = nl->AddClsact(static_cast<uint32_t>(ifindex));
+  if (!clsact.ok()) return base::Annotate(clsact.status(), where);
+  std::string name = program.name().empty() ? "tether" : program.name();
+  auto made = nl->AddTcBpfFilter(static_cast<uint32_t>(ifindex), ingress, program.fd(), name, priority,
+                                 handle);
+  if (!made.ok()) return base::Annotate(made.status(), where);
+  TcFilter f;
+  f.ifindex = ifindex;
+  f.direction = direction;
+  f.priority = made->prio;
+  f.handle = made->handle;
+  program.NoteLegacyHook(TcHook(f, name));
+  return f;
+}
+
+absl::Status DetachTcFilter(const Program& program, const TcFilter& f) {
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, "tc filter detach"));
+  bool ingress = f.direction == TcxDirection::kIngress;
+  std::string name = program.name().empty() ? "tether" : program.name();
+  std::string where = absl::StrCat(ProgLabel(program), ": detach ", TcHook(f, name));
+  auto nl = sys::RtNetlink::Open();
+  if (!nl.ok()) return base::Annotate(nl.status(), where);
+  TETHER_RETURN_IF_ERROR(base::Annotate(
+      nl->DeleteTcFilter(static_cast<uint32_t>(f.ifindex), ingress, f.priority, f.handle), where));
+  program.ForgetLegacyHook(TcHook(f, name));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Link> AttachNetfilter(const Program& program, const NetfilterHook& nf) {

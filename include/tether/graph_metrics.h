@@ -37,21 +37,25 @@ enum class HazardKind : uint8_t {
   // A map nothing visible holds (no fd, pin, program, link or outer map).
   kUnheldMap,
 };
+// Every kind, in the order the metrics list them.
 inline constexpr HazardKind kAllHazardKinds[] = {
     HazardKind::kKernelOnlyProgramArray, HazardKind::kSingleProcessProgramArray,
     HazardKind::kOrphanedLegacyHook, HazardKind::kUnheldMap};
 // The metric label: "kernel_only_program_array", ...
 const char* HazardKindName(HazardKind kind);
 
+// One node's hazard.
 struct Hazard {
-  NodeRef node;
-  HazardKind kind;
+  NodeRef node;     // the object at risk
+  HazardKind kind;  // how
 };
 
 // Classifies every node from its flags, holders and in-edges. A node may
 // carry no hazard or one; the order follows `nodes`.
 std::vector<Hazard> FindHazards(const std::vector<GraphNode>& nodes,
                                 const std::vector<GraphEdge>& edges);
+// The same over a graph's snapshot (Nodes() and Edges()): graph() for this
+// process's objects, ScanSystem()'s graph for the whole machine.
 std::vector<Hazard> FindHazards(const ObjectGraph& graph);
 
 // The graph's counts as OpenMetrics text (version 1.0.0), ending in "# EOF".

@@ -330,16 +330,16 @@ RingFixture& R() {
 }
 
 void BM_RingTether(benchmark::State& state) {
-  auto reader = Must(RingBufferReader::Create());
+  RingBufferReader reader = Must(RingBufferReader::Create());
   uint64_t sum = 0;
-  Must(reader->Add(R().rb, [&](absl::Span<const uint8_t> rec) { sum += rec[0]; }));
-  (void)reader->Consume();
+  Must(reader.Add(R().rb, [&](absl::Span<const uint8_t> rec) { sum += rec[0]; }));
+  (void)reader.Consume();
   for (auto _ : state) {
     R().Produce();
     auto t0 = std::chrono::steady_clock::now();
     int got = 0;
     while (got < static_cast<int>(kRecordsPerRound)) {
-      auto n = reader->Poll(std::chrono::milliseconds(0));
+      auto n = reader.Poll(std::chrono::milliseconds(0));
       if (!n.ok()) break;
       got += *n;
     }

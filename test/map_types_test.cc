@@ -207,9 +207,9 @@ TEST_CASE("every map type the kernel has: create and one live operation", "[map]
        }},
       {BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0,
        [](const Map& m) {
-         auto r = MustOk(RingBufferReader::Create());
-         MustOk(r->Add(m, [](absl::Span<const uint8_t>) {}));
-         CHECK(r->AvailableBytes(0) == 0);
+         RingBufferReader r = MustOk(RingBufferReader::Create());
+         MustOk(r.Add(m, [](absl::Span<const uint8_t>) {}));
+         CHECK(r.AvailableBytes(0) == 0);
        }},
       {BPF_MAP_TYPE_INODE_STORAGE, 4, 4, 0, BPF_F_NO_PREALLOC,
        [](const Map& m) { ExpectFdKeyedRoundTrip(m, open("/proc/self/exe", O_RDONLY | O_CLOEXEC)); },

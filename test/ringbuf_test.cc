@@ -1,12 +1,15 @@
 // The ring buffer reader against records written by BPF programs under
 // BPF_PROG_TEST_RUN: contents, order, discards, wrap-around, several rings
 // in one poller, timeouts and a wakeup from another thread.
+#include <fcntl.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "map_test_programs.h"
+#include "map_test_support.h"
 #include "test_support.h"
 #include "tether/probe.h"
 #include "tether/ringbuf.h"
@@ -54,7 +57,7 @@ TEST_CASE("ring buffer: records written by a program come back in order", "[ring
   REQUIRE(reader.ok());
   std::vector<Rec> got;
   std::vector<size_t> sizes;
-  REQUIRE((*reader)->Add(rb, [&](absl::Span<const uint8_t> r) {
+  REQUIRE(reader->Add(rb, [&](absl::Span<const uint8_t> r) {
     sizes.push_back(r.size());
     Rec rec{};
     memcpy(&rec, r.data(), std::min(r.size(), sizeof(rec)));
@@ -67,8 +70,8 @@ TEST_CASE("ring buffer: records written by a program come back in order", "[ring
     packets.push_back(PacketWith(&r, sizeof(r)));
   }
   RunEach(prog, packets);
-  CHECK((*reader)->AvailableBytes(0) == 100 * (sizeof(Rec) + 8));
-  auto n = (*reader)->Consume();
+  CHECK(reader->AvailableBytes(0) == 100 * (sizeof(Rec) + 8));
+  auto n = reader->Consume();
   REQUIRE(n.ok());
   CHECK(*n == 100);
   REQUIRE(got.size() == 100);
@@ -77,8 +80,8 @@ TEST_CASE("ring buffer: records written by a program come back in order", "[ring
     CHECK(got[i].seq == i);
     CHECK(got[i].tag == (0xfeedface00000000ull | i));
   }
-  CHECK((*reader)->AvailableBytes(0) == 0);
-  CHECK(*(*reader)->Consume() == 0);
+  CHECK(reader->AvailableBytes(0) == 0);
+  CHECK(*reader->Consume() == 0);
 }
 
 TEST_CASE("ring buffer: discarded records are skipped, wrap-around is contiguous", "[ringbuf]") {
@@ -91,7 +94,7 @@ TEST_CASE("ring buffer: discarded records are skipped, wrap-around is contiguous
   auto reader = RingBufferReader::Create();
   REQUIRE(reader.ok());
   std::vector<std::vector<uint8_t>> got;
-  REQUIRE((*reader)->Add(rb, [&](absl::Span<const uint8_t> r) { got.emplace_back(r.begin(), r.end()); }).ok());
+  REQUIRE(reader->Add(rb, [&](absl::Span<const uint8_t> r) { got.emplace_back(r.begin(), r.end()); }).ok());
 
   std::vector<std::vector<uint8_t>> expected;
   uint32_t seq = 0;
@@ -105,7 +108,7 @@ TEST_CASE("ring buffer: discarded records are skipped, wrap-around is contiguous
       packets.push_back(PacketWith(payload.data(), payload.size()));
     }
     RunEach(prog, packets);
-    REQUIRE((*reader)->Consume().ok());
+    REQUIRE(reader->Consume().ok());
   }
   REQUIRE(got.size() == expected.size());
   for (size_t i = 0; i < got.size(); ++i) {
@@ -121,7 +124,7 @@ TEST_CASE("ring buffer: a full ring refuses, and consuming frees the space", "[r
   auto reader = RingBufferReader::Create();
   REQUIRE(reader.ok());
   int delivered = 0;
-  REQUIRE((*reader)->Add(rb, [&](absl::Span<const uint8_t>) { ++delivered; }).ok());
+  REQUIRE(reader->Add(rb, [&](absl::Span<const uint8_t>) { ++delivered; }).ok());
   std::vector<uint8_t> pkt(kEth + 64 + 16, 1);
   RunOptions o;
   o.data = pkt;
@@ -133,7 +136,7 @@ TEST_CASE("ring buffer: a full ring refuses, and consuming frees the space", "[r
   }
   CHECK(accepted == 4096 / 72);  // 64 bytes + 8 of header per record
   CHECK(refused == 100 - accepted);
-  REQUIRE((*reader)->Consume().ok());
+  REQUIRE(reader->Consume().ok());
   CHECK(delivered == accepted);
   auto r = prog.Run(o);
   REQUIRE(r.ok());
@@ -149,29 +152,29 @@ TEST_CASE("ring buffer: several rings in one poller, with a timeout", "[ringbuf]
   auto reader = RingBufferReader::Create();
   REQUIRE(reader.ok());
   std::vector<uint64_t> from_a, from_b;
-  REQUIRE((*reader)->Add(a, [&](absl::Span<const uint8_t> r) {
+  REQUIRE(reader->Add(a, [&](absl::Span<const uint8_t> r) {
     uint64_t v;
     memcpy(&v, r.data(), 8);
     from_a.push_back(v);
   }).ok());
-  REQUIRE((*reader)->Add(b, [&](absl::Span<const uint8_t> r) {
+  REQUIRE(reader->Add(b, [&](absl::Span<const uint8_t> r) {
     uint64_t v;
     memcpy(&v, r.data(), 8);
     from_b.push_back(v);
   }).ok());
-  CHECK((*reader)->ring_count() == 2);
+  CHECK(reader->ring_count() == 2);
 
   auto t0 = std::chrono::steady_clock::now();
-  auto n = (*reader)->Poll(50ms);
+  auto n = reader->Poll(50ms);
   auto waited = std::chrono::steady_clock::now() - t0;
   REQUIRE(n.ok());
   CHECK(*n == 0);
   CHECK(waited >= 40ms);
-  CHECK_FALSE((*reader)->woken());
+  CHECK_FALSE(reader->woken());
 
   Rec r{7, 0};
   RunEach(pb, {PacketWith(&r, sizeof(r))});
-  n = (*reader)->Poll(5000ms);
+  n = reader->Poll(5000ms);
   REQUIRE(n.ok());
   CHECK(*n == 1);
   CHECK(from_b == std::vector<uint64_t>{7});
@@ -183,7 +186,7 @@ TEST_CASE("ring buffer: several rings in one poller, with a timeout", "[ringbuf]
   RunEach(pb, {PacketWith(&r, sizeof(r))});
   int total = 0;
   for (int i = 0; i < 4 && total < 2; ++i) {
-    n = (*reader)->Poll(1000ms);
+    n = reader->Poll(1000ms);
     REQUIRE(n.ok());
     total += *n;
   }
@@ -198,7 +201,9 @@ TEST_CASE("ring buffer: a poller thread, a producer, and a cross-thread wakeup",
   Program prog = LoadRingbufOutput(rb, sizeof(Rec));
   auto created = RingBufferReader::Create();
   REQUIRE(created.ok());
-  std::unique_ptr<RingBufferReader> reader = std::move(*created);
+  // Moved out of the StatusOr before any ring is added: a plain value.
+  RingBufferReader owned = std::move(*created);
+  RingBufferReader* reader = &owned;
   std::vector<uint64_t> seqs;  // touched by the poller thread only until join
   REQUIRE(reader->Add(rb, [&](absl::Span<const uint8_t> r) {
     Rec rec;
@@ -278,7 +283,49 @@ TEST_CASE("ring buffer reader: bad input is explained", "[ringbuf][errors]") {
   o.name = "not_a_ring";
   auto m = Map::Create(o);
   REQUIRE(m.ok());
-  auto st = (*reader)->Add(*m, [](absl::Span<const uint8_t>) {});
+  auto st = reader->Add(*m, [](absl::Span<const uint8_t>) {});
   CHECK(st.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(st.status().message()), Catch::Contains("not_a_ring") && Catch::Contains("ringbuf"));
+}
+
+TEST_CASE("ring buffer reader: a movable value; its rings move with it", "[ringbuf]") {
+  TETHER_REQUIRE_FEATURE("map_type:ringbuf", probe::HaveMapType(BPF_MAP_TYPE_RINGBUF));
+  Map rb = MakeRing("rb_move", 1 << 14);
+  Program prog = LoadRingbufOutput(rb, sizeof(Rec));
+  RingBufferReader first = MustOk(RingBufferReader::Create());
+  std::vector<uint64_t> seqs;
+  REQUIRE(first.Add(rb, [&](absl::Span<const uint8_t> r) {
+    Rec rec;
+    memcpy(&rec, r.data(), sizeof(rec));
+    seqs.push_back(rec.seq);
+  }).ok());
+  int epoll_fd = first.epoll_fd();
+
+  RingBufferReader moved = std::move(first);
+  CHECK(moved.epoll_fd() == epoll_fd);
+  CHECK(moved.ring_count() == 1);
+  CHECK(first.epoll_fd() == -1);
+  CHECK(first.ring_count() == 0);
+  // The moved-from reader refuses work instead of touching a closed fd.
+  CHECK(absl::IsFailedPrecondition(first.Poll(0ms).status()));
+  CHECK(absl::IsFailedPrecondition(first.Add(rb, [](absl::Span<const uint8_t>) {}).status()));
+
+  std::vector<std::vector<uint8_t>> packets;
+  for (uint64_t i = 0; i < 5; ++i) {
+    Rec r{i, 0};
+    packets.push_back(PacketWith(&r, sizeof(r)));
+  }
+  RunEach(prog, packets);
+  // The epoll registration moved too: Poll wakes for the ring's records.
+  auto n = moved.Poll(1000ms);
+  REQUIRE(n.ok());
+  CHECK(*n == 5);
+  CHECK(seqs == std::vector<uint64_t>{0, 1, 2, 3, 4});
+
+  // Move-assigning over a reader closes what it had.
+  RingBufferReader other = MustOk(RingBufferReader::Create());
+  int other_epoll = other.epoll_fd();
+  other = std::move(moved);
+  CHECK(other.epoll_fd() == epoll_fd);
+  CHECK(fcntl(other_epoll, F_GETFD) == -1);
 }

@@ -5,7 +5,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <concepts>
 #include <cstring>
+#include <type_traits>
 
 #include "collection.skel.hpp"
 #include "skel_types.skel.hpp"
@@ -25,6 +27,14 @@ T Must(absl::StatusOr<T> v) {
   return *std::move(v);
 }
 
+// The typed view the skeleton made for shared_counter (__u32 -> __u64).
+using SharedCounter = std::remove_cvref_t<decltype(*std::declval<collection::Skel&>().typed_shared_counter())>;
+static_assert(std::is_same_v<SharedCounter, TypedMap<uint32_t, uint64_t>>);
+template <typename M, typename A>
+concept CanLookupWith = requires(const M& m, const A& a, uint64_t* v) { m.Lookup(a, v); };
+static_assert(CanLookupWith<SharedCounter, int>);          // a literal converts to __u32
+static_assert(!CanLookupWith<SharedCounter, uint64_t>);    // a wider key does not compile
+
 CollectionOptions PinIn(const testing::TempPinDir& dir) {
   CollectionOptions o;
   o.pin_dir = dir.path();
@@ -38,6 +48,7 @@ TEST_CASE("a skeleton loads its embedded object and runs the chain", "[skel]") {
   collection::Skel skel = Must(collection::Skel::Open());
   CHECK_FALSE(skel.loaded());
   CHECK_FALSE(skel.progs.entry);
+  CHECK(absl::IsFailedPrecondition(skel.typed_shared_counter().status()));
   REQUIRE(skel.Load(PinIn(dir)).ok());
   CHECK(skel.loaded());
   CHECK(skel.created_pins() == std::vector<std::string>{dir.Sub("shared_counter")});
@@ -54,6 +65,9 @@ TEST_CASE("a skeleton loads its embedded object and runs the chain", "[skel]") {
   uint64_t shared = 0;
   REQUIRE(skel.maps.shared_counter.Lookup(uint32_t{0}, &shared).ok());
   CHECK(shared == 2);
+  // The typed view reads the same value with a bare literal key.
+  SharedCounter counter = Must(skel.typed_shared_counter());
+  CHECK(Must(counter.Get(0)) == 2);
 
   // .data is written in place and the next run sees it.
   REQUIRE(skel.data() != nullptr);

@@ -31,6 +31,7 @@
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
+#include "tether/graph_metrics.h"
 #include "tether/pin.h"
 #include "tether/probe.h"
 #include "tether/section_names.h"
@@ -49,10 +50,12 @@ const char kUsageText[] =
     "usage: tether <command> [options]\n"
     "\n"
     "commands:\n"
-    "  graph [--format text|dot|json|svg] [--pinned DIR] [-o FILE]\n"
+    "  graph [--format text|dot|json|svg|openmetrics] [--pinned DIR] [-o FILE]\n"
     "        the object graph of the whole system: programs and the maps they use,\n"
     "        program arrays and their entries, links and their targets, pins, and\n"
-    "        the processes holding fds; hazards are marked with !!\n"
+    "        the processes holding fds; hazards are marked with !!; openmetrics\n"
+    "        writes the counts (objects, edges, hazards by kind) for a textfile\n"
+    "        collector\n"
     "  explain map|prog|link ID [--pinned DIR]\n"
     "        why the object is alive, and what breaks if each reference goes\n"
     "  inspect FILE.o [--json]\n"
@@ -156,8 +159,9 @@ int Graph(const std::vector<std::string>& args) {
     else if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
     else return Usage("graph: unknown argument " + args[i]);
   }
-  if (format != "text" && format != "dot" && format != "json" && format != "svg") {
-    return Usage("graph: --format must be text, dot, json or svg");
+  if (format != "text" && format != "dot" && format != "json" && format != "svg" &&
+      format != "openmetrics") {
+    return Usage("graph: --format must be text, dot, json, svg or openmetrics");
   }
   if (format == "svg" && system("command -v dot >/dev/null 2>&1") != 0) {
     fprintf(stderr, "tether: graph --format svg needs graphviz's `dot` (apt-get install graphviz); "
@@ -171,6 +175,7 @@ int Graph(const std::vector<std::string>& args) {
   std::string text;
   if (format == "text") text = (*g)->ToText();
   if (format == "json") text = (*g)->ToJson();
+  if (format == "openmetrics") text = ToOpenMetrics(**g);
   if (format == "dot" || format == "svg") text = (*g)->ToDot();
   if (format == "svg") return RenderSvg(text, out);
   if (!WriteOut(out, text)) return Fail(absl::InternalError("graph: cannot write " + out));

@@ -428,6 +428,7 @@ struct Member {
   std::string name;   // spec name
   std::string ident;  // C++ member / enumerator
   std::string comment;
+  std::string typed;  // maps: "::tether::TypedMap<K, V>" when BTF gives K and V, else empty
 };
 
 // Writes the skeleton header in the order a reader meets it: the types of
@@ -457,6 +458,8 @@ class Generator {
   void EmitLoadSelected();
   void EmitAttach();
   void EmitDataAccessors();
+  void EmitTypedMaps();
+  std::string TypedView(const MapSpec& m);
   void EmitLookupHelpers();
   void EmitShapeCheck();
   void EmitFromSpecAndLoaded();
@@ -494,6 +497,7 @@ std::string Generator::Generate() {
   EmitLoadSelected();
   EmitAttach();
   EmitDataAccessors();
+  EmitTypedMaps();
   EmitLookupHelpers();
   EmitShapeCheck();
   EmitFromSpecAndLoaded();
@@ -569,7 +573,7 @@ void Generator::CollectMembers() {
       std::string c = absl::StrCat(m.section.empty() ? "" : absl::StrCat("SEC(\"", m.section, "\") "),
                        tether::MapTypeName(m.type), ", ", m.max_entries, m.max_entries == 1 ? " entry" : " entries",
                        m.pinning == tether::PinType::kByName ? ", pinned by name" : "");
-      maps.push_back({name, n.Take(m.is_data_section() ? SectionIdent(name) : name), c});
+      maps.push_back({name, n.Take(m.is_data_section() ? SectionIdent(name) : name), c, TypedView(m)});
     }
   }
   {
@@ -598,13 +602,15 @@ void Generator::EmitPreamble() {
                   "#include \"absl/strings/str_cat.h\"\n#include \"absl/types/span.h\"\n"
                   "#include \"tether/collection.h\"\n#include \"tether/collection_spec.h\"\n"
                   "#include \"tether/map.h\"\n#include \"tether/mmap_array.h\"\n"
-                  "#include \"tether/program.h\"\n"
+                  "#include \"tether/percpu.h\"\n#include \"tether/program.h\"\n"
+                  "#include \"tether/typed_map.h\"\n"
                   "// Attach() needs the attach API; without it, it says Unimplemented.\n"
                   "#if __has_include(\"tether/attach.h\")\n#include \"tether/attach.h\"\n"
                   "#define TETHER_SKEL_HAVE_ATTACH 1\n#endif\n\n");
   absl::StrAppend(&o, "namespace ", ns, " {\n\n");
   if (!types.definitions().empty()) {
-    absl::StrAppend(&o, "// --- types of the global variables, from BTF ---\n\n", types.definitions());
+    absl::StrAppend(&o, "// --- types of the global variables and map keys and values, from BTF ---\n\n",
+                    types.definitions());
   }
   if (!section_defs.empty()) absl::StrAppend(&o, "// --- global data ---\n\n", section_defs);
 }
@@ -822,6 +828,55 @@ void Generator::EmitDataAccessors() {
     }
     absl::StrAppend(&o, "\n");
   }
+}
+
+// The typed view a map gets when BTF spells its key and value in C++ at
+// the sizes the map has: TypedMap, or PerCpuMap for per-CPU types.
+std::string Generator::TypedView(const MapSpec& m) {
+  if (m.is_data_section() || m.btf_key_type_id == 0 || m.btf_value_type_id == 0) return "";
+  const char* view = nullptr;
+  switch (m.type) {
+    case BPF_MAP_TYPE_HASH:
+    case BPF_MAP_TYPE_ARRAY:
+    case BPF_MAP_TYPE_LRU_HASH:
+    case BPF_MAP_TYPE_LPM_TRIE:
+      view = "::tether::TypedMap";
+      break;
+    case BPF_MAP_TYPE_PERCPU_HASH:
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+      view = "::tether::PerCpuMap";
+      break;
+    default:
+      return "";
+  }
+  CxxType k = types.Get(m.btf_key_type_id);
+  CxxType v = types.Get(m.btf_value_type_id);
+  if (k.spelling.empty() || v.spelling.empty() || k.size != m.key_size || v.size != m.value_size) return "";
+  return absl::StrCat(view, "<", k.spelling, ", ", v.spelling, ">");
+}
+
+// typed_<map>(): the map bound to its BTF key and value types, so that a
+// key of the wrong type is a compile-time error (or converts to K) rather
+// than a size mismatch found at run time.
+void Generator::EmitTypedMaps() {
+  bool any = false;
+  for (const Member& m : maps) {
+    if (m.typed.empty()) continue;
+    if (!any) {
+      absl::StrAppend(&o,
+                      "  // Typed views of the maps whose key and value types BTF gives, after\n"
+                      "  // Load: keys convert to the key type, and one that would narrow does\n"
+                      "  // not compile (tether/typed_map.h).\n");
+      any = true;
+    }
+    absl::StrAppend(&o,
+                    "  ::absl::StatusOr<", m.typed, "> typed_", m.ident, "() const {\n"
+                    "    if (!maps.", m.ident, ") return NotLoaded(", CString(m.name), ");\n"
+                    "    return ", m.typed, "::Bind(maps.", m.ident, ");\n"
+                    "  }\n");
+  }
+  if (any) absl::StrAppend(&o, "\n");
 }
 
 // Id to name and id to member slot.

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/types/span.h"
 #include "tether/map.h"
+#include "tether/percpu.h"
 
 namespace tether {
 
@@ -84,6 +85,19 @@ absl::Span<const uint8_t> AsBytes(absl::Span<const T> v) {
   return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T));
 }
 absl::Status BatchTypeError(const Map& map, absl::string_view op, size_t key, size_t value);
+template <typename T>
+absl::Span<uint8_t> AsMutableBytes(absl::Span<T> v) {
+  return absl::MakeSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * sizeof(T));
+}
+template <typename K, typename V>
+absl::Status CheckBatchTypes(const Map& map, absl::string_view op, bool per_cpu) {
+  if (!map) return NullMapError(op);
+  size_t value = per_cpu ? kPerCpuStride<V> * PossibleCpus() : sizeof(V);
+  if (IsPerCpuMapType(map.type()) != per_cpu || sizeof(K) != map.key_size() ||
+      value != map.value_buffer_size())
+    return BatchTypeError(map, op, sizeof(K), value);
+  return absl::OkStatus();
+}
 }  // namespace detail
 
 enum class BatchMode { kLookup, kLookupAndDelete };
@@ -91,8 +105,8 @@ enum class BatchMode { kLookup, kLookupAndDelete };
 // Walks the whole map in batches of up to `batch_size`, calling
 // fn(absl::Span<const K> keys, absl::Span<const V> values) per batch. The
 // buffers are allocated once per walk. A hash bucket larger than the batch
-// grows the batch instead of failing. Not for per-CPU maps (use the byte
-// forms with PerCpuSpan).
+// grows the batch instead of failing. Not for per-CPU maps (use
+// LookupBatch with a PerCpuBatch<V>, below).
 template <MapPod K, MapPod V, typename Fn>
 absl::Status ForEachBatch(const Map& map, uint32_t batch_size, Fn&& fn,
                           BatchMode mode = BatchMode::kLookup) {
@@ -123,10 +137,58 @@ absl::Status ForEachBatch(const Map& map, uint32_t batch_size, Fn&& fn,
 template <MapPod K, MapPod V>
 absl::Status UpdateBatch(const Map& map, absl::Span<const K> keys, absl::Span<const V> values,
                          UpdateFlag flags = UpdateFlag::kAny, uint32_t* done = nullptr) {
-  if (!map) return detail::NullMapError("update_batch");
-  if (sizeof(K) != map.key_size() || sizeof(V) != map.value_buffer_size())
-    return detail::BatchTypeError(map, "update_batch", sizeof(K), sizeof(V));
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "update_batch", false); !st.ok()) return st;
   return UpdateBatch(map, detail::AsBytes(keys), detail::AsBytes(values), flags, done);
+}
+
+// --- typed batches: keys as K, values as V or per-CPU V ------------------------
+//
+// As the byte forms, with the buffers typed: as many values as keys. A map
+// whose sizes differ from K and V is InvalidArgument (a comparison per
+// call); a per-CPU map takes a PerCpuBatch<V> (percpu.h), any other map a
+// Span<V>, so a per-CPU batch needs no reinterpret_cast:
+//
+//   std::vector<uint32_t> keys(64);
+//   PerCpuBatch<uint64_t> values(64);
+//   BatchCursor cursor(map);
+//   while (!cursor.done()) {
+//     absl::StatusOr<uint32_t> n = LookupBatch(map, &cursor, absl::MakeSpan(keys), &values);
+//     if (!n.ok()) return n.status();
+//     for (uint32_t i = 0; i < *n; ++i) Use(keys[i], values[i].Sum());
+//   }
+
+template <MapPod K, MapPod V>
+absl::StatusOr<uint32_t> LookupBatch(const Map& map, BatchCursor* cursor, absl::Span<K> keys,
+                                     absl::Span<V> values) {
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "lookup_batch", false); !st.ok()) return st;
+  return LookupBatch(map, cursor, detail::AsMutableBytes(keys), detail::AsMutableBytes(values));
+}
+template <MapPod K, MapPod V>
+absl::StatusOr<uint32_t> LookupBatch(const Map& map, BatchCursor* cursor, absl::Span<K> keys,
+                                     PerCpuBatch<V>* values) {
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "lookup_batch", true); !st.ok()) return st;
+  return LookupBatch(map, cursor, detail::AsMutableBytes(keys), values->bytes());
+}
+template <MapPod K, MapPod V>
+absl::StatusOr<uint32_t> LookupAndDeleteBatch(const Map& map, BatchCursor* cursor,
+                                              absl::Span<K> keys, absl::Span<V> values) {
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "lookup_and_delete_batch", false); !st.ok())
+    return st;
+  return LookupAndDeleteBatch(map, cursor, detail::AsMutableBytes(keys), detail::AsMutableBytes(values));
+}
+template <MapPod K, MapPod V>
+absl::StatusOr<uint32_t> LookupAndDeleteBatch(const Map& map, BatchCursor* cursor,
+                                              absl::Span<K> keys, PerCpuBatch<V>* values) {
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "lookup_and_delete_batch", true); !st.ok())
+    return st;
+  return LookupAndDeleteBatch(map, cursor, detail::AsMutableBytes(keys), values->bytes());
+}
+// Writes keys.size() entries of a per-CPU map; values.size() must match.
+template <MapPod K, MapPod V>
+absl::Status UpdateBatch(const Map& map, absl::Span<const K> keys, const PerCpuBatch<V>& values,
+                         UpdateFlag flags = UpdateFlag::kAny, uint32_t* done = nullptr) {
+  if (absl::Status st = detail::CheckBatchTypes<K, V>(map, "update_batch", true); !st.ok()) return st;
+  return UpdateBatch(map, detail::AsBytes(keys), values.bytes(), flags, done);
 }
 
 template <MapPod K>

@@ -106,6 +106,56 @@ class PerCpuValues {
   std::vector<uint64_t> storage_;  // uint64_t: the 8-byte alignment of the slots
 };
 
+// Per-CPU values for many entries at once, in the layout batch calls on a
+// per-CPU map read and write: entry i's slots start at i * cpus * kStride.
+// The typed LookupBatch / UpdateBatch in map_batch.h take one, so per-CPU
+// batches need no byte spans:
+//
+//   PerCpuBatch<uint64_t> values(64);
+//   std::vector<uint32_t> keys(64);
+//   auto n = LookupBatch(map, &cursor, absl::MakeSpan(keys), &values);
+//   uint64_t total = values[0].Sum();
+template <MapPod V>
+class PerCpuBatch {
+ public:
+  static constexpr size_t kStride = kPerCpuStride<V>;
+
+  explicit PerCpuBatch(size_t entries = 0) : PerCpuBatch(entries, PossibleCpus()) {}
+  PerCpuBatch(size_t entries, uint32_t cpus) : cpus_(cpus) { Resize(entries); }
+
+  size_t size() const { return entries_; }
+  uint32_t cpus() const { return cpus_; }
+  // Bytes per entry: what value_buffer_size() is for a per-CPU map of V.
+  size_t entry_bytes() const { return kStride * cpus_; }
+  void Resize(size_t entries) {
+    entries_ = entries;
+    storage_.assign((entry_bytes() * entries + 7) / 8, 0);
+  }
+  // Entry i's values, one per CPU.
+  PerCpuSpan<V> operator[](size_t i) const {
+    return PerCpuSpan<V>(bytes().subspan(i * entry_bytes(), entry_bytes()), cpus_);
+  }
+  void Set(size_t i, uint32_t cpu, const V& v) {
+    memcpy(bytes().data() + i * entry_bytes() + size_t{cpu} * kStride, &v, sizeof(V));
+  }
+  // Entry i to `v` on every CPU.
+  void Fill(size_t i, const V& v) {
+    for (uint32_t c = 0; c < cpus_; ++c) Set(i, c, v);
+  }
+  absl::Span<uint8_t> bytes() {
+    return absl::MakeSpan(reinterpret_cast<uint8_t*>(storage_.data()), entry_bytes() * entries_);
+  }
+  absl::Span<const uint8_t> bytes() const {
+    return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(storage_.data()),
+                               entry_bytes() * entries_);
+  }
+
+ private:
+  uint32_t cpus_;
+  size_t entries_ = 0;
+  std::vector<uint64_t> storage_;  // uint64_t: the 8-byte alignment of the slots
+};
+
 // A per-CPU map bound to K and V, sizes checked once as in TypedMap.
 template <MapPod K, MapPod V>
 class PerCpuMap {
@@ -145,6 +195,14 @@ class PerCpuMap {
   absl::Status Delete(const K& key) const {
     return Result("delete", detail::MapRaw::Delete(map_, &key));
   }
+  // Keys that would narrow to K do not compile (see TypedMap).
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status Lookup(const A& key, PerCpuValues<V>* values) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status Update(const A& key, const PerCpuValues<V>& values,
+                      UpdateFlag flags = UpdateFlag::kAny) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status Delete(const A& key) const = delete;
   // The sum over CPUs of the value at `key`; `scratch` receives the slots.
   absl::StatusOr<V> Sum(const K& key, PerCpuValues<V>* scratch) const
     requires std::is_arithmetic_v<V>

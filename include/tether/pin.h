@@ -55,7 +55,7 @@ struct PinnedObjects {
 };
 
 // Opens every pin under `dir` (and, with `recursive`, its subdirectories)
-// with Map/Program/Link::LoadPinned, so the graph learns each pin and,
+// with Map::LoadPinned, Program::LoadPinned or Link::LoadPinned, so the graph learns each pin and,
 // for program arrays, their entries. Fails on the first pin it cannot open.
 absl::StatusOr<PinnedObjects> LoadPinDirectory(const std::string& dir, bool recursive = false);
 

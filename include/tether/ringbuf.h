@@ -38,8 +38,16 @@ class RingBufferReader {
   // Gets each record's payload (the 8-byte header excluded).
   using Callback = std::function<void(absl::Span<const uint8_t> record)>;
 
-  static absl::StatusOr<std::unique_ptr<RingBufferReader>> Create();
+  // A reader with no rings: `auto reader = RingBufferReader::Create();`
+  // then `reader->Add(map, callback)`. The reader is a movable value like
+  // the handles: its epoll fd, eventfd and ring mappings move with it (epoll
+  // knows the rings by index, and each ring's mapping sits behind a pointer
+  // that does not move). A moved-from reader has no fds and no rings. Do not
+  // move a reader while another thread may call Wakeup() on it.
+  static absl::StatusOr<RingBufferReader> Create();
   ~RingBufferReader();
+  RingBufferReader(RingBufferReader&& other) noexcept;
+  RingBufferReader& operator=(RingBufferReader&& other) noexcept;
   RingBufferReader(const RingBufferReader&) = delete;
   RingBufferReader& operator=(const RingBufferReader&) = delete;
 
@@ -72,9 +80,10 @@ class RingBufferReader {
  private:
   struct Ring;
   RingBufferReader(int epoll_fd, int event_fd);
+  void CloseAll();
 
-  int epoll_fd_;
-  int event_fd_;
+  int epoll_fd_ = -1;
+  int event_fd_ = -1;
   bool woken_ = false;
   std::vector<std::unique_ptr<Ring>> rings_;
   std::unique_ptr<epoll_event[]> events_;

@@ -8,6 +8,7 @@
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
+#include "tether/graph_metrics.h"
 #include "tether/insn.h"
 #include "tether/lifetime.h"
 #include "tether/link.h"

@@ -65,6 +65,16 @@ absl::Status ForEachKeyOf(const Map& map, Fn&& fn) {
   }
 }
 
+// A an arithmetic type that converting to T would cut: wider, or floating
+// to integral. TypedMap and PerCpuMap refuse such keys and values at
+// compile time rather than sending a truncated key; an int literal converts
+// to any integer K at least as wide, as it always did.
+template <typename A, typename T>
+concept Narrows = std::is_arithmetic_v<std::remove_cvref_t<A>> && std::is_arithmetic_v<T> &&
+                  !std::is_same_v<std::remove_cvref_t<A>, T> &&
+                  (sizeof(std::remove_cvref_t<A>) > sizeof(T) ||
+                   (std::is_floating_point_v<std::remove_cvref_t<A>> && std::is_integral_v<T>));
+
 }  // namespace detail
 
 template <MapPod K, MapPod V>
@@ -93,6 +103,10 @@ class TypedMap {
   const Map& map() const { return map_; }
   explicit operator bool() const { return static_cast<bool>(map_); }
 
+  // The key and value parameters are `const K&` and `const V&`, not
+  // deduced: an argument converts to K (a bare `1` on a uint64_t map is a
+  // uint64_t), and one that would narrow is a compile-time error (the
+  // deleted overloads below).
   absl::Status Lookup(const K& key, V* value) const {
     return Result("lookup", detail::MapRaw::Lookup(map_, &key, value, 0));
   }
@@ -132,6 +146,23 @@ class TypedMap {
   absl::Status LookupAndDelete(const K& key, V* value) const {
     return Result("lookup_and_delete", detail::MapRaw::LookupAndDelete(map_, &key, value));
   }
+
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status Lookup(const A& key, V* value) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::StatusOr<bool> Find(const A& key, V* value) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::StatusOr<V> Get(const A& key) const = delete;
+  template <typename A, typename B> requires(detail::Narrows<A, K> || detail::Narrows<B, V>)
+  absl::Status Update(const A& key, const B& value, UpdateFlag flags = UpdateFlag::kAny) const = delete;
+  template <typename A, typename B> requires(detail::Narrows<A, K> || detail::Narrows<B, V>)
+  absl::Status Insert(const A& key, const B& value) const = delete;
+  template <typename A, typename B> requires(detail::Narrows<A, K> || detail::Narrows<B, V>)
+  absl::Status Replace(const A& key, const B& value) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status Delete(const A& key) const = delete;
+  template <typename A> requires detail::Narrows<A, K>
+  absl::Status LookupAndDelete(const A& key, V* value) const = delete;
 
   // Calls fn(key) for each key; fn may return bool, false to stop.
   //

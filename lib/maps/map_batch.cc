@@ -243,7 +243,7 @@ absl::Status BatchTypeError(const Map& map, absl::string_view op, size_t key, si
   return absl::InvalidArgumentError(absl::StrFormat(
       "%s: %s: key is %u bytes and value %u bytes, but the map has key_size %u and value_size %u%s",
       Describe(map), op, key, value, map.key_size(), map.value_buffer_size(),
-      IsPerCpuMapType(map.type()) ? " (per-CPU: use the byte forms and PerCpuSpan)" : ""));
+      IsPerCpuMapType(map.type()) ? " (per-CPU: pass the values as a PerCpuBatch<V>)" : ""));
 }
 }  // namespace detail
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,13 +56,39 @@ struct RingBufferReader::Ring {
 RingBufferReader::RingBufferReader(int epoll_fd, int event_fd)
     : epoll_fd_(epoll_fd), event_fd_(event_fd) {}
 
-RingBufferReader::~RingBufferReader() {
+void RingBufferReader::CloseAll() {
   rings_.clear();
-  close(event_fd_);
-  close(epoll_fd_);
+  if (event_fd_ >= 0) close(event_fd_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  event_fd_ = epoll_fd_ = -1;
 }
 
-absl::StatusOr<std::unique_ptr<RingBufferReader>> RingBufferReader::Create() {
+RingBufferReader::~RingBufferReader() { CloseAll(); }
+
+RingBufferReader::RingBufferReader(RingBufferReader&& other) noexcept
+    : epoll_fd_(std::exchange(other.epoll_fd_, -1)),
+      event_fd_(std::exchange(other.event_fd_, -1)),
+      woken_(other.woken_),
+      rings_(std::move(other.rings_)),
+      events_(std::move(other.events_)),
+      events_capacity_(std::exchange(other.events_capacity_, 0)) {
+  other.rings_.clear();
+}
+
+RingBufferReader& RingBufferReader::operator=(RingBufferReader&& other) noexcept {
+  if (this == &other) return *this;
+  CloseAll();
+  epoll_fd_ = std::exchange(other.epoll_fd_, -1);
+  event_fd_ = std::exchange(other.event_fd_, -1);
+  woken_ = other.woken_;
+  rings_ = std::move(other.rings_);
+  other.rings_.clear();
+  events_ = std::move(other.events_);
+  events_capacity_ = std::exchange(other.events_capacity_, 0);
+  return *this;
+}
+
+absl::StatusOr<RingBufferReader> RingBufferReader::Create() {
   sys::Fd ep(epoll_create1(EPOLL_CLOEXEC));
   if (!ep.valid()) return sys::ErrnoStatus(errno, "ring buffer reader", "epoll_create1");
   sys::Fd ev(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -71,13 +98,21 @@ absl::StatusOr<std::unique_ptr<RingBufferReader>> RingBufferReader::Create() {
   e.data.u64 = kWakeTag;
   if (epoll_ctl(ep.get(), EPOLL_CTL_ADD, ev.get(), &e) < 0)
     return sys::ErrnoStatus(errno, "ring buffer reader", "epoll_ctl (eventfd)");
-  std::unique_ptr<RingBufferReader> r(new RingBufferReader(ep.Release(), ev.Release()));
-  r->events_capacity_ = 1;
-  r->events_.reset(new epoll_event[1]);
+  RingBufferReader r(ep.Release(), ev.Release());
+  r.events_capacity_ = 1;
+  r.events_.reset(new epoll_event[1]);
   return r;
 }
 
+namespace {
+absl::Status MovedFromError(absl::string_view op) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("ring buffer reader: ", op, ": the reader was moved from (it has no epoll fd)"));
+}
+}  // namespace
+
 absl::StatusOr<size_t> RingBufferReader::Add(const Map& map, Callback callback) {
+  if (epoll_fd_ < 0) return MovedFromError("add");
   if (!map) return absl::InvalidArgumentError("ring buffer reader: add: the map handle is empty");
   if (map.type() != BPF_MAP_TYPE_RINGBUF) {
     return absl::InvalidArgumentError(absl::StrFormat("map '%s' (id %u): add: a %s, not a ringbuf",
@@ -153,6 +188,7 @@ absl::StatusOr<int> RingBufferReader::Consume() {
 }
 
 absl::StatusOr<int> RingBufferReader::Poll(std::chrono::milliseconds timeout) {
+  if (epoll_fd_ < 0) return MovedFromError("poll");
   woken_ = false;
   int ms = timeout.count() < 0 ? -1
            : timeout.count() > INT32_MAX ? INT32_MAX

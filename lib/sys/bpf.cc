@@ -220,16 +220,40 @@ absl::string_view ErrnoName(int err) {
   }
 }
 
-absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view op) {
-  absl::StatusCode code;
-  const char* text;
-  if (err == uapi::kEnotsupp) {
-    code = absl::StatusCode::kUnimplemented;
-    text = "Operation not supported by the kernel";
-  } else {
-    code = absl::ErrnoToStatusCode(err);
-    text = strerror(err);
+absl::StatusCode StatusCodeForErrno(int err) {
+  switch (err) {
+    case 0: return absl::StatusCode::kOk;
+    // absl says InvalidArgument; for bpf(2) E2BIG is mostly "no room": a
+    // full hash map, a program over the instruction limit, an attr larger
+    // than this kernel knows.
+    case E2BIG:
+    case ENOMEM:
+    case ENOSPC: return absl::StatusCode::kResourceExhausted;
+    case ENOENT: return absl::StatusCode::kNotFound;
+    case EEXIST: return absl::StatusCode::kAlreadyExists;
+    case EPERM:
+    case EACCES: return absl::StatusCode::kPermissionDenied;
+    case EOPNOTSUPP:
+    case ENOSYS:
+    case uapi::kEnotsupp: return absl::StatusCode::kUnimplemented;
+    case EINVAL: return absl::StatusCode::kInvalidArgument;
+    // Transient: a hash bucket lock held by a program on this CPU, a
+    // verifier short of memory. Retrying may succeed, which is what
+    // Unavailable tells a caller.
+    case EBUSY:
+    case EAGAIN:
+    case EINTR: return absl::StatusCode::kUnavailable;
+    default: {
+      // absl's table for the rest (EBADF -> FailedPrecondition, EFAULT ->
+      // InvalidArgument...); an errno it does not know is Unknown.
+      return absl::ErrnoToStatusCode(err);
+    }
   }
+}
+
+absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view op) {
+  absl::StatusCode code = StatusCodeForErrno(err);
+  const char* text = err == uapi::kEnotsupp ? "Operation not supported by the kernel" : strerror(err);
   absl::Status status(code, absl::StrFormat("%s: %s: %s (%s)", what, op, ErrnoName(err), text));
   // Keep the raw errno machine-readable for callers that branch on it.
   status.SetPayload("tether/errno", absl::Cord(absl::StrCat(err)));

@@ -58,7 +58,15 @@ absl::StatusOr<Fd> BpfFd(int cmd, union bpf_attr* attr, unsigned int size);
 // Name of a bpf command, for error messages ("BPF_MAP_CREATE").
 absl::string_view CommandName(int cmd);
 
-// Builds a Status from an errno: "<what>: <op>: EPERM (Operation not permitted)".
+// The one errno -> absl::StatusCode table of the library (docs/api.md):
+// E2BIG, ENOMEM, ENOSPC -> ResourceExhausted; ENOENT -> NotFound; EEXIST ->
+// AlreadyExists; EPERM, EACCES -> PermissionDenied; EOPNOTSUPP, ENOSYS,
+// ENOTSUPP (524) -> Unimplemented; EINVAL -> InvalidArgument; EBUSY,
+// EAGAIN, EINTR -> Unavailable (worth a retry); any other errno as
+// absl::ErrnoToStatusCode, Unknown for one it does not know.
+absl::StatusCode StatusCodeForErrno(int err);
+// Builds a Status from an errno: "<what>: <op>: EPERM (Operation not permitted)",
+// with the code StatusCodeForErrno gives and the errno as a payload.
 absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view op);
 // Errno symbol ("ENOENT"), with the kernel-internal ENOTSUPP (524) handled.
 absl::string_view ErrnoName(int err);

@@ -346,3 +346,93 @@ TEST_CASE("explain: removing the last pin of an array or a program is not safe",
   REQUIRE(unlink(prog_pin.c_str()) == 0);
   CHECK(testing::Eventually([&] { return !testing::KernelHasProgram(prog_id); }));
 }
+
+TEST_CASE("a tc filter added through netlink is a holder in its network namespace", "[cli][scan]") {
+  testing::TempPinDir dir;
+  std::string pin = dir.Sub("tc_prog");
+  uint32_t id = 0;
+  {
+    Program prog = testing::LoadReturning(0 /* TC_ACT_OK */, "scan_tc", BPF_PROG_TYPE_SCHED_CLS);
+    REQUIRE(prog.Pin(pin).ok());
+    id = prog.id();
+  }
+  Child child([] { return unshare(CLONE_NEWNET) == 0; });
+  REQUIRE(child.ready());
+  std::string netns = "nsenter --net=/proc/" + Str(child.pid()) + "/ns/net";
+  // iproute2's tc, as a user would: clsact on lo, the pinned program on ingress.
+  REQUIRE(system((netns + " tc qdisc add dev lo clsact").c_str()) == 0);
+  REQUIRE(system((netns + " tc filter add dev lo ingress bpf da pinned " + pin).c_str()) == 0);
+  REQUIRE(unlink(pin.c_str()) == 0);
+
+  CliResult r = RunCli("explain prog " + Str(id), netns);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("attached by a legacy hook: tc ingress filter on lo (cls_bpf "));
+  CHECK_THAT(r.out, Catch::Contains("the kernel alone holds it") && !Catch::Contains("will be freed"));
+  // As explained: the filter alone holds it; deleting it frees it.
+  CHECK(testing::KernelHasProgram(id));
+  CHECK(system((netns + " tc filter del dev lo ingress").c_str()) == 0);
+  CHECK(testing::Eventually([&] { return !testing::KernelHasProgram(id); }, 5000));
+}
+
+namespace {
+
+// A tail caller of any program type (test_programs.h's is a socket filter).
+Program LoadTailCallerOfType(const Map& array, uint32_t type, const std::string& name) {
+  bpf_insn prog[8];
+  prog[0] = insn::MovReg(BPF_REG_6, BPF_REG_1);
+  prog[1] = insn::MovReg(BPF_REG_1, BPF_REG_6);
+  insn::LdMapFd(BPF_REG_2, array.fd(), &prog[2]);
+  prog[4] = insn::MovImm(BPF_REG_3, 0);
+  prog[5] = insn::Call(BPF_FUNC_tail_call);
+  prog[6] = insn::MovImm(BPF_REG_0, 1);
+  prog[7] = insn::Exit();
+  ProgramLoadOptions o;
+  o.type = type;
+  o.instructions = prog;
+  o.name = name;
+  auto p = Program::Load(o);
+  INFO(p.status().ToString());
+  REQUIRE(p.ok());
+  return *p;
+}
+
+}  // namespace
+
+TEST_CASE("the one-process hazard is hedged, or absent, when the programs go with the process",
+          "[cli][scan]") {
+  // Socket filters: a socket the scan cannot see may keep the caller.
+  auto sock_array = ProgramArray::Create("goes_sock", 2, LifetimePolicy::kIgnore);
+  REQUIRE(sock_array.ok());
+  Program sock_target = testing::LoadReturning(5, "goes_sock_t");
+  Program sock_entry = testing::LoadTailCaller(sock_array->map(), 0, 9, "goes_sock_e");
+  REQUIRE(sock_array->Set(0, sock_target).ok());
+  // cgroup skb programs: the scan sees every holder they can have.
+  auto cg_array = ProgramArray::Create("goes_cg", 2, LifetimePolicy::kIgnore);
+  REQUIRE(cg_array.ok());
+  Program cg_target = testing::LoadReturning(1, "goes_cg_t", BPF_PROG_TYPE_CGROUP_SKB);
+  Program cg_entry = LoadTailCallerOfType(cg_array->map(), BPF_PROG_TYPE_CGROUP_SKB, "goes_cg_e");
+  REQUIRE(cg_array->Set(0, cg_target).ok());
+  uint32_t sock_id = sock_array->map().id(), cg_id = cg_array->map().id();
+
+  Child child([] { return true; });  // holds everything through inherited fds
+  REQUIRE(child.ready());
+  *sock_array = ProgramArray();
+  *cg_array = ProgramArray();
+  sock_target = sock_entry = cg_target = cg_entry = Program();
+
+  CliResult r = RunCli("graph --name goes_");
+  REQUIRE(r.exit_code == 0);
+  INFO(r.out);
+  CHECK_THAT(BlockOf(r.out, "program array 'goes_sock' (id " + Str(sock_id) + ")"),
+             Catch::Contains("!! only pid " + Str(child.pid())) &&
+                 Catch::Contains("miss if those programs outlive it") &&
+                 Catch::Contains("socket filters (SO_ATTACH_BPF"));
+  CHECK_THAT(BlockOf(r.out, "program array 'goes_cg' (id " + Str(cg_id) + ")"),
+             Catch::Contains("fd in pid " + Str(child.pid())) && !Catch::Contains("only pid"));
+  // As the scan said: the programs go with the process, and so do the arrays.
+  child.Kill();
+  CHECK(testing::Eventually([&] {
+    return !testing::KernelHasMap(sock_id) && !testing::KernelHasMap(cg_id);
+  }));
+}

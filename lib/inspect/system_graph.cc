@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -409,17 +410,38 @@ void SystemScan::NoteSingleProcessHolder(GraphNode& n) {
   for (const GraphEdge& e : edges)
     if (e.from == n.ref && e.kind == EdgeKind::kTailCall) slots.push_back(e.slot);
   if (slots.empty()) return;
-  std::vector<std::string> survivors;
+  // The tail-calling programs that outlive the process for sure, and those
+  // only a holder the scan cannot see would keep.
+  std::vector<std::string> survivors, maybe;
+  std::vector<std::string> invisible;
   for (const GraphEdge* e : InEdges(n.ref)) {
     if (e->kind != EdgeKind::kUsesMap) continue;
     absl::flat_hash_set<NodeRef> seen{n.ref};
-    if (LiveWithout(e->from, pid, &seen)) survivors.push_back(ShortName(e->from));
+    auto user = nodes.find({e->from.kind, e->from.id});
+    std::string kinds = user != nodes.end() ? InvisibleHolders(user->second.type) : "";
+    if (LiveWithout(e->from, pid, &seen)) {
+      survivors.push_back(ShortName(e->from));
+    } else if (!kinds.empty()) {
+      maybe.push_back(ShortName(e->from));
+      if (std::find(invisible.begin(), invisible.end(), kinds) == invisible.end())
+        invisible.push_back(kinds);
+    }
   }
-  if (survivors.empty()) return;  // the programs go with the process
-  n.notes.push_back(absl::StrFormat(
-      "only pid %d (%s) fd %s keeps it: if that process exits, tail calls from %s into %s%s miss",
-      pid, h->second[0].comm, absl::StrJoin(fds, ", "), absl::StrJoin(survivors, ", "),
-      n.name.empty() ? "?" : n.name, SlotList(slots)));
+  std::string head = absl::StrFormat("only pid %d (%s) fd %s keeps it: if that process exits, ", pid,
+                                     h->second[0].comm, absl::StrJoin(fds, ", "));
+  std::string into = absl::StrCat(n.name.empty() ? "?" : n.name, SlotList(slots));
+  if (!survivors.empty()) {
+    n.notes.push_back(absl::StrFormat("%stail calls from %s into %s miss", head,
+                                      absl::StrJoin(survivors, ", "), into));
+  } else if (!maybe.empty()) {
+    // Nothing visible outlives the process, but the scan cannot rule out
+    // a holder it does not see (a socket filter made by that process).
+    n.notes.push_back(absl::StrFormat(
+        "%sthe kernel clears it, and tail calls from %s into %s miss if those programs outlive "
+        "it (the scan sees no other holder of them, but %s may hold them, which a scan cannot see)",
+        head, absl::StrJoin(maybe, ", "), into, absl::StrJoin(invisible, "; ")));
+  }
+  // Otherwise the programs go with the process: nothing is left to miss.
 }
 
 void SystemScan::NoteProgram(GraphNode& n) {

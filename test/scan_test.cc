@@ -436,3 +436,55 @@ TEST_CASE("the one-process hazard is hedged, or absent, when the programs go wit
     return !testing::KernelHasMap(sock_id) && !testing::KernelHasMap(cg_id);
   }));
 }
+
+TEST_CASE("sockmap and flow dissector attachments without a link are holders in the scan",
+          "[cli][scan]") {
+  SECTION("a sockmap's sk_msg verdict program") {
+    auto map = Map::Create({.type = BPF_MAP_TYPE_SOCKMAP, .key_size = 4, .value_size = 4,
+                            .max_entries = 1, .name = "scan_sockmap"});
+    REQUIRE(map.ok());
+    uint32_t id = 0;
+    {
+      Program prog = testing::LoadReturning(1 /* SK_PASS */, "scan_skmsg", BPF_PROG_TYPE_SK_MSG);
+      REQUIRE(sys::ProgAttach(map->fd(), prog.fd(), BPF_SK_MSG_VERDICT, 0) == 0);
+      id = prog.id();
+    }
+    CliResult r = RunCli("explain prog " + Str(id));
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("attached by a legacy hook: sockmap 'scan_sockmap' (id " +
+                                      Str(map->id()) + ") sk_msg_verdict"));
+    CHECK_THAT(r.out, Catch::Contains("the kernel alone holds it"));
+    // As explained: the sockmap alone holds it; detaching frees it.
+    CHECK(testing::KernelHasProgram(id));
+    auto fd = sys::GetFdById(sys::ObjectKind::kProgram, id);
+    REQUIRE(fd.ok());
+    CHECK(sys::ProgDetach(map->fd(), fd->get(), BPF_SK_MSG_VERDICT) == 0);
+    fd->Reset();
+    CHECK(testing::Eventually([&] { return !testing::KernelHasProgram(id); }));
+  }
+  SECTION("a network namespace's flow dissector") {
+    uint32_t id = 0;
+    int prog_fd = -1;
+    Program prog = testing::LoadReturning(0 /* BPF_OK */, "scan_flowd", BPF_PROG_TYPE_FLOW_DISSECTOR);
+    id = prog.id();
+    prog_fd = prog.fd();
+    Child child([&] {
+      if (unshare(CLONE_NEWNET) != 0) return false;
+      // The legacy attach takes the caller's namespace, target_fd 0.
+      bool ok = sys::ProgAttach(0, prog_fd, BPF_FLOW_DISSECTOR, 0) == 0;
+      close(prog_fd);
+      return ok;
+    });
+    REQUIRE(child.ready());
+    prog = Program();
+    CliResult r = RunCli("explain prog " + Str(id), "nsenter --net=/proc/" + Str(child.pid()) + "/ns/net");
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("attached by a legacy hook: the flow dissector of this network namespace"));
+    // As explained: the namespace holds it, and goes with the child.
+    CHECK(testing::KernelHasProgram(id));
+    child.Kill();
+    CHECK(testing::Eventually([&] { return !testing::KernelHasProgram(id); }, 10000));
+  }
+}

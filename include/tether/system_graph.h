@@ -3,15 +3,15 @@
 // every program array with its entries, every map-in-map with its inner
 // maps, every link with its program and target, every pin under bpffs,
 // every process holding an fd on any of them, and the attachments without
-// a link that the kernel can be asked about (cgroups, XDP, tc).
+// a link that the kernel can be asked about (cgroups, XDP, tc, the flow
+// dissector, sockmap programs).
 //
 // The result is an ObjectGraph of its own, so Explain, WhatBreaks, Cycles
 // and the text / DOT / JSON exports work on it as on graph().
 //
 // What a scan cannot see: socket filters (SO_ATTACH_BPF), reuseport
-// groups, sockmap programs, perf-event attachments, lirc, flow dissectors
-// attached without a link, network hooks in other network namespaces, and
-// fds passed over unix sockets. InvisibleHolders() names them per program
+// groups, perf-event attachments, lirc, lwt routes, tc actions, network
+// hooks in other network namespaces, and fds passed over unix sockets. InvisibleHolders() names them per program
 // type, and WhatBreaksInScan() says so instead of "will be freed".
 #ifndef TETHER_SYSTEM_GRAPH_H_
 #define TETHER_SYSTEM_GRAPH_H_
@@ -36,7 +36,8 @@ struct SystemScanOptions {
   // holds, and only those are opened by id (see docs/cli.md).
   bool fd_holders = true;
   // Ask the kernel for attachments without a link: BPF_PROG_QUERY on every
-  // cgroup v2 directory, rtnetlink for XDP and tc in this network namespace.
+  // cgroup v2 directory, on the network namespace (flow dissector) and on
+  // sockmaps; rtnetlink for XDP and tc in this network namespace.
   bool hooks = true;
   // Where cgroup v2 is mounted; empty: found in /proc/self/mounts.
   std::string cgroup_root;

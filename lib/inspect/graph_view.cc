@@ -61,11 +61,8 @@ std::string InvisibleHolders(uint32_t prog_type) {
     case BPF_PROG_TYPE_TRACEPOINT:
     case BPF_PROG_TYPE_PERF_EVENT:
       return "perf events (PERF_EVENT_IOC_SET_BPF)";
-    case BPF_PROG_TYPE_SK_SKB:
-    case BPF_PROG_TYPE_SK_MSG:
-      return "sockmaps and sockhashes (BPF_PROG_ATTACH to a map)";
     case BPF_PROG_TYPE_FLOW_DISSECTOR:
-      return "network namespaces (a flow dissector attached without a link)";
+      return "flow dissectors of other network namespaces";
     case BPF_PROG_TYPE_LIRC_MODE2:
       return "lirc devices";
     case BPF_PROG_TYPE_LWT_IN:

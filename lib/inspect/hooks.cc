@@ -169,7 +169,48 @@ void ScanNetwork(const LinkAttachments& links, HookScan* out) {
   }
 }
 
+// The flow dissector of this network namespace, if attached without a link.
+void ScanFlowDissector(const LinkAttachments& links, HookScan* out) {
+  int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  sys::Fd netns(fd);
+  struct stat st;
+  uint64_t ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+  std::vector<uint32_t> ids;
+  if (sys::ProgQuery(fd, BPF_FLOW_DISSECTOR, &ids) != 0) return;
+  for (uint32_t id : ids) {
+    if (links.contains(LinkAttachmentKey("netns", ino, BPF_FLOW_DISSECTOR, id))) continue;
+    out->hooks.push_back({id, "the flow dissector of this network namespace, attached without a link"});
+  }
+}
+
 }  // namespace
+
+void ScanSockmapHooks(int map_fd, uint32_t map_id, const std::string& map_name,
+                      const LinkAttachments& links, HookScan* out) {
+  static constexpr CgroupAttachType kTypes[] = {
+      {BPF_SK_MSG_VERDICT, "sk_msg_verdict"},
+      {BPF_SK_SKB_STREAM_PARSER, "sk_skb_stream_parser"},
+      {BPF_SK_SKB_STREAM_VERDICT, "sk_skb_stream_verdict"},
+      {BPF_SK_SKB_VERDICT, "sk_skb_verdict"},
+  };
+  std::vector<uint32_t> ids;
+  for (const CgroupAttachType& t : kTypes) {
+    int err = sys::ProgQuery(map_fd, t.type, &ids);
+    if (err == -EINVAL && t.type == BPF_SK_MSG_VERDICT) {
+      out->limits.push_back(absl::StrFormat(
+          "this kernel does not answer BPF_PROG_QUERY on sockmaps: the programs of '%s' (id %u) "
+          "were not queried", map_name, map_id));
+      return;
+    }
+    if (err != 0) continue;
+    for (uint32_t id : ids) {
+      if (links.contains(LinkAttachmentKey("sockmap", map_id, t.type, id))) continue;
+      out->hooks.push_back({id, absl::StrFormat("sockmap '%s' (id %u) %s, attached with "
+                                                "BPF_PROG_ATTACH", map_name, map_id, t.name)});
+    }
+  }
+}
 
 std::string LinkAttachmentKey(absl::string_view kind, uint64_t target, uint32_t attach_type,
                               uint32_t prog_id) {
@@ -180,8 +221,9 @@ HookScan ScanHooks(const SystemScanOptions& options, const LinkAttachments& link
   HookScan out;
   CgroupWalk(options, links, &out).Run();
   ScanNetwork(links, &out);
+  ScanFlowDissector(links, &out);
   out.limits.push_back(
-      "network hooks (XDP, tc) were queried in this network namespace only");
+      "network hooks (XDP, tc, flow dissector) were queried in this network namespace only");
   return out;
 }
 

@@ -57,8 +57,12 @@ struct HookScan {
 };
 // Cgroup attachments (BPF_PROG_QUERY on every cgroup v2 directory, up to
 // options.max_cgroups), XDP and tc (cls_bpf on clsact, tcx) through
-// rtnetlink in this network namespace.
+// rtnetlink, and the flow dissector, all in this network namespace.
 HookScan ScanHooks(const SystemScanOptions& options, const LinkAttachments& links);
+// The programs attached to a sockmap or sockhash (BPF_PROG_QUERY on the
+// map's fd, 5.19 and later), appended to *out.
+void ScanSockmapHooks(int map_fd, uint32_t map_id, const std::string& map_name,
+                      const LinkAttachments& links, HookScan* out);
 
 }  // namespace tether::inspect
 

@@ -44,8 +44,8 @@ std::string IfName(uint32_t ifindex) {
   return absl::StrCat("ifindex ", ifindex);
 }
 
-// tcx's info (6.6) is not in every uapi header: the ifindex, then the
-// attach type, where xdp's ifindex is.
+// tcx's info (6.6) and sockmap's (6.10) are not in every uapi header: the
+// ifindex (sockmap: the map id), then the attach type, where xdp's ifindex is.
 uint32_t TcxAttachType(const bpf_link_info& info) {
   uint32_t words[2];
   memcpy(words, &info.xdp, sizeof(words));
@@ -129,8 +129,8 @@ class SystemScan {
     fds_ = inspect::ScanFdHolders();
     ScanPins();
     ScanPrograms();
+    ScanLinks();  // before the maps: sockmap attachments made by links are theirs
     ScanMaps();
-    ScanLinks();
     if (nodes.empty() && any_denied) {
       return absl::PermissionDeniedError(
           "scanning BPF objects: opening them by id needs CAP_SYS_ADMIN (run as root)");
@@ -138,6 +138,8 @@ class SystemScan {
     SystemSnapshot snap;
     if (options_.hooks) {
       inspect::HookScan hooks = inspect::ScanHooks(options_, link_attachments_);
+      hooks.hooks.insert(hooks.hooks.end(), sockmap_hooks_.hooks.begin(), sockmap_hooks_.hooks.end());
+      hooks.limits.insert(hooks.limits.end(), sockmap_hooks_.limits.begin(), sockmap_hooks_.limits.end());
       for (const inspect::Hook& h : hooks.hooks) {
         auto it = nodes.find({NodeKind::kProgram, h.prog_id});
         if (it != nodes.end()) it->second.legacy_hooks.push_back(h.where);
@@ -198,6 +200,7 @@ class SystemScan {
   absl::flat_hash_map<uint32_t, MapClass> map_class_;
   absl::flat_hash_set<uint32_t> inner_maps_;
   inspect::LinkAttachments link_attachments_;
+  inspect::HookScan sockmap_hooks_;
   absl::flat_hash_map<NodeRef, std::vector<FdHolder>> holders_;
   absl::flat_hash_map<NodeRef, std::vector<const GraphEdge*>> in_edges_;
   std::map<std::pair<NodeKind, uint32_t>, GraphNode> nodes;
@@ -335,6 +338,9 @@ void SystemScan::ReadMap(uint32_t id) {
       edges.push_back({me, {progs ? NodeKind::kProgram : NodeKind::kMap, held},
                        progs ? EdgeKind::kTailCall : EdgeKind::kInnerMap, i});
     }
+  } else if ((info->type == BPF_MAP_TYPE_SOCKMAP || info->type == BPF_MAP_TYPE_SOCKHASH) &&
+             options_.hooks) {
+    inspect::ScanSockmapHooks(fd->get(), id, n.name, link_attachments_, &sockmap_hooks_);
   } else if (info->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
     std::vector<uint8_t> key(info->key_size), next(info->key_size);
     const void* prev = nullptr;
@@ -370,6 +376,12 @@ void SystemScan::ScanLinks() {
     if (info->type == sys::uapi::kLinkTypeTcx)
       link_attachments_.insert(inspect::LinkAttachmentKey("tcx", info->xdp.ifindex,
                                                           TcxAttachType(*info), info->prog_id));
+    if (info->type == sys::uapi::kLinkTypeSockmap)  // map id, then attach type
+      link_attachments_.insert(inspect::LinkAttachmentKey("sockmap", info->xdp.ifindex,
+                                                          TcxAttachType(*info), info->prog_id));
+    if (info->type == BPF_LINK_TYPE_NETNS)
+      link_attachments_.insert(inspect::LinkAttachmentKey(
+          "netns", info->netns.netns_ino, info->netns.attach_type, info->prog_id));
     if (info->type == BPF_LINK_TYPE_CGROUP)
       link_attachments_.insert(inspect::LinkAttachmentKey(
           "cgroup", info->cgroup.cgroup_id, info->cgroup.attach_type, info->prog_id));

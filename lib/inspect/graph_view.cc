@@ -79,25 +79,32 @@ std::string InvisibleHolders(uint32_t prog_type) {
 
 std::vector<std::string> WhatBreaksInScan(const ObjectGraph& graph, NodeRef ref) {
   std::vector<std::string> lines = graph.WhatBreaks(ref);
+  // First the programs: "will be freed" only if no invisible holder may
+  // keep them.
   bool qualified = false;
-  for (std::string& line : lines) {
+  std::vector<bool> is_program(lines.size(), false);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string& line = lines[i];
     size_t at = line.find(" will be freed");
-    if (at == std::string::npos) continue;
-    if (line.compare(at, strlen(" will be freed with it"), " will be freed with it") == 0) {
-      if (qualified) line.replace(at, strlen(" will be freed with it"), " goes with it, if it is freed");
-      continue;
-    }
     uint32_t id = 0;
-    if (!ProgramIdIn(line, at, &id)) continue;
+    if (at == std::string::npos || !ProgramIdIn(line, at, &id)) continue;
+    is_program[i] = true;
     auto n = graph.Node({NodeKind::kProgram, id});
-    if (!n) continue;
-    std::string invisible = InvisibleHolders(n->type);
+    std::string invisible = n ? InvisibleHolders(n->type) : "";
     if (invisible.empty()) continue;
     line = absl::StrCat(line.substr(0, at),
                         " is freed only if nothing the scan cannot see holds it: it may also be "
                         "held by ",
                         invisible, ", which a scan cannot see");
     qualified = true;
+  }
+  if (!qualified) return lines;
+  // Then what would go with those programs: the maps only they use.
+  for (size_t i = 0; i < lines.size(); ++i) {
+    size_t at = lines[i].find(" will be freed");
+    if (is_program[i] || at == std::string::npos || ref.kind == NodeKind::kMap) continue;
+    lines[i] = absl::StrCat(lines[i].substr(0, at),
+                            " is freed with the programs above, if they are");
   }
   return lines;
 }

@@ -20,14 +20,14 @@
 namespace tether::inspect {
 namespace {
 
-struct CgroupAttachType {
+struct NamedAttachType {
   uint32_t type;
   const char* name;
 };
 
 // Every attach type a cgroup takes. Types this kernel does not know answer
 // EINVAL and are skipped.
-constexpr CgroupAttachType kCgroupTypes[] = {
+constexpr NamedAttachType kCgroupTypes[] = {
     {BPF_CGROUP_INET_INGRESS, "ingress"},
     {BPF_CGROUP_INET_EGRESS, "egress"},
     {BPF_CGROUP_INET_SOCK_CREATE, "sock_create"},
@@ -107,7 +107,7 @@ class CgroupWalk {
     struct stat st;
     uint64_t cgroup_id = fstat(fd, &st) == 0 ? st.st_ino : 0;
     std::vector<uint32_t> ids;
-    for (const CgroupAttachType& t : kCgroupTypes) {
+    for (const NamedAttachType& t : kCgroupTypes) {
       if (sys::ProgQuery(fd, t.type, &ids) != 0) continue;
       for (uint32_t id : ids) {
         if (links_.contains(LinkAttachmentKey("cgroup", cgroup_id, t.type, id))) continue;
@@ -188,14 +188,14 @@ void ScanFlowDissector(const LinkAttachments& links, HookScan* out) {
 
 void ScanSockmapHooks(int map_fd, uint32_t map_id, const std::string& map_name,
                       const LinkAttachments& links, HookScan* out) {
-  static constexpr CgroupAttachType kTypes[] = {
+  static constexpr NamedAttachType kTypes[] = {
       {BPF_SK_MSG_VERDICT, "sk_msg_verdict"},
       {BPF_SK_SKB_STREAM_PARSER, "sk_skb_stream_parser"},
       {BPF_SK_SKB_STREAM_VERDICT, "sk_skb_stream_verdict"},
       {BPF_SK_SKB_VERDICT, "sk_skb_verdict"},
   };
   std::vector<uint32_t> ids;
-  for (const CgroupAttachType& t : kTypes) {
+  for (const NamedAttachType& t : kTypes) {
     int err = sys::ProgQuery(map_fd, t.type, &ids);
     if (err == -EINVAL && t.type == BPF_SK_MSG_VERDICT) {
       out->limits.push_back(absl::StrFormat(

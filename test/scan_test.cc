@@ -279,6 +279,10 @@ TEST_CASE("graph filters: --pinned-under shows the pins there and what they hold
   CHECK_THAT(r.out, Catch::Contains("pin " + dir.Sub("kept")) && Catch::Contains("under_kept") &&
                         !Catch::Contains("under_else"));
   CHECK(RunCli("graph --pid notapid").exit_code == 2);
+  CHECK(RunCli("graph --pid 0").exit_code == 2);
+  CliResult all = RunCli("graph --all --name under_ --format dot");
+  CHECK(all.exit_code == 0);
+  CHECK_THAT(all.out, Catch::Contains("under_kept") && Catch::Contains("under_else"));
   REQUIRE(kept->Unpin().ok());
 }
 

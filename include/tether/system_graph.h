@@ -59,9 +59,11 @@ absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions&
 // ("socket filters (SO_ATTACH_BPF)"); empty if the scan sees every kind.
 std::string InvisibleHolders(uint32_t prog_type);
 
-// graph.WhatBreaks(ref) for a scanned graph, where "will be freed" is
-// only said of a program that nothing invisible can hold; otherwise the
-// line says what may also hold it, which a scan cannot see.
+// What breaks in a scanned graph if `ref` loses its user references: for
+// a pin, that pin is removed; for an object, every fd and pin on it goes.
+// "Will be freed" is only said of a program that nothing invisible can
+// hold; otherwise the line says what may also hold it, which a scan
+// cannot see.
 std::vector<std::string> WhatBreaksInScan(const ObjectGraph& graph, NodeRef ref);
 
 // Which part of a scanned graph to show. Empty fields do not filter; set

@@ -38,6 +38,21 @@ std::unique_ptr<ObjectGraph> Subgraph(const ObjectGraph& graph,
   return out;
 }
 
+// What losing every user reference of `ref` costs. The graph library
+// answers it with WhatBreaksIfUnreferenced where it has it (issue 18's
+// library side: WhatBreaks(object) there keeps fds held by other processes,
+// which are a scan's holders); before that, WhatBreaks(object) removed them
+// too. Once both sides are merged this can call it directly.
+template <typename G>
+auto UnreferencedBreaks(const G& graph, NodeRef ref, int)
+    -> decltype(graph.WhatBreaksIfUnreferenced(ref)) {
+  return graph.WhatBreaksIfUnreferenced(ref);
+}
+template <typename G>
+std::vector<std::string> UnreferencedBreaks(const G& graph, NodeRef ref, long) {
+  return graph.WhatBreaks(ref);
+}
+
 bool UnderDir(const std::string& path, std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   return path == dir || absl::StartsWith(path, dir + "/");
@@ -78,7 +93,9 @@ std::string InvisibleHolders(uint32_t prog_type) {
 }
 
 std::vector<std::string> WhatBreaksInScan(const ObjectGraph& graph, NodeRef ref) {
-  std::vector<std::string> lines = graph.WhatBreaks(ref);
+  // A pin: removing that pin. An object: losing every user reference.
+  std::vector<std::string> lines = ref.kind == NodeKind::kPin ? graph.WhatBreaks(ref)
+                                                              : UnreferencedBreaks(graph, ref, 0);
   // First the programs: "will be freed" only if no invisible holder may
   // keep them.
   bool qualified = false;

@@ -146,7 +146,8 @@ GOAL_PAIRS = {(g, t, a): (goal, kind, text) for g, t, a, goal, kind, text in GOA
 
 
 def run_extras(build):
-    """Memory (agent_memory) and instruction counts (callgrind), as text."""
+    """Memory (agent_memory), instruction counts (callgrind) and the system scan against
+    bpftool (scripts/bench_graph_scan.sh), as text."""
     extras = []
     mem = os.path.join(build, "bench", "agent_memory")
     if os.path.exists(mem):
@@ -156,6 +157,11 @@ def run_extras(build):
     if os.path.exists(cg) and shutil.which("valgrind"):
         out = subprocess.run([sys.executable, cg, build], capture_output=True, text=True)
         extras.append(("Instructions (callgrind, ELF open of the same objects)", out.stdout + out.stderr))
+    scan = os.path.join(ROOT, "scripts", "bench_graph_scan.sh")
+    if os.path.exists(os.path.join(build, "bench", "scan_population")) and shutil.which("bpftool"):
+        out = subprocess.run(["bash", scan, build, "100", "15"], capture_output=True, text=True)
+        extras.append(("tether graph against bpftool (300 programs, 100 program arrays, goal <= 1.5x)",
+                       out.stdout + out.stderr))
     return extras
 
 

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <cstdio>
 
+#include "cli_support.h"
 #include "test_programs.h"
 #include "test_support.h"
 #include "tether/attach.h"
@@ -23,28 +24,8 @@ using namespace tether;
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunCli(const std::string& args) {
-  std::string err_file = "/tmp/tether-cli-test-" + std::to_string(getpid()) + ".err";
-  std::string cmd = std::string(TETHER_CLI) + " " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  unlink(err_file.c_str());
-  return r;
-}
+using Result = testing::CliResult;
+using testing::RunCli;
 
 }  // namespace
 
@@ -129,8 +110,13 @@ TEST_CASE("tether graph shows this process's arrays, entries, fds and hazards", 
   REQUIRE(testing::Eventually([&] { return testing::RunValue(caller) == 9; }));
   Result text = RunCli("graph");
   REQUIRE(text.exit_code == 0);
-  CHECK_THAT(text.out, Catch::Contains("program array 'cli_jmp' (id " + std::to_string(array_id) + ")"));
-  CHECK_THAT(text.out, Catch::Contains("held only by the kernel") && Catch::Contains("cli_caller"));
+  // Nobody holds the array any more, so the scan does not open it (that
+  // could leak it in the kernel, docs/repro/): it knows the array from the
+  // caller's code, without its name.
+  std::string block = testing::BlockOf(text.out, "program array '?' (id " + std::to_string(array_id) + ")");
+  INFO(text.out);
+  CHECK_THAT(block, Catch::Contains("cleared by the kernel") && Catch::Contains("held only by the kernel") &&
+                        Catch::Contains("cli_caller"));
 }
 
 TEST_CASE("tether explain names the holders and what breaks", "[cli]") {

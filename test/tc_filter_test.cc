@@ -151,7 +151,7 @@ TEST_CASE("a cls_bpf filter on clsact passes, drops, and goes with DetachTcFilte
   CHECK_THAT(std::string(run.second_attach.message()), Catch::Contains("EEXIST"));
   // The graph records a legacy hook while the filter holds the program.
   REQUIRE(run.hooks_attached.size() == 1);
-  CHECK_THAT(run.hooks_attached[0], Catch::Contains("tc ingress filter on ifindex") &&
+  CHECK_THAT(run.hooks_attached[0], Catch::Contains("tc ingress filter on lo (cls_bpf tc_count, pref ") &&
                                         Catch::Contains("cls_bpf tc_count"));
   CHECK(run.hooks_detached.empty());
   // Direct action: TC_ACT_OK delivers, TC_ACT_SHOT drops.

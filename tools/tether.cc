@@ -51,11 +51,14 @@ const char kUsageText[] =
     "\n"
     "commands:\n"
     "  graph [--format text|dot|json|svg|openmetrics] [--pinned DIR] [-o FILE]\n"
+    "        [--pid N] [--name SUBSTR] [--pinned-under DIR] [--hazards] [--all]\n"
     "        the object graph of the whole system: programs and the maps they use,\n"
-    "        program arrays and their entries, links and their targets, pins, and\n"
-    "        the processes holding fds; hazards are marked with !!; openmetrics\n"
-    "        writes the counts (objects, edges, hazards by kind) for a textfile\n"
-    "        collector\n"
+    "        program arrays and their entries, links and their targets, pins, the\n"
+    "        processes holding fds and the hooks without a link (cgroup, XDP, tc);\n"
+    "        hazards are marked with !!; the filters show matching objects with\n"
+    "        their neighbours; unreachable maps are one line unless --all;\n"
+    "        openmetrics writes the counts (objects, edges, hazards by kind) for a\n"
+    "        textfile collector\n"
     "  explain map|prog|link ID [--pinned DIR]\n"
     "        why the object is alive, and what breaks if each reference goes\n"
     "  inspect FILE.o [--json]\n"
@@ -151,12 +154,38 @@ int RenderSvg(const std::string& dot_text, const std::string& out) {
   return kOk;
 }
 
+// The flags that pick a part of the graph; false if args[*i] is not one.
+bool ParseFilterFlag(const std::vector<std::string>& args, size_t* i, GraphFilter* f, std::string* error) {
+  const std::string& a = args[*i];
+  bool has_value = *i + 1 < args.size();
+  if (a == "--hazards") {
+    f->hazards_only = true;
+  } else if (a == "--pid" && has_value) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(args[++*i], &pid) || pid <= 0) *error = "graph: bad --pid " + args[*i];
+    f->pid = pid;
+  } else if (a == "--name" && has_value) {
+    f->name = args[++*i];
+  } else if (a == "--pinned-under" && has_value) {
+    f->pinned_under = args[++*i];
+  } else {
+    return false;
+  }
+  return true;
+}
+
 int Graph(const std::vector<std::string>& args) {
   std::string format = "text", pinned = "/sys/fs/bpf", out;
+  GraphFilter filter;
+  bool all = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--format" && i + 1 < args.size()) format = args[++i];
+    std::string error;
+    if (ParseFilterFlag(args, &i, &filter, &error)) {
+      if (!error.empty()) return Usage(error);
+    } else if (args[i] == "--format" && i + 1 < args.size()) format = args[++i];
     else if (args[i] == "--pinned" && i + 1 < args.size()) pinned = args[++i];
     else if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
+    else if (args[i] == "--all") all = true;
     else return Usage("graph: unknown argument " + args[i]);
   }
   if (format != "text" && format != "dot" && format != "json" && format != "svg" &&
@@ -170,13 +199,32 @@ int Graph(const std::vector<std::string>& args) {
   }
   SystemScanOptions o;
   o.pin_root = pinned;
-  auto g = ScanSystem(o);
-  if (!g.ok()) return Fail(g.status());
+  auto snap = ScanSystemSnapshot(o);
+  if (!snap.ok()) return Fail(snap.status());
+  std::unique_ptr<ObjectGraph> g = std::move(snap->graph);
+  if (!filter.empty()) g = FilterGraph(*g, filter);
+  // People read text and pictures: the unreachable maps are one line
+  // there. Tools read JSON: it keeps every node.
+  std::string summary;
+  if (!all && format != "json" && format != "openmetrics") {
+    CollapsedGraph c = CollapseUnreachable(*g);
+    g = std::move(c.graph);
+    summary = c.summary;
+  }
   std::string text;
-  if (format == "text") text = (*g)->ToText();
-  if (format == "json") text = (*g)->ToJson();
-  if (format == "openmetrics") text = ToOpenMetrics(**g);
-  if (format == "dot" || format == "svg") text = (*g)->ToDot();
+  if (format == "text") {
+    text = g->ToText();
+    if (!summary.empty()) absl::StrAppend(&text, summary, "\n");
+    for (const std::string& l : snap->limits) absl::StrAppend(&text, "scan: ", l, "\n");
+  }
+  if (format == "json") text = g->ToJson();
+  if (format == "openmetrics") text = ToOpenMetrics(*g);
+  if (format == "dot" || format == "svg") {
+    text = g->ToDot();
+    if (!summary.empty()) {
+      text.insert(text.rfind('}'), absl::StrCat("  label=\"", detail::JsonEscape(summary), "\";\n"));
+    }
+  }
   if (format == "svg") return RenderSvg(text, out);
   if (!WriteOut(out, text)) return Fail(absl::InternalError("graph: cannot write " + out));
   return kOk;
@@ -198,38 +246,46 @@ int Explain(const std::vector<std::string>& args) {
     if (args[i] == "--pinned" && i + 1 < args.size()) o.pin_root = args[++i];
     else return Usage("explain: unknown argument " + args[i]);
   }
-  auto g = ScanSystem(o);
-  if (!g.ok()) return Fail(g.status());
+  auto snap = ScanSystemSnapshot(o);
+  if (!snap.ok()) return Fail(snap.status());
+  const ObjectGraph& g = *snap->graph;
   NodeRef ref{kind, id};
-  auto node = (*g)->Node(ref);
+  auto node = g.Node(ref);
   if (!node) {
     return Fail(absl::NotFoundError(absl::StrFormat("no %s with id %u in the kernel", args[0], id)));
   }
-  Explanation ex = (*g)->Explain(ref);
+  Explanation ex = g.Explain(ref);
   printf("%s\n", ex.ToString().c_str());
   for (const auto& note : node->notes) printf("  !! %s\n", note.c_str());
 
   // What breaks if a given reference went: a reference that is not the
-  // last user reference costs nothing; the last one costs WhatBreaks.
-  std::vector<std::string> user_refs = node->holders;
-  for (const GraphEdge& e : (*g)->Edges()) {
-    if (e.to == ref && e.kind == EdgeKind::kPinHolds) {
-      user_refs.push_back(absl::StrCat("the pin ", (*g)->Node(e.from)->name));
-    }
+  // last user reference costs nothing; the last one costs what the graph
+  // says of that reference (a pin's removal, or the object's last fd).
+  struct UserRef {
+    std::string what;
+    NodeRef ref;
+  };
+  std::vector<UserRef> user_refs;
+  for (const std::string& h : node->holders) user_refs.push_back({h, ref});
+  for (const GraphEdge& e : g.Edges()) {
+    if (e.to == ref && e.kind == EdgeKind::kPinHolds)
+      user_refs.push_back({absl::StrCat("the pin ", g.Node(e.from)->name), e.from});
   }
-  std::vector<std::string> breaks = (*g)->WhatBreaks(ref);
   printf("\nif a reference went:\n");
   if (user_refs.empty()) {
     printf("  it has no fd or pin in user space; the kernel alone holds it\n");
   }
-  for (const std::string& r : user_refs) {
+  for (const UserRef& r : user_refs) {
     if (user_refs.size() > 1) {
-      printf("  %s: nothing breaks; %zu other user reference(s) remain\n", r.c_str(), user_refs.size() - 1);
+      printf("  %s: nothing breaks; %zu other user reference(s) remain\n", r.what.c_str(),
+             user_refs.size() - 1);
     } else {
-      printf("  %s (the last user reference):\n", r.c_str());
-      for (const auto& b : breaks) printf("    - %s\n", b.c_str());
+      printf("  %s (the last user reference):\n", r.what.c_str());
+      for (const auto& b : WhatBreaksInScan(g, r.ref)) printf("    - %s\n", b.c_str());
     }
   }
+  if (!snap->limits.empty()) printf("\n");
+  for (const std::string& l : snap->limits) printf("scan: %s\n", l.c_str());
   return kOk;
 }
 

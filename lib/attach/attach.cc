@@ -1,6 +1,7 @@
 #include "tether/attach.h"
 
 #include <fcntl.h>
+#include <net/if.h>
 #include <linux/btf.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -164,9 +165,14 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
 }
 
 namespace {
+// Worded as the system scan words the filters it finds through netlink.
 std::string TcHook(const TcFilter& f, absl::string_view name) {
-  return absl::StrFormat("tc %s filter on ifindex %d (cls_bpf %s, pref %u handle 0x%x)",
-                         f.direction == TcxDirection::kIngress ? "ingress" : "egress", f.ifindex, name,
+  char ifname[IF_NAMESIZE] = {0};
+  std::string itf = if_indextoname(static_cast<unsigned>(f.ifindex), ifname) != nullptr
+                        ? std::string(ifname)
+                        : absl::StrCat("ifindex ", f.ifindex);
+  return absl::StrFormat("tc %s filter on %s (cls_bpf %s, pref %u handle 0x%x)",
+                         f.direction == TcxDirection::kIngress ? "ingress" : "egress", itf, name,
                          f.priority, f.handle);
 }
 }  // namespace

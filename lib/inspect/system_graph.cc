@@ -7,28 +7,28 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "base/status_macros.h"
+#include "inspect/scan_internal.h"
 #include "sys/bpf.h"
-#include "tether/link.h"
-#include "tether/map.h"
 #include "tether/pin.h"
-#include "tether/program.h"
 
 namespace tether {
 namespace {
 
+using inspect::FdHolder;
 using sys::ObjectKind;
 
 std::vector<uint32_t> AllIds(ObjectKind kind) {
@@ -38,63 +38,18 @@ std::vector<uint32_t> AllIds(ObjectKind kind) {
   return ids;
 }
 
-std::string ReadComm(const std::string& pid) {
-  std::ifstream in("/proc/" + pid + "/comm");
-  std::string comm;
-  std::getline(in, comm);
-  return comm;
-}
-
-// (kind, id) -> "pid N (comm) fd M" for every bpf fd of every other process.
-using Holders = absl::flat_hash_map<NodeRef, std::vector<std::string>>;
-
-Holders ScanFdHolders() {
-  Holders holders;
-  std::string self = std::to_string(getpid());
-  DIR* proc = opendir("/proc");
-  if (!proc) return holders;
-  while (struct dirent* p = readdir(proc)) {
-    std::string pid = p->d_name;
-    if (pid.empty() || !isdigit(static_cast<unsigned char>(pid[0])) || pid == self) continue;
-    std::string fdinfo_dir = "/proc/" + pid + "/fdinfo";
-    DIR* fds = opendir(fdinfo_dir.c_str());
-    if (!fds) continue;
-    std::string comm;
-    while (struct dirent* f = readdir(fds)) {
-      if (f->d_name[0] == '.') continue;
-      std::ifstream in(fdinfo_dir + "/" + f->d_name);
-      std::string line;
-      uint32_t map_id = 0, prog_id = 0, link_id = 0;
-      while (std::getline(in, line)) {
-        uint32_t v = 0;
-        auto value = [&](const char* key) {
-          size_t n = strlen(key);
-          return line.compare(0, n, key) == 0 &&
-                 absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(n)), &v);
-        };
-        if (value("map_id:")) map_id = v;
-        else if (value("link_id:")) link_id = v;
-        else if (value("prog_id:")) prog_id = v;
-      }
-      // Link fds also report their program's id; the fd is the link's.
-      NodeRef ref;
-      if (link_id) ref = {NodeKind::kLink, link_id};
-      else if (map_id) ref = {NodeKind::kMap, map_id};
-      else if (prog_id) ref = {NodeKind::kProgram, prog_id};
-      else continue;
-      if (comm.empty()) comm = ReadComm(pid);
-      holders[ref].push_back(absl::StrFormat("pid %s (%s) fd %s", pid, comm, f->d_name));
-    }
-    closedir(fds);
-  }
-  closedir(proc);
-  return holders;
-}
-
 std::string IfName(uint32_t ifindex) {
   char name[IF_NAMESIZE] = {0};
   if (if_indextoname(ifindex, name)) return name;
   return absl::StrCat("ifindex ", ifindex);
+}
+
+// tcx's info (6.6) and sockmap's (6.10) are not in every uapi header: the
+// ifindex (sockmap: the map id), then the attach type, where xdp's ifindex is.
+uint32_t TcxAttachType(const bpf_link_info& info) {
+  uint32_t words[2];
+  memcpy(words, &info.xdp, sizeof(words));
+  return words[1];
 }
 
 std::string LinkTarget(const bpf_link_info& info) {
@@ -102,7 +57,6 @@ std::string LinkTarget(const bpf_link_info& info) {
     case BPF_LINK_TYPE_XDP:
       return absl::StrCat("xdp on ", IfName(info.xdp.ifindex));
     case sys::uapi::kLinkTypeTcx:
-      // tcx's info starts like xdp's: the ifindex first.
       return absl::StrCat("tcx on ", IfName(info.xdp.ifindex));
     case BPF_LINK_TYPE_CGROUP:
       return absl::StrFormat("cgroup id %u, attach type %u", info.cgroup.cgroup_id,
@@ -148,45 +102,91 @@ void WalkPins(const std::string& dir, int depth, std::vector<std::string>* out) 
   closedir(d);
 }
 
-}  // namespace
+std::string SlotList(std::vector<uint32_t> slots) {
+  std::sort(slots.begin(), slots.end());
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < slots.size();) {
+    size_t j = i;
+    while (j + 1 < slots.size() && slots[j + 1] == slots[j] + 1) ++j;
+    parts.push_back(j > i ? absl::StrCat(slots[i], "..", slots[j]) : absl::StrCat(slots[i]));
+    i = j + 1;
+  }
+  return absl::StrCat("[", absl::StrJoin(parts, ", "), "]");
+}
 
-namespace {
-
-// One scan of the whole system: every program, map and link by id, the
-// pins under a root, then the fd holders and the hazards. Opened fds are
-// closed before the next object is opened.
+// One scan of the whole system. Order matters: the fd holders and the pins
+// come first, because they decide which program arrays may be opened by
+// id at all. Closing an fd opened by id on an array that nobody else holds
+// drops its last user reference, and if the kernel's deferred clear of it
+// is still queued, the array leaks (docs/repro/prog_array_reopen_leak.c).
+// So an array is opened only while someone else holds it; one that nobody
+// holds is known from the code of the programs that tail-call through it.
 class SystemScan {
  public:
   explicit SystemScan(const SystemScanOptions& options) : options_(options) {}
 
-  absl::StatusOr<std::unique_ptr<ObjectGraph>> Run() {
-    ScanPrograms();
-    ScanMaps();
-    ScanLinks();
+  absl::StatusOr<SystemSnapshot> Run() {
+    fds_ = inspect::ScanFdHolders();
     ScanPins();
+    ScanPrograms();
+    ScanLinks();  // before the maps: sockmap attachments made by links are theirs
+    ScanMaps();
     if (nodes.empty() && any_denied) {
       return absl::PermissionDeniedError(
           "scanning BPF objects: opening them by id needs CAP_SYS_ADMIN (run as root)");
     }
-    if (options_.fd_holders) AttachFdHolders();
+    SystemSnapshot snap;
+    if (options_.hooks) {
+      inspect::HookScan hooks = inspect::ScanHooks(options_, link_attachments_);
+      hooks.hooks.insert(hooks.hooks.end(), sockmap_hooks_.hooks.begin(), sockmap_hooks_.hooks.end());
+      hooks.limits.insert(hooks.limits.end(), sockmap_hooks_.limits.begin(), sockmap_hooks_.limits.end());
+      for (const inspect::Hook& h : hooks.hooks) {
+        auto it = nodes.find({NodeKind::kProgram, h.prog_id});
+        if (it != nodes.end()) it->second.legacy_hooks.push_back(h.where);
+      }
+      snap.limits = std::move(hooks.limits);
+    }
+    for (auto& [key, n] : nodes) {
+      auto it = fds_.holders.find(n.ref);
+      if (it == fds_.holders.end()) continue;
+      holders_[n.ref] = it->second;
+      if (options_.fd_holders)
+        for (const FdHolder& h : it->second) n.holders.push_back(h.ToString());
+    }
     NoteHazards();
-    return Build();
+    snap.graph = Build();
+    return snap;
   }
 
  private:
-  void ScanPrograms();
-  void ScanMaps();
-  void ScanLinks();
+  // How the scan knows a map, and whether it may open it.
+  enum class MapClass { kHeld, kTailCalled, kPlain };
+
   void ScanPins();
-  void AttachFdHolders() {
-    Holders holders = ScanFdHolders();
-    for (auto& [key, n] : nodes) {
-      auto it = holders.find(n.ref);
-      if (it != holders.end()) n.holders = it->second;
-    }
-  }
+  void ScanPrograms();
+  void ClassifyUsedMaps(int prog_fd, uint32_t xlated_len, const std::vector<uint32_t>& used);
+  void ScanMaps();
+  void ReadMap(uint32_t id);
+  void ScanLinks();
   void NoteHazards();
+  void NoteProgram(GraphNode& n);
+  void NoteSingleProcessHolder(GraphNode& n);
+  bool LiveWithout(NodeRef ref, int pid, absl::flat_hash_set<NodeRef>* seen) const;
   std::unique_ptr<ObjectGraph> Build();
+
+  bool HeldByOthersOrUs(uint32_t map_id) const {
+    return fds_.holders.contains({NodeKind::kMap, map_id}) || fds_.own.contains({NodeKind::kMap, map_id}) ||
+           pinned_.contains({NodeKind::kMap, map_id});
+  }
+  std::vector<const GraphEdge*> InEdges(NodeRef r) const {
+    auto it = in_edges_.find(r);
+    return it == in_edges_.end() ? std::vector<const GraphEdge*>() : it->second;
+  }
+  std::string ShortName(NodeRef r) const {
+    auto it = nodes.find({r.kind, r.id});
+    std::string name = it != nodes.end() && !it->second.name.empty() ? it->second.name : "?";
+    return absl::StrFormat("%s (id %u)", name, r.id);
+  }
 
   GraphNode& node(NodeRef ref) {
     GraphNode& n = nodes[{ref.kind, ref.id}];
@@ -195,98 +195,21 @@ class SystemScan {
   }
 
   const SystemScanOptions& options_;
+  inspect::FdScan fds_;
+  absl::flat_hash_set<NodeRef> pinned_;
+  absl::flat_hash_map<uint32_t, MapClass> map_class_;
+  absl::flat_hash_set<uint32_t> inner_maps_;
+  inspect::LinkAttachments link_attachments_;
+  inspect::HookScan sockmap_hooks_;
+  absl::flat_hash_map<NodeRef, std::vector<FdHolder>> holders_;
+  absl::flat_hash_map<NodeRef, std::vector<const GraphEdge*>> in_edges_;
   std::map<std::pair<NodeKind, uint32_t>, GraphNode> nodes;
   std::vector<GraphEdge> edges;
   bool any_denied = false;  // some object could not be opened: EPERM
 };
 
-// Programs, and the maps each one uses.
-void SystemScan::ScanPrograms() {
-  for (uint32_t id : AllIds(ObjectKind::kProgram)) {
-    auto fd = sys::GetFdById(ObjectKind::kProgram, id);
-    if (!fd.ok()) {
-      any_denied |= sys::StatusErrno(fd.status()) == EPERM;
-      continue;  // freed meanwhile
-    }
-    auto info = sys::GetProgInfo(fd->get());
-    if (!info.ok()) continue;
-    GraphNode& n = node({NodeKind::kProgram, id});
-    n.name = std::string(info->name, strnlen(info->name, sizeof(info->name)));
-    n.type = info->type;
-    std::vector<uint32_t> map_ids;
-    if (sys::GetProgMapIds(fd->get(), &map_ids).ok()) {
-      for (uint32_t m : map_ids) edges.push_back({{NodeKind::kProgram, id}, {NodeKind::kMap, m}, EdgeKind::kUsesMap, 0});
-    }
-  }
-}
-
-// Maps, and what program arrays and maps of maps hold.
-void SystemScan::ScanMaps() {
-  for (uint32_t id : AllIds(ObjectKind::kMap)) {
-    auto fd = sys::GetFdById(ObjectKind::kMap, id);
-    if (!fd.ok()) {
-      any_denied |= sys::StatusErrno(fd.status()) == EPERM;
-      continue;
-    }
-    auto info = sys::GetMapInfo(fd->get());
-    if (!info.ok()) continue;
-    GraphNode& n = node({NodeKind::kMap, id});
-    n.name = std::string(info->name, strnlen(info->name, sizeof(info->name)));
-    n.type = info->type;
-    NodeRef me{NodeKind::kMap, id};
-    if (info->type == BPF_MAP_TYPE_PROG_ARRAY || info->type == BPF_MAP_TYPE_ARRAY_OF_MAPS) {
-      // A user-space lookup on these yields the id of what the slot holds.
-      bool progs = info->type == BPF_MAP_TYPE_PROG_ARRAY;
-      for (uint32_t i = 0; i < info->max_entries; ++i) {
-        uint32_t held = 0;
-        if (sys::MapLookupElem(fd->get(), &i, &held, 0) != 0) continue;
-        edges.push_back({me, {progs ? NodeKind::kProgram : NodeKind::kMap, held},
-                         progs ? EdgeKind::kTailCall : EdgeKind::kInnerMap, i});
-      }
-      if (progs) {
-        // A kernel race (seen on 6.18): if this array's last user fd went
-        // just before we opened it, its deferred clear is still queued, and
-        // our close would queue it again while pending; the second queueing
-        // is dropped with the map reference it took, and the array is never
-        // freed. Letting the queued work run before we close avoids it.
-        // docs/lifecycle.md has the reproducer.
-        usleep(1000);
-      }
-    } else if (info->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
-      std::vector<uint8_t> key(info->key_size), next(info->key_size);
-      const void* prev = nullptr;
-      for (uint32_t ordinal = 0; ordinal < info->max_entries; ++ordinal) {
-        if (sys::MapGetNextKey(fd->get(), prev, next.data()) != 0) break;
-        uint32_t inner = 0;
-        if (sys::MapLookupElem(fd->get(), next.data(), &inner, 0) == 0)
-          edges.push_back({me, {NodeKind::kMap, inner}, EdgeKind::kInnerMap, ordinal});
-        key = next;
-        prev = key.data();
-      }
-    }
-  }
-}
-
-// Links, and the program each one holds.
-void SystemScan::ScanLinks() {
-  for (uint32_t id : AllIds(ObjectKind::kLink)) {
-    auto fd = sys::GetFdById(ObjectKind::kLink, id);
-    if (!fd.ok()) continue;
-    auto info = sys::GetLinkInfo(fd->get());
-    if (!info.ok()) continue;
-    GraphNode& n = node({NodeKind::kLink, id});
-    n.name = LinkTarget(*info);
-    if (info->type == BPF_LINK_TYPE_RAW_TRACEPOINT) {
-      auto tp = sys::GetRawTracepointLinkName(fd->get());
-      if (tp.ok() && !tp->empty()) absl::StrAppend(&n.name, " ", *tp);
-    }
-    n.type = info->type;
-    if (info->prog_id)
-      edges.push_back({{NodeKind::kLink, id}, {NodeKind::kProgram, info->prog_id}, EdgeKind::kLinkHolds, 0});
-  }
-}
-
-// Pins under the pin root, and what each one holds.
+// Pins under the pin root, and what each one holds. Opening a pin takes a
+// user reference, but the pin stays, so closing it is never the last one.
 void SystemScan::ScanPins() {
   if (!CheckOnBpffs(options_.pin_root).ok()) return;
   std::vector<std::string> pins;
@@ -316,29 +239,257 @@ void SystemScan::ScanPins() {
     }
     NodeRef pin{NodeKind::kPin, ++pin_id};
     node(pin).name = path;
+    pinned_.insert(target);
     edges.push_back({pin, target, EdgeKind::kPinHolds, 0});
   }
 }
 
+// Programs, and the maps each one uses.
+void SystemScan::ScanPrograms() {
+  std::vector<uint32_t> map_ids;
+  for (uint32_t id : AllIds(ObjectKind::kProgram)) {
+    auto fd = sys::GetFdById(ObjectKind::kProgram, id);
+    if (!fd.ok()) {
+      any_denied |= sys::StatusErrno(fd.status()) == EPERM;
+      continue;  // freed meanwhile
+    }
+    auto info = sys::GetProgInfoAndMapIds(fd->get(), &map_ids);
+    if (!info.ok()) continue;
+    GraphNode& n = node({NodeKind::kProgram, id});
+    n.name = std::string(info->name, strnlen(info->name, sizeof(info->name)));
+    n.type = info->type;
+    for (uint32_t m : map_ids)
+      edges.push_back({{NodeKind::kProgram, id}, {NodeKind::kMap, m}, EdgeKind::kUsesMap, 0});
+    ClassifyUsedMaps(fd->get(), info->xlated_prog_len, map_ids);
+  }
+}
+
+// A map that a program uses and that nobody holds may be a program array
+// that has just lost its last user reference. The program's code says
+// whether it tail-calls through it; only the other maps may be opened.
+void SystemScan::ClassifyUsedMaps(int prog_fd, uint32_t xlated_len,
+                                  const std::vector<uint32_t>& used) {
+  std::vector<uint32_t> unknown;
+  for (uint32_t m : used) {
+    if (HeldByOthersOrUs(m)) {
+      map_class_[m] = MapClass::kHeld;
+    } else if (!map_class_.contains(m) || map_class_[m] == MapClass::kPlain) {
+      unknown.push_back(m);
+    }
+  }
+  if (unknown.empty()) return;
+  auto tail_called = inspect::TailCallMapIds(prog_fd, xlated_len);
+  for (uint32_t m : unknown) {
+    bool tail = !tail_called.ok() ||
+                std::find(tail_called->begin(), tail_called->end(), m) != tail_called->end();
+    // Without the code, the safe guess: do not open it.
+    map_class_[m] = tail ? MapClass::kTailCalled : MapClass::kPlain;
+  }
+}
+
+// Maps. Those someone holds, and those known not to be program arrays, are
+// opened and read; a program array that nobody holds is not (see above):
+// it is cleared or about to be, and its name is not known.
+void SystemScan::ScanMaps() {
+  std::vector<uint32_t> later;
+  for (uint32_t id : AllIds(ObjectKind::kMap)) {
+    auto c = map_class_.find(id);
+    if (HeldByOthersOrUs(id) || (c != map_class_.end() && c->second == MapClass::kPlain)) {
+      ReadMap(id);
+    } else {
+      later.push_back(id);
+    }
+  }
+  // Inner maps were found through the outer maps read above; an inner map
+  // is never a program array (the kernel refuses them as inner maps).
+  for (uint32_t id : later) {
+    auto c = map_class_.find(id);
+    if (inner_maps_.contains(id)) {
+      ReadMap(id);
+    } else if (c != map_class_.end() && c->second == MapClass::kTailCalled) {
+      GraphNode& n = node({NodeKind::kMap, id});
+      n.type = BPF_MAP_TYPE_PROG_ARRAY;
+    } else {
+      node({NodeKind::kMap, id});  // type unknown: not opened
+    }
+  }
+}
+
+// One map by id, and what a program array or map of maps holds.
+void SystemScan::ReadMap(uint32_t id) {
+  auto fd = sys::GetFdById(ObjectKind::kMap, id);
+  if (!fd.ok()) {
+    any_denied |= sys::StatusErrno(fd.status()) == EPERM;
+    return;
+  }
+  auto info = sys::GetMapInfo(fd->get());
+  if (!info.ok()) return;
+  GraphNode& n = node({NodeKind::kMap, id});
+  n.name = std::string(info->name, strnlen(info->name, sizeof(info->name)));
+  n.type = info->type;
+  NodeRef me{NodeKind::kMap, id};
+  if (info->type == BPF_MAP_TYPE_PROG_ARRAY || info->type == BPF_MAP_TYPE_ARRAY_OF_MAPS) {
+    // A user-space lookup on these yields the id of what the slot holds.
+    bool progs = info->type == BPF_MAP_TYPE_PROG_ARRAY;
+    for (uint32_t i = 0; i < info->max_entries; ++i) {
+      uint32_t held = 0;
+      if (sys::MapLookupElem(fd->get(), &i, &held, 0) != 0) continue;
+      if (!progs) inner_maps_.insert(held);
+      edges.push_back({me, {progs ? NodeKind::kProgram : NodeKind::kMap, held},
+                       progs ? EdgeKind::kTailCall : EdgeKind::kInnerMap, i});
+    }
+  } else if ((info->type == BPF_MAP_TYPE_SOCKMAP || info->type == BPF_MAP_TYPE_SOCKHASH) &&
+             options_.hooks) {
+    inspect::ScanSockmapHooks(fd->get(), id, n.name, link_attachments_, &sockmap_hooks_);
+  } else if (info->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
+    std::vector<uint8_t> key(info->key_size), next(info->key_size);
+    const void* prev = nullptr;
+    for (uint32_t ordinal = 0; ordinal < info->max_entries; ++ordinal) {
+      if (sys::MapGetNextKey(fd->get(), prev, next.data()) != 0) break;
+      uint32_t inner = 0;
+      if (sys::MapLookupElem(fd->get(), next.data(), &inner, 0) == 0) {
+        inner_maps_.insert(inner);
+        edges.push_back({me, {NodeKind::kMap, inner}, EdgeKind::kInnerMap, ordinal});
+      }
+      key = next;
+      prev = key.data();
+    }
+  }
+}
+
+// Links, the program each one holds, and the attachment each one made.
+void SystemScan::ScanLinks() {
+  for (uint32_t id : AllIds(ObjectKind::kLink)) {
+    auto fd = sys::GetFdById(ObjectKind::kLink, id);
+    if (!fd.ok()) continue;
+    auto info = sys::GetLinkInfo(fd->get());
+    if (!info.ok()) continue;
+    GraphNode& n = node({NodeKind::kLink, id});
+    n.name = LinkTarget(*info);
+    if (info->type == BPF_LINK_TYPE_RAW_TRACEPOINT) {
+      auto tp = sys::GetRawTracepointLinkName(fd->get());
+      if (tp.ok() && !tp->empty()) absl::StrAppend(&n.name, " ", *tp);
+    }
+    n.type = info->type;
+    if (info->type == BPF_LINK_TYPE_XDP)
+      link_attachments_.insert(inspect::LinkAttachmentKey("xdp", info->xdp.ifindex, 0, info->prog_id));
+    if (info->type == sys::uapi::kLinkTypeTcx)
+      link_attachments_.insert(inspect::LinkAttachmentKey("tcx", info->xdp.ifindex,
+                                                          TcxAttachType(*info), info->prog_id));
+    if (info->type == sys::uapi::kLinkTypeSockmap)  // map id, then attach type
+      link_attachments_.insert(inspect::LinkAttachmentKey("sockmap", info->xdp.ifindex,
+                                                          TcxAttachType(*info), info->prog_id));
+    if (info->type == BPF_LINK_TYPE_NETNS)
+      link_attachments_.insert(inspect::LinkAttachmentKey(
+          "netns", info->netns.netns_ino, info->netns.attach_type, info->prog_id));
+    if (info->type == BPF_LINK_TYPE_CGROUP)
+      link_attachments_.insert(inspect::LinkAttachmentKey(
+          "cgroup", info->cgroup.cgroup_id, info->cgroup.attach_type, info->prog_id));
+    if (info->prog_id)
+      edges.push_back({{NodeKind::kLink, id}, {NodeKind::kProgram, info->prog_id}, EdgeKind::kLinkHolds, 0});
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Whether `ref` stays alive once process `pid` is gone: another process's
+// fd, a pin, a hook, a link or an array that outlives it holds it.
+bool SystemScan::LiveWithout(NodeRef ref, int pid, absl::flat_hash_set<NodeRef>* seen) const {
+  if (!seen->insert(ref).second) return false;
+  auto n = nodes.find({ref.kind, ref.id});
+  if (n == nodes.end()) return false;
+  if (!n->second.legacy_hooks.empty() || pinned_.contains(ref)) return true;
+  auto h = holders_.find(ref);
+  if (h != holders_.end())
+    for (const FdHolder& f : h->second)
+      if (f.pid != pid) return true;
+  for (const GraphEdge* e : InEdges(ref)) {
+    if (e->kind == EdgeKind::kLinkHolds && LiveWithout(e->from, pid, seen)) return true;
+    if (e->kind == EdgeKind::kTailCall && LiveWithout(e->from, pid, seen)) return true;
+  }
+  return false;
+}
+
+// A program array whose only user references are the fds of one process:
+// when that process exits the kernel clears it, and the programs that
+// outlive the process miss their tail calls.
+void SystemScan::NoteSingleProcessHolder(GraphNode& n) {
+  auto h = holders_.find(n.ref);
+  if (h == holders_.end() || h->second.empty() || pinned_.contains(n.ref)) return;
+  int pid = h->second[0].pid;
+  std::vector<std::string> fds;
+  for (const FdHolder& f : h->second) {
+    if (f.pid != pid) return;
+    fds.push_back(absl::StrCat(f.fd));
+  }
+  std::vector<uint32_t> slots;
+  for (const GraphEdge& e : edges)
+    if (e.from == n.ref && e.kind == EdgeKind::kTailCall) slots.push_back(e.slot);
+  if (slots.empty()) return;
+  // The tail-calling programs that outlive the process for sure, and those
+  // only a holder the scan cannot see would keep.
+  std::vector<std::string> survivors, maybe;
+  std::vector<std::string> invisible;
+  for (const GraphEdge* e : InEdges(n.ref)) {
+    if (e->kind != EdgeKind::kUsesMap) continue;
+    absl::flat_hash_set<NodeRef> seen{n.ref};
+    auto user = nodes.find({e->from.kind, e->from.id});
+    std::string kinds = user != nodes.end() ? InvisibleHolders(user->second.type) : "";
+    if (LiveWithout(e->from, pid, &seen)) {
+      survivors.push_back(ShortName(e->from));
+    } else if (!kinds.empty()) {
+      maybe.push_back(ShortName(e->from));
+      if (std::find(invisible.begin(), invisible.end(), kinds) == invisible.end())
+        invisible.push_back(kinds);
+    }
+  }
+  std::string head = absl::StrFormat("only pid %d (%s) fd %s keeps it: if that process exits, ", pid,
+                                     h->second[0].comm, absl::StrJoin(fds, ", "));
+  std::string into = absl::StrCat(n.name.empty() ? "?" : n.name, SlotList(slots));
+  if (!survivors.empty()) {
+    n.notes.push_back(absl::StrFormat("%stail calls from %s into %s miss", head,
+                                      absl::StrJoin(survivors, ", "), into));
+  } else if (!maybe.empty()) {
+    // Nothing visible outlives the process, but the scan cannot rule out
+    // a holder it does not see (a socket filter made by that process).
+    n.notes.push_back(absl::StrFormat(
+        "%sthe kernel clears it, and tail calls from %s into %s miss if those programs outlive "
+        "it (the scan sees no other holder of them, but %s may hold them, which a scan cannot see)",
+        head, absl::StrJoin(maybe, ", "), into, absl::StrJoin(invisible, "; ")));
+  }
+  // Otherwise the programs go with the process: nothing is left to miss.
+}
+
+void SystemScan::NoteProgram(GraphNode& n) {
+  if (holders_.contains(n.ref) || pinned_.contains(n.ref) || fds_.own.contains(n.ref)) return;
+  for (const GraphEdge* e : InEdges(n.ref))
+    if (e->kind == EdgeKind::kLinkHolds || e->kind == EdgeKind::kTailCall) return;
+  if (n.legacy_hooks.empty()) {
+    std::string invisible = InvisibleHolders(n.type);
+    n.legacy_hooks.push_back(
+        invisible.empty() ? "a reference the scan cannot see (kernel-internal, or an fd in flight "
+                            "over a unix socket)"
+                          : absl::StrCat("a hook the scan cannot see: ", invisible));
+  }
+  n.notes.push_back("held by nothing but a legacy hook: it cannot be pinned and stays "
+                    "attached until someone detaches it");
+}
+
 // Hazards, from the references gathered by the scans.
 void SystemScan::NoteHazards() {
-  absl::flat_hash_map<NodeRef, std::vector<const GraphEdge*>> in_edges;
-  for (const GraphEdge& e : edges) in_edges[e.to].push_back(&e);
-  auto pinned = [&](NodeRef r) {
-    for (const GraphEdge* e : in_edges[r])
-      if (e->kind == EdgeKind::kPinHolds) return true;
-    return false;
-  };
+  for (const GraphEdge& e : edges) in_edges_[e.to].push_back(&e);
   for (auto& [key, n] : nodes) {
-    bool user_ref = !n.holders.empty() || pinned(n.ref);
+    bool user_ref =
+        holders_.contains(n.ref) || pinned_.contains(n.ref) || fds_.own.contains(n.ref);
+    std::vector<const GraphEdge*> in = InEdges(n.ref);
     if (n.is_program_array() && !user_ref) {
+      // No fd and no pin: the kernel has cleared it (or is about to).
+      n.cleared_by_kernel = true;
       std::vector<std::string> users;
-      for (const GraphEdge* e : in_edges[n.ref]) {
-        if (e->kind != EdgeKind::kUsesMap) continue;
-        auto p = nodes.find({NodeKind::kProgram, e->from.id});
-        users.push_back(p != nodes.end() ? absl::StrFormat("%s (id %u)", p->second.name, e->from.id)
-                                         : absl::StrCat("id ", e->from.id));
-      }
+      for (const GraphEdge* e : in)
+        if (e->kind == EdgeKind::kUsesMap) users.push_back(ShortName(e->from));
       if (!users.empty()) {
         n.notes.push_back(absl::StrFormat(
             "held only by the kernel: no fd or pin holds this program array, so the kernel "
@@ -346,21 +497,12 @@ void SystemScan::NoteHazards() {
             absl::StrJoin(users, ", ")));
       }
     }
-    if (n.ref.kind == NodeKind::kMap && !user_ref && in_edges[n.ref].empty()) {
+    if (n.is_program_array() && user_ref) NoteSingleProcessHolder(n);
+    if (n.ref.kind == NodeKind::kMap && !user_ref && in.empty()) {
       n.notes.push_back("nothing visible holds it (no fd, pin, program, link or outer map): "
                         "a kernel-internal reference keeps it, or it is about to be freed");
     }
-    if (n.ref.kind == NodeKind::kProgram && !user_ref) {
-      bool held = false;
-      for (const GraphEdge* e : in_edges[n.ref])
-        if (e->kind == EdgeKind::kLinkHolds || e->kind == EdgeKind::kTailCall) held = true;
-      if (!held) {
-        n.legacy_hooks.push_back("a hook without a link (netlink XDP, tc, cgroup PROG_ATTACH, "
-                                 "SO_ATTACH_BPF, perf event ioctl...)");
-        n.notes.push_back("held by nothing but a legacy hook: it cannot be pinned and stays "
-                          "attached until someone detaches it");
-      }
-    }
+    if (n.ref.kind == NodeKind::kProgram) NoteProgram(n);
   }
 }
 
@@ -368,7 +510,6 @@ void SystemScan::NoteHazards() {
 std::unique_ptr<ObjectGraph> SystemScan::Build() {
   std::vector<GraphNode> node_list;
   for (auto& [key, n] : nodes) node_list.push_back(std::move(n));
-  // Edges to objects that went away during the scan would dangle.
   absl::flat_hash_set<NodeRef> present;
   for (const GraphNode& n : node_list) present.insert(n.ref);
   std::vector<GraphEdge> kept;
@@ -419,9 +560,15 @@ absl::Status CheckScanPrivileges() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions& options) {
+absl::StatusOr<SystemSnapshot> ScanSystemSnapshot(const SystemScanOptions& options) {
   TETHER_RETURN_IF_ERROR(CheckScanPrivileges());
   return SystemScan(options).Run();
+}
+
+absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions& options) {
+  auto snap = ScanSystemSnapshot(options);
+  if (!snap.ok()) return snap.status();
+  return std::move(snap->graph);
 }
 
 }  // namespace tether

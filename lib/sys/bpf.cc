@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -555,6 +556,32 @@ int ProgDetach(int target_fd, int prog_fd, uint32_t attach_type) {
   attr.attach_bpf_fd = prog_fd >= 0 ? prog_fd : 0;
   attr.attach_type = attach_type;
   return static_cast<int>(Bpf(BPF_PROG_DETACH, &attr, TETHER_ATTR_SIZE(attach_type)));
+}
+
+int ProgQuery(int target, uint32_t attach_type, std::vector<uint32_t>* ids) {
+  // Room for 64 ids first; the kernel reports the real count on ENOSPC.
+  ids->resize(64);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    union bpf_attr attr;
+    memset(&attr, 0, TETHER_ATTR_SIZE(query.prog_cnt));
+    attr.query.target_fd = static_cast<uint32_t>(target);
+    attr.query.attach_type = attach_type;
+    attr.query.prog_ids = Ptr(ids->data());
+    attr.query.prog_cnt = static_cast<uint32_t>(ids->size());
+    long err = Bpf(BPF_PROG_QUERY, &attr, TETHER_ATTR_SIZE(query.prog_cnt));
+    if (err == -ENOSPC && attr.query.prog_cnt > ids->size()) {
+      ids->resize(attr.query.prog_cnt);
+      continue;
+    }
+    if (err < 0) {
+      ids->clear();
+      return static_cast<int>(err);
+    }
+    ids->resize(std::min<size_t>(attr.query.prog_cnt, ids->size()));
+    return 0;
+  }
+  ids->clear();
+  return -EAGAIN;
 }
 
 // --- objects ---------------------------------------------------------------------

@@ -183,6 +183,10 @@ int ProgTestRun(const TestRunRequest& req, TestRunResult* out);
 int ProgAttach(int target_fd, int prog_fd, uint32_t attach_type, uint32_t flags,
                int replace_prog_fd = -1);
 int ProgDetach(int target_fd, int prog_fd, uint32_t attach_type);
+// The programs attached directly to a target (a cgroup fd, or an ifindex
+// for tcx) at attach_type, in order: BPF_PROG_QUERY without
+// BPF_F_QUERY_EFFECTIVE. Returns 0 or -errno; *ids is resized to the count.
+int ProgQuery(int target, uint32_t attach_type, std::vector<uint32_t>* ids);
 
 // --- objects, ids, info -----------------------------------------------------
 

@@ -42,6 +42,7 @@ inline constexpr unsigned kLinkTypeNetfilter = 10;   // 6.4
 inline constexpr unsigned kLinkTypeTcx = 11;         // 6.6
 inline constexpr unsigned kLinkTypeUprobeMulti = 12; // 6.6
 inline constexpr unsigned kLinkTypeNetkit = 13;
+inline constexpr unsigned kLinkTypeSockmap = 14;      // 6.10
 
 // link_create.netfilter (6.4), the union member after link_create.flags.
 struct NetfilterLinkAttr {

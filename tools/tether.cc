@@ -202,7 +202,7 @@ int Explain(const std::vector<std::string>& args) {
       user_refs.push_back(absl::StrCat("the pin ", (*g)->Node(e.from)->name));
     }
   }
-  std::vector<std::string> breaks = (*g)->WhatBreaks(ref);
+  std::vector<std::string> breaks = (*g)->WhatBreaksIfUnreferenced(ref);
   printf("\nif a reference went:\n");
   if (user_refs.empty()) {
     printf("  it has no fd or pin in user space; the kernel alone holds it\n");

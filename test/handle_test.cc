@@ -260,18 +260,18 @@ void WalkArrays() {
 
   ArrayOfMaps aom;
   WalkWrapperMap(aom);
-  CHECK_FALSE(aom.Set(0, Map()).ok());
-  CHECK_FALSE(aom.Delete(0).ok());
-  CHECK_FALSE(aom.Get(0).ok());
-  CHECK_FALSE(aom.GetMap(0).ok());
+  CheckEmptyError(aom.Set(0, Map()), "aom set");
+  CheckEmptyError(aom.Delete(0), "aom delete");
+  CheckEmptyError(aom.Get(0).status(), "aom get");
+  CheckEmptyError(aom.GetMap(0).status(), "aom get_map");
   CHECK_FALSE(ArrayOfMaps::FromMap(Map()).ok());
 
   HashOfMaps hom;
   WalkWrapperMap(hom);
-  CHECK_FALSE(hom.Set(uint32_t{1}, Map()).ok());
-  CHECK_FALSE(hom.Delete(uint32_t{1}).ok());
-  CHECK_FALSE(hom.Get(uint32_t{1}).ok());
-  CHECK_FALSE(hom.GetMap(uint32_t{1}).ok());
+  CheckEmptyError(hom.Set(uint32_t{1}, Map()), "hom set");
+  CheckEmptyError(hom.Delete(uint32_t{1}), "hom delete");
+  CheckEmptyError(hom.Get(uint32_t{1}).status(), "hom get");
+  CheckEmptyError(hom.GetMap(uint32_t{1}).status(), "hom get_map");
   CHECK_FALSE(HashOfMaps::FromMap(Map()).ok());
 
   MmapArray<uint64_t> mm;

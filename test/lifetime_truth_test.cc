@@ -420,3 +420,58 @@ TEST_CASE("Refuse at the end of a scope neither reports nor aborts", "[graph][de
   }
   CHECK(diags.Get().empty());
 }
+
+namespace {
+
+// `tether <args>`: its stdout, or "" if it failed.
+std::string RunTether(const std::string& args) {
+  std::string cmd = std::string(TETHER_CLI) + " " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  int status = pclose(p);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("tether explain: a pin as the last user reference, and what the kernel then does",
+          "[graph][truth][cli]") {
+  testing::TempPinDir dir;
+  std::string array_pin = dir.Sub("jmp"), caller_pin = dir.Sub("caller"), prog_pin = dir.Sub("lone");
+  uint32_t array_id, target_id, lone_id;
+  {
+    Chain c = MakeChain("cli_pin_last", LifetimePolicy::kWarn);
+    REQUIRE(c.array.map().Pin(array_pin).ok());
+    REQUIRE(c.caller.Pin(caller_pin).ok());
+    array_id = c.array.map().id();
+    target_id = c.target.id();
+    Program lone = testing::LoadReturning(5, "cli_lone");
+    REQUIRE(lone.Pin(prog_pin).ok());
+    lone_id = lone.id();
+  }  // no handle, no fd in any process: the pins alone hold everything
+
+  std::string map_out = RunTether("explain map " + std::to_string(array_id));
+  INFO(map_out);
+  CHECK_THAT(map_out, Catch::Contains("the pin " + array_pin + " (the last user reference)") &&
+                          Catch::Contains("tail calls from caller_p") &&
+                          Catch::Contains("cli_pin_last[0] will miss"));
+  CHECK_THAT(map_out, !Catch::Contains("so it keeps its entries"));
+  std::string prog_out = RunTether("explain prog " + std::to_string(lone_id));
+  INFO(prog_out);
+  CHECK_THAT(prog_out, Catch::Contains("the last user reference") &&
+                           Catch::Contains("program 'cli_lone'") && Catch::Contains("will be freed"));
+  CHECK_THAT(prog_out, !Catch::Contains("still held"));
+
+  // What the kernel does when those pins go.
+  Program caller = *Program::LoadPinned(caller_pin);
+  REQUIRE(RunValue(caller) == kHit);
+  REQUIRE(unlink(array_pin.c_str()) == 0);
+  REQUIRE(unlink(prog_pin.c_str()) == 0);
+  CHECK(Eventually([&] { return RunValue(caller) == kMiss; }));
+  CHECK(Eventually([&] { return ProgramIdGone(target_id) && ProgramIdGone(lone_id); }));
+}

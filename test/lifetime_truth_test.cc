@@ -397,7 +397,7 @@ TEST_CASE("a deferred verdict settles when a caller gains a holder, or on reques
   Chain d = MakeChain("settle_now", LifetimePolicy::kWarn);
   d.array = ProgramArray();
   CHECK(diags.Get().size() == 1);
-  CHECK(graph().SettleDeferred() == 1);
+  CHECK(graph().SettleDeferred() >= 1);
   got = diags.Get();
   REQUIRE(got.size() == 2);
   CHECK_THAT(got[1].message, Catch::Contains("settle_now"));

@@ -14,8 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
+#include <functional>
 #include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -23,9 +25,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/json_internal.h"
+#include "base/printable.h"
+#include "base/status_macros.h"
+#include "handles/pin_internal.h"
 #include "tether/collection.h"
 #include "tether/collection_spec.h"
 #include "tether/graph.h"
+#include "tether/pin.h"
 #include "tether/probe.h"
 #include "tether/section_names.h"
 #include "tether/system_graph.h"
@@ -67,10 +73,14 @@ int Usage(const std::string& why) {
   return kUsage;
 }
 
+// Messages name objects from object files, bpffs and /proc, which may carry
+// terminal escape sequences: print them as text.
 int Fail(const absl::Status& st) {
-  fprintf(stderr, "tether: %s\n", std::string(st.message()).c_str());
+  fprintf(stderr, "tether: %s\n", base::PrintableText(st.message()).c_str());
   return kFailed;
 }
+
+using base::Printable;
 
 using tether::detail::JsonString;
 
@@ -310,25 +320,30 @@ int Inspect(const std::vector<std::string>& args) {
     }
     absl::StrAppend(&out, "\n  ]\n}\n");
   } else {
-    absl::StrAppend(&out, path, ": license ", spec->license.empty() ? "(none)" : spec->license, "\n");
+    absl::StrAppend(&out, Printable(path), ": license ",
+                    spec->license.empty() ? "(none)" : Printable(spec->license), "\n");
     absl::StrAppend(&out, "programs:\n");
     for (const ProgramSummary& s : progs) {
+      std::vector<std::string> maps;
+      for (const std::string& m : s.maps) maps.push_back(Printable(m));
       absl::StrAppendFormat(&out, "  %-24s section %-28s %s, attach type %u%s, %u insns, maps: %s\n",
-                            s.spec->name, s.spec->section, ProgramTypeName(s.spec->type),
-                            s.spec->expected_attach_type,
-                            s.spec->attach_to.empty() ? "" : absl::StrCat(" to ", s.spec->attach_to),
-                            s.insns, s.maps.empty() ? "-" : absl::StrJoin(s.maps, ", "));
-      if (!s.error.empty()) absl::StrAppend(&out, "    !! ", s.error, "\n");
+                            Printable(s.spec->name), Printable(s.spec->section),
+                            ProgramTypeName(s.spec->type), s.spec->expected_attach_type,
+                            s.spec->attach_to.empty() ? "" : absl::StrCat(" to ", Printable(s.spec->attach_to)),
+                            s.insns, maps.empty() ? "-" : absl::StrJoin(maps, ", "));
+      if (!s.error.empty()) absl::StrAppend(&out, "    !! ", base::PrintableText(s.error), "\n");
     }
     absl::StrAppend(&out, "maps:\n");
     for (const auto& [name, m] : spec->maps) {
       absl::StrAppendFormat(&out, "  %-24s %-16s key %u value %u max_entries %u flags 0x%x pinning %s\n",
-                            name, MapTypeName(m.type), m.key_size, m.value_size, m.max_entries,
+                            Printable(name), MapTypeName(m.type), m.key_size, m.value_size, m.max_entries,
                             m.flags, PinTypeName(m.pinning));
-      for (const MapInitEntry& e : m.init) absl::StrAppendFormat(&out, "    [%u] = %s\n", e.key, e.name);
+      for (const MapInitEntry& e : m.init)
+        absl::StrAppendFormat(&out, "    [%u] = %s\n", e.key, Printable(e.name));
       if (!m.contents.empty()) absl::StrAppend(&out, "    contents: ", Hex(m.contents), "\n");
     }
-    for (const std::string& w : spec->warnings) absl::StrAppend(&out, "warning: ", w, "\n");
+    for (const std::string& w : spec->warnings)
+      absl::StrAppend(&out, "warning: ", base::PrintableText(w), "\n");
   }
   fwrite(out.data(), 1, out.size(), stdout);
   return kOk;
@@ -343,6 +358,102 @@ std::string PinName(absl::string_view name) {
 }
 
 // --- load ------------------------------------------------------------------------------
+
+// `tether load --pin-dir` is all or nothing: every pin path is checked
+// before the first pin, and a failure undoes the pins and the directories
+// this command made, including the by-name pins of the load itself.
+class LoadPinner {
+ public:
+  LoadPinner(Collection& coll, std::string pin_dir, std::vector<std::string> made_dirs)
+      : coll_(coll), pin_dir_(std::move(pin_dir)), made_dirs_(std::move(made_dirs)) {}
+
+  absl::Status PinAll() {
+    std::set<std::string> paths(coll_.created_pins().begin(), coll_.created_pins().end());
+    std::vector<std::pair<std::string, std::function<absl::Status(const std::string&)>>> plan;
+    auto add = [&](absl::string_view name, absl::string_view prefix, absl::string_view what,
+                   std::function<absl::Status(const std::string&)> pin) -> absl::Status {
+      std::string label = absl::StrCat(what, " '", Printable(name), "'");
+      auto path = PinPathInside(pin_dir_, absl::StrCat(prefix, PinName(name)), label);
+      if (!path.ok()) return path.status();
+      if (!paths.insert(*path).second) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            label, ": pin path ", Printable(*path), " is also the pin of another object of this load"));
+      }
+      struct stat st;
+      if (lstat(path->c_str(), &st) == 0) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(label, ": pin path ", Printable(*path), " exists; tether load does not replace pins"));
+      }
+      plan.emplace_back(*path, std::move(pin));
+      return absl::OkStatus();
+    };
+    for (const auto& [name, m] : coll_.maps()) {
+      if (!m.PinPath().empty()) continue;
+      TETHER_RETURN_IF_ERROR(add(name, "", "map", [m = m](const std::string& p) { return m.Pin(p); }));
+    }
+    for (const auto& [name, prog] : coll_.programs()) {
+      TETHER_RETURN_IF_ERROR(
+          add(name, "prog_", "program", [prog = prog](const std::string& p) { return prog.Pin(p); }));
+    }
+    for (auto& [path, pin] : plan) {
+      TETHER_RETURN_IF_ERROR(pin(path));
+      pinned_.push_back(path);
+    }
+    return absl::OkStatus();
+  }
+
+  // Leaves bpffs as it was before the command ran, and the exit quiet: the
+  // arrays this load made were never in use.
+  void Undo() {
+    for (const auto& [name, m] : coll_.maps()) m.SetLifetimePolicy(LifetimePolicy::kIgnore);
+    for (const std::string& p : pinned_) unlink(p.c_str());
+    for (const std::string& p : coll_.created_pins()) unlink(p.c_str());
+    detail::RemoveDirectoriesIfEmpty(made_dirs_);
+  }
+
+ private:
+  Collection& coll_;
+  std::string pin_dir_;
+  std::vector<std::string> made_dirs_;
+  std::vector<std::string> pinned_;
+};
+
+std::string LoadJson(const std::string& path, const Collection& coll, bool pinned) {
+  std::string out =
+      absl::StrCat("{\n  \"version\": 1,\n  \"file\": ", JsonString(path), ",\n  \"programs\": [");
+  size_t i = 0;
+  for (const auto& [name, p] : coll.programs())
+    absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", p.id(),
+                    ", \"type\": ", JsonString(ProgramTypeName(p.type())), ", \"pin\": ",
+                    JsonString(p.PinPath()), "}");
+  absl::StrAppend(&out, "\n  ],\n  \"maps\": [");
+  i = 0;
+  for (const auto& [name, m] : coll.maps())
+    absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", m.id(),
+                    ", \"type\": ", JsonString(MapTypeName(m.type())), ", \"pin\": ",
+                    JsonString(m.PinPath()), "}");
+  absl::StrAppend(&out, "\n  ],\n  \"pinned\": ", pinned ? "true" : "false", "\n}\n");
+  return out;
+}
+
+std::string LoadText(const std::string& path, const Collection& coll, const std::string& pin_dir) {
+  std::string out = absl::StrCat("loaded ", Printable(path), "\n");
+  auto pinned_at = [](const std::string& pin) {
+    return pin.empty() ? std::string() : absl::StrCat("  pinned at ", Printable(pin));
+  };
+  for (const auto& [name, p] : coll.programs())
+    absl::StrAppendFormat(&out, "  program %-24s id %-6u %s%s\n", Printable(name), p.id(),
+                          ProgramTypeName(p.type()), pinned_at(p.PinPath()));
+  for (const auto& [name, m] : coll.maps())
+    absl::StrAppendFormat(&out, "  map     %-24s id %-6u %s%s\n", Printable(name), m.id(),
+                          MapTypeName(m.type()), pinned_at(m.PinPath()));
+  for (const std::string& name : coll.skipped_programs())
+    absl::StrAppendFormat(&out, "  skipped %s: its section names no program type (a callee only)\n",
+                          Printable(name));
+  absl::StrAppend(&out, pin_dir.empty() ? "nothing is pinned: every object goes away when tether exits\n"
+                                        : absl::StrCat("pinned under ", Printable(pin_dir), "\n"));
+  return out;
+}
 
 int Load(const std::vector<std::string>& args) {
   std::string path, pin_dir;
@@ -362,52 +473,24 @@ int Load(const std::vector<std::string>& args) {
   // Without --pin-dir the user asked for nothing to outlive the command:
   // arrays emptied at exit are expected, not a mistake to warn about.
   if (pin_dir.empty()) o.default_map_policy = LifetimePolicy::kIgnore;
+  std::vector<std::string> made_dirs;
+  if (!pin_dir.empty()) {
+    absl::Status on_fs = CheckOnBpffs(pin_dir);
+    if (!on_fs.ok()) return Fail(on_fs);
+    made_dirs = detail::MissingDirectories(pin_dir);
+  }
   auto coll = Collection::Load(*spec, o);
   if (!coll.ok()) return Fail(coll.status());
-  std::vector<std::string> pins = coll->created_pins();
   if (!pin_dir.empty()) {
-    for (const auto& [name, m] : coll->maps()) {
-      if (!m.PinPath().empty()) continue;
-      std::string p = absl::StrCat(pin_dir, "/", PinName(name));
-      absl::Status st = m.Pin(p);
-      if (!st.ok()) return Fail(st);
-      pins.push_back(p);
-    }
-    for (const auto& [name, prog] : coll->programs()) {
-      std::string p = absl::StrCat(pin_dir, "/prog_", PinName(name));
-      absl::Status st = prog.Pin(p);
-      if (!st.ok()) return Fail(st);
-      pins.push_back(p);
+    LoadPinner pinner(*coll, pin_dir, std::move(made_dirs));
+    absl::Status st = pinner.PinAll();
+    if (!st.ok()) {
+      pinner.Undo();
+      return Fail(absl::Status(st.code(), absl::StrCat("load ", path, ": ", st.message(),
+                                                       "; nothing was left pinned")));
     }
   }
-  std::string out;
-  if (json) {
-    out = absl::StrCat("{\n  \"version\": 1,\n  \"file\": ", JsonString(path), ",\n  \"programs\": [");
-    size_t i = 0;
-    for (const auto& [name, p] : coll->programs())
-      absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", p.id(),
-                      ", \"type\": ", JsonString(ProgramTypeName(p.type())), ", \"pin\": ",
-                      JsonString(p.PinPath()), "}");
-    absl::StrAppend(&out, "\n  ],\n  \"maps\": [");
-    i = 0;
-    for (const auto& [name, m] : coll->maps())
-      absl::StrAppend(&out, i++ ? "," : "", "\n    {\"name\": ", JsonString(name), ", \"id\": ", m.id(),
-                      ", \"type\": ", JsonString(MapTypeName(m.type())), ", \"pin\": ",
-                      JsonString(m.PinPath()), "}");
-    absl::StrAppend(&out, "\n  ],\n  \"pinned\": ", pin_dir.empty() ? "false" : "true", "\n}\n");
-  } else {
-    absl::StrAppend(&out, "loaded ", path, "\n");
-    for (const auto& [name, p] : coll->programs())
-      absl::StrAppendFormat(&out, "  program %-24s id %-6u %s%s\n", name, p.id(), ProgramTypeName(p.type()),
-                            p.PinPath().empty() ? "" : absl::StrCat("  pinned at ", p.PinPath()));
-    for (const auto& [name, m] : coll->maps())
-      absl::StrAppendFormat(&out, "  map     %-24s id %-6u %s%s\n", name, m.id(), MapTypeName(m.type()),
-                            m.PinPath().empty() ? "" : absl::StrCat("  pinned at ", m.PinPath()));
-    for (const std::string& name : coll->skipped_programs())
-      absl::StrAppendFormat(&out, "  skipped %s: its section names no program type (a callee only)\n", name);
-    absl::StrAppend(&out, pin_dir.empty() ? "nothing is pinned: every object goes away when tether exits\n"
-                                          : absl::StrCat("pinned under ", pin_dir, "\n"));
-  }
+  std::string out = json ? LoadJson(path, *coll, !pin_dir.empty()) : LoadText(path, *coll, pin_dir);
   fwrite(out.data(), 1, out.size(), stdout);
   return kOk;
 }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,6 +49,18 @@ absl::StatusOr<Link> AttachCgroup(const Program& program, const std::string& cgr
 // A network-namespace program (BPF_SK_LOOKUP, BPF_FLOW_DISSECTOR) on the
 // namespace open at `netns_fd` (e.g. /proc/self/ns/net).
 absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t attach_type);
+
+// A netfilter hook (6.4): the program (SEC("netfilter"), returning NF_DROP
+// or NF_ACCEPT) runs on every packet that reaches `hook` of the protocol
+// family in the calling thread's network namespace, in the order
+// `priority` gives among the namespace's other hooks.
+struct NetfilterHook {
+  uint32_t family = 2;    // NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10)
+  uint32_t hook = 1;      // NF_INET_PRE_ROUTING (0), LOCAL_IN (1), FORWARD (2), LOCAL_OUT (3), POST_ROUTING (4)
+  int32_t priority = 0;   // NF_IP_PRI_*; the kernel refuses NF_IP_PRI_FIRST and NF_IP_PRI_LAST
+  bool defragment = false;  // BPF_F_NETFILTER_IP_DEFRAG (6.6): see reassembled packets
+};
+absl::StatusOr<Link> AttachNetfilter(const Program& program, const NetfilterHook& hook);
 
 // SO_ATTACH_BPF: a socket filter on the socket `sock_fd`. No link: the
 // socket holds the program, and the graph records a legacy hook.
@@ -131,6 +144,27 @@ enum class TracingAttachApi { kAuto, kRawTracepointOpen, kLinkCreate };
 // target it was loaded against. `attach_type` is its expected_attach_type.
 absl::StatusOr<Link> AttachTracing(const Program& program, uint32_t attach_type,
                                    TracingAttachApi api = TracingAttachApi::kAuto);
+
+// --- sampling ----------------------------------------------------------------
+
+// A perf_event program (SEC("perf_event")) on a sampling event, as
+// profilers attach: it runs with the interrupted registers each time the
+// event fires. The default is the CPU clock (PERF_TYPE_SOFTWARE,
+// PERF_COUNT_SW_CPU_CLOCK) at `frequency` samples a second; set `period`
+// instead (with frequency 0) to fire every `period` events.
+struct PerfSampling {
+  uint32_t type = 1;        // PERF_TYPE_SOFTWARE
+  uint64_t config = 0;      // PERF_COUNT_SW_CPU_CLOCK
+  uint64_t frequency = 99;  // samples a second
+  uint64_t period = 0;
+};
+// On one CPU, for every process (pid -1) or one. A BPF_PERF_EVENT link
+// (5.15) holds the event; dropping the link stops the sampling.
+absl::StatusOr<Link> AttachPerfEvent(const Program& program, const PerfSampling& sampling, int cpu,
+                                     int pid = -1);
+// On every online CPU, one link each, all or nothing.
+absl::StatusOr<std::vector<Link>> AttachPerfEventPerCpu(const Program& program,
+                                                        const PerfSampling& sampling);
 
 // --- iterators -----------------------------------------------------------------
 

@@ -66,6 +66,7 @@ enum class LinkKind {
   kIter,                 // BPF iterators, 5.8
   kNetnsSkLookup,        // sk_lookup netns links, 5.9
   kNetnsFlowDissector,   // flow_dissector netns links, 5.8
+  kNetfilter,            // netfilter links, 6.4
 };
 const char* LinkKindName(LinkKind kind);
 // The first kernel release with `kind`, e.g. "6.6".

@@ -14,6 +14,8 @@
 #include "elf/elf_symbols_internal.h"
 #include "sys/perf_event_internal.h"
 #include "sys/bpf.h"
+#include "sys/cpus.h"
+#include "sys/uapi_compat.h"
 #include "tether/probe.h"
 #include "btf/kernel_btf.h"
 #include "base/status_macros.h"
@@ -158,6 +160,52 @@ absl::StatusOr<Link> AttachNetns(const Program& program, int netns_fd, uint32_t 
   return CreateLink(program, req, hook,
                     attach_type == BPF_SK_LOOKUP ? LinkKind::kNetnsSkLookup
                                                  : LinkKind::kNetnsFlowDissector);
+}
+
+absl::StatusOr<Link> AttachNetfilter(const Program& program, const NetfilterHook& nf) {
+  std::string hook = absl::StrFormat("netfilter family %u hook %u priority %d", nf.family, nf.hook,
+                                     nf.priority);
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
+  sys::uapi::NetfilterLinkAttr attr;
+  attr.pf = nf.family;
+  attr.hooknum = nf.hook;
+  attr.priority = nf.priority;
+  attr.flags = nf.defragment ? sys::uapi::kNetfilterIpDefrag : 0;
+  sys::LinkCreateRequest req;
+  req.prog_fd = program.fd();
+  req.target_fd = 0;  // the hook is in the calling thread's namespace
+  req.attach_type = sys::uapi::kAttachNetfilter;
+  req.extra = &attr;
+  req.extra_size = sizeof(attr);
+  return CreateLink(program, req, hook, LinkKind::kNetfilter);
+}
+
+absl::StatusOr<Link> AttachPerfEvent(const Program& program, const PerfSampling& sampling, int cpu,
+                                     int pid) {
+  std::string hook = absl::StrFormat("perf event type %u config %u cpu %d%s", sampling.type,
+                                     sampling.config, cpu, pid >= 0 ? absl::StrCat(" pid ", pid) : "");
+  TETHER_RETURN_IF_ERROR(CheckProgram(program, hook));
+  return PerfEventLink(program,
+                       detail::OpenSamplingEvent(sampling.type, sampling.config, sampling.period,
+                                                 sampling.frequency, cpu, pid),
+                       hook, LinkKind::kPerfEvent);
+}
+
+absl::StatusOr<std::vector<Link>> AttachPerfEventPerCpu(const Program& program,
+                                                        const PerfSampling& sampling) {
+  std::vector<uint32_t> cpus = detail::ReadCpuList("/sys/devices/system/cpu/online");
+  if (cpus.empty()) {
+    return absl::InternalError(
+        absl::StrCat(ProgLabel(program), ": no online CPU in /sys/devices/system/cpu/online"));
+  }
+  std::vector<Link> links;
+  links.reserve(cpus.size());
+  for (uint32_t cpu : cpus) {
+    // A failure drops the links made so far with `links`: all or nothing.
+    TETHER_ASSIGN_OR_RETURN(Link link, AttachPerfEvent(program, sampling, static_cast<int>(cpu)));
+    links.push_back(std::move(link));
+  }
+  return links;
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <cerrno>
 #include <cstring>
 
@@ -67,6 +68,10 @@ struct FuncRange {
   std::string key;  // the unique name in the spec
   bool is_program = false;
 };
+
+bool IsLegacyMapSection(const Section& sec) {
+  return (sec.name == "maps" || absl::StartsWith(sec.name, "maps/")) && sec.hdr.sh_type != SHT_NULL;
+}
 
 bool IsDataSectionName(absl::string_view n) {
   return n == ".data" || n == ".rodata" || n == ".bss" || absl::StartsWith(n, ".data.") ||
@@ -130,7 +135,7 @@ class ElfReader {
   absl::Status ReadHeaders();
   absl::Status ReadSymbols();
   absl::Status ReadBtf();
-  absl::Status ReadLegacyMaps(const Section& sec);
+  absl::Status ReadLegacyMaps(const Section& sec, std::vector<std::string>* in_order);
   absl::Status ResolveLegacyInnerMaps(const std::vector<std::string>& in_order);
   absl::Status ReadBtfMaps(const Section& sec);
   absl::Status ReadBtfMapValues(absl::string_view name, const BtfMember& values, bool key_set,
@@ -161,6 +166,11 @@ class ElfReader {
   Elf* elf_ = nullptr;
   std::vector<Section> sections_;
   std::vector<Symbol> symbols_;
+  // Symbols the file lacks but old toolchains implied: a code section
+  // without a function symbol is one program, a maps/<name> section without
+  // an object symbol is one map. A deque, so FuncRange and map_syms_ can
+  // point at them.
+  std::deque<Symbol> implied_symbols_;
   absl::flat_hash_map<uint32_t, const Section*> rel_for_;  // target index -> rel section
   absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
   // Legacy and BTF map sections: offset of each definition -> map name.
@@ -381,18 +391,29 @@ absl::Status ElfReader::ReadBtf() {
   return absl::OkStatus();
 }
 
-absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
+// A legacy map section: "maps" with every definition, or "maps/<name>"
+// with one (older loaders, gobpf among them). Definitions are appended to
+// `in_order` in file order: legacy inner-map references are indices into
+// that list.
+absl::Status ElfReader::ReadLegacyMaps(const Section& sec, std::vector<std::string>* in_order) {
+  const std::string where = absl::StrCat("section ", sec.name);
   std::vector<const Symbol*> syms;
   for (const Symbol& s : symbols_) {
     if (s.shndx == sec.index && (s.type == STT_OBJECT || s.type == STT_NOTYPE) && !s.name.empty()) {
       syms.push_back(&s);
     }
   }
+  if (syms.empty() && absl::StartsWith(sec.name, "maps/") && sec.hdr.sh_size > 0) {
+    Symbol& implied = implied_symbols_.emplace_back();
+    implied.name = sec.name.substr(strlen("maps/"));
+    implied.size = sec.hdr.sh_size;
+    implied.type = STT_OBJECT;
+    implied.bind = STB_GLOBAL;
+    implied.shndx = static_cast<uint16_t>(sec.index);
+    syms.push_back(&implied);
+  }
   std::sort(syms.begin(), syms.end(),
             [](const Symbol* a, const Symbol* b) { return a->value < b->value; });
-  // Definitions in section order: legacy inner-map references are indices
-  // into this list.
-  std::vector<std::string> in_order;
   const Symbol* prev = nullptr;
   uint64_t prev_end = 0;
   for (const Symbol* s : syms) {
@@ -401,20 +422,20 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
     // the section equally.
     if (size == 0) size = sec.hdr.sh_size / syms.size();
     if (s->value > sec.hdr.sh_size || size > sec.hdr.sh_size - s->value) {
-      return Err("section maps: map '", s->name, "' at offset ", s->value, " size ", size,
+      return Err(where, ": map '", s->name, "' at offset ", s->value, " size ", size,
                  " extends past the section (", sec.hdr.sh_size, " bytes)");
     }
     if (prev != nullptr && s->value < prev_end) {
-      return Err("section maps: map '", s->name, "' at offset ", s->value, " overlaps map '",
+      return Err(where, ": map '", s->name, "' at offset ", s->value, " overlaps map '",
                  prev->name, "' at offsets ", prev->value, "..", prev_end - 1);
     }
     prev = s;
     prev_end = s->value + size;
     if (size < 16) {
-      return Err("section maps: map '", s->name, "' at offset ", s->value, " is ", size,
+      return Err(where, ": map '", s->name, "' at offset ", s->value, " is ", size,
                  " bytes, too small for a map definition (16)");
     }
-    if (sec.data.empty()) return Err("section maps: has no data");
+    if (sec.data.empty()) return Err(where, ": has no data");
     const uint8_t* p = sec.data.data() + s->value;
     MapSpec m;
     m.name = s->name;
@@ -457,11 +478,11 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec) {
       spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));
     }
     map_syms_[sec.index][s->value] = s;
-    if (spec_.maps.count(m.name)) return Err("section maps: duplicate map '", m.name, "'");
-    in_order.push_back(m.name);
+    if (spec_.maps.count(m.name)) return Err(where, ": duplicate map '", m.name, "'");
+    in_order->push_back(m.name);
     spec_.maps.emplace(m.name, std::move(m));
   }
-  return ResolveLegacyInnerMaps(in_order);
+  return absl::OkStatus();
 }
 
 // Map-in-map in legacy sections. samples/bpf's layout names the inner
@@ -1050,7 +1071,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
                  ", where no map is defined");
     }
     const Symbol* ms = it->second;
-    if (tsec.name == "maps" && ms->bind == STB_LOCAL) {
+    if (IsLegacyMapSection(tsec) && ms->bind == STB_LOCAL) {
       return Err(where(), ": reference to static map '", ms->name, "' in section maps; "
                  "legacy maps must be global (possible erroneous static qualifier)");
     }
@@ -1119,7 +1140,16 @@ absl::Status ElfReader::FindFunctions() {
                          [](const FuncRange& a, const FuncRange& b) { return a.start == b.start; }),
              fs.end());
     if (fs.empty()) {
-      return Err(SecName(sec.index), ": code without any function symbol");
+      if (sec.name == ".text") return Err(SecName(sec.index), ": code without any function symbol");
+      // Older compilers left program sections without a function symbol:
+      // the section is one program, named after it, as their loaders did.
+      Symbol& implied = implied_symbols_.emplace_back();
+      implied.name = sec.name;
+      implied.size = sec.hdr.sh_size;
+      implied.type = STT_FUNC;
+      implied.bind = STB_GLOBAL;
+      implied.shndx = static_cast<uint16_t>(sec.index);
+      fs.push_back(FuncRange{&implied, 0, 0, "", false});
     }
     if (fs[0].start != 0) {
       return Err(SecName(sec.index), ": instructions before the first function '",
@@ -1258,10 +1288,11 @@ absl::StatusOr<CollectionSpec> ElfReader::Read() {
     spec_.kernel_version = Load32(ver->data.data());
   }
   TETHER_RETURN_IF_ERROR(ReadBtf());
+  std::vector<std::string> legacy_in_order;
   for (const Section& sec : sections_) {
     absl::Status s;
-    if (sec.name == "maps" && sec.hdr.sh_type != SHT_NULL) {
-      s = ReadLegacyMaps(sec);
+    if (IsLegacyMapSection(sec)) {
+      s = ReadLegacyMaps(sec, &legacy_in_order);
     } else if (sec.name == ".maps") {
       s = ReadBtfMaps(sec);
     } else if (IsDataSectionName(sec.name) &&
@@ -1273,6 +1304,7 @@ absl::StatusOr<CollectionSpec> ElfReader::Read() {
     }
     if (!s.ok()) return s;
   }
+  TETHER_RETURN_IF_ERROR(ResolveLegacyInnerMaps(legacy_in_order));
   TETHER_RETURN_IF_ERROR(ReadExterns());
   TETHER_RETURN_IF_ERROR(ReadPrograms());
   return std::move(spec_);

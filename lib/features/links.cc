@@ -119,6 +119,28 @@ absl::Status ProbeFlowDissectorLink(LinkKind kind) {
   return LinkCreateReachesTarget(kind, BPF_PROG_TYPE_FLOW_DISSECTOR, BPF_FLOW_DISSECTOR);
 }
 
+// A real netfilter hook in a private namespace, accepting every packet.
+absl::Status ProbeNetfilterLink(LinkKind kind) {
+  return InPrivateNetns([kind]() -> absl::Status {
+    TETHER_ASSIGN_OR_RETURN(sys::Fd prog,
+                            ProgramForLink(kind, sys::uapi::kProgTypeNetfilter,
+                                           sys::uapi::kAttachNetfilter, "the program type is unknown"));
+    sys::uapi::NetfilterLinkAttr nf;
+    nf.pf = 2;        // NFPROTO_IPV4
+    nf.hooknum = 3;   // NF_INET_LOCAL_OUT
+    nf.priority = -100;
+    sys::LinkCreateRequest req;
+    req.prog_fd = prog.get();
+    req.target_fd = 0;
+    req.attach_type = sys::uapi::kAttachNetfilter;
+    req.extra = &nf;
+    req.extra_size = sizeof(nf);
+    auto link = sys::LinkCreate(req);
+    if (link.ok()) return absl::OkStatus();
+    return MissingOr(kind, link.status());
+  });
+}
+
 absl::Status ProbeKprobeLink(LinkKind) {
   TETHER_RETURN_IF_ERROR(HaveKprobes());
   return HaveLinkKind(LinkKind::kPerfEvent);
@@ -255,6 +277,7 @@ constexpr LinkFeature kLinkFeatures[] = {
     {LinkKind::kIter, "BPF iterators", "5.8", ProbeIter},
     {LinkKind::kNetnsSkLookup, "sk_lookup netns links", "5.9", ProbeSkLookupLink},
     {LinkKind::kNetnsFlowDissector, "flow_dissector netns links", "5.8", ProbeFlowDissectorLink},
+    {LinkKind::kNetfilter, "netfilter links", "6.4", ProbeNetfilterLink},
 };
 
 const LinkFeature* FindLinkFeature(LinkKind kind) {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "graph/explain.h"
@@ -122,6 +123,18 @@ bool ObjectGraph::abort_on_refusal() const {
 
 namespace detail {
 namespace {
+
+// The node's name comes from whoever created the map (an object file's
+// symbol, perhaps longer than the kernel's 15 bytes and unchecked beyond
+// them): keep letters, digits and '_' so the pin lands in the pin
+// directory itself, whatever the name holds.
+std::string PinSafeName(const std::string& name) {
+  std::string out = name.empty() ? "prog_array" : name;
+  for (char& c : out) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  }
+  return out;
+}
 
 // What the orphaned array's diagnostic says whatever the policy.
 Diagnostic DescribeOrphan(const Narrator& narrator, const Liveness& live, const NodeData& array,
@@ -352,9 +365,8 @@ MapReleaseVerdict DecideRelease(Store& store, NodeData& n, int fd, LifetimePolic
         break;
       case LifetimePolicy::kPin:
         verdict.action = MapReleaseVerdict::Action::kPin;
-        verdict.pin_path =
-            absl::StrFormat("%s/%s_%u", store.state().pin_dir,
-                            n.node.name.empty() ? "prog_array" : n.node.name, ref.id);
+        verdict.pin_path = absl::StrFormat("%s/%s_%u", store.state().pin_dir,
+                                           PinSafeName(n.node.name), ref.id);
         verdict.diagnostic = DescribeOrphan(narrator, live, n, users);
         // The array keeps its entries until GraphOnPolicyPin hears how the
         // pin went: pinning is a syscall, made without the graph's lock.

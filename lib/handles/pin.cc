@@ -6,15 +6,19 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "graph/graph_internal.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "base/printable.h"
 #include "base/status_macros.h"
 
 #ifndef BPF_FS_MAGIC
@@ -163,6 +167,65 @@ absl::StatusOr<PinnedObjects> LoadPinDirectory(const std::string& dir, bool recu
   return out;
 }
 
+namespace {
+
+// Why `name` cannot be a file of its own in a pin directory, or empty.
+std::string PinNameProblem(absl::string_view name) {
+  if (name.empty()) return "it is empty";
+  if (name == "." || name == "..") return "it names a directory, not a file in it";
+  if (name.find('/') != absl::string_view::npos) return "it contains '/', which would leave the pin directory";
+  if (name.size() > NAME_MAX) {
+    return absl::StrFormat("it is %d bytes long, more than a file name may be (%d)", name.size(), NAME_MAX);
+  }
+  for (size_t i = 0; i < name.size();) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == '.') return "it contains '.', which bpffs refuses in names";
+    if (c < 0x20 || c == 0x7f) return absl::StrFormat("it contains the control byte \\x%02x", c);
+    size_t n = base::Utf8SequenceLength(name.substr(i));
+    if (n == 0) return absl::StrFormat("it contains the byte \\x%02x, which is not UTF-8", c);
+    if (n == 2 && c == 0xc2 && static_cast<unsigned char>(name[i + 1]) <= 0x9f) {
+      return "it contains a C1 control character";
+    }
+    i += n;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status ValidatePinName(absl::string_view name) {
+  std::string problem = PinNameProblem(name);
+  if (problem.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrFormat("pin name \"%s\" refused: %s", base::Printable(name), problem));
+}
+
+absl::StatusOr<std::string> PinPathInside(const std::string& dir, absl::string_view name,
+                                          absl::string_view what) {
+  absl::Status valid = ValidatePinName(name);
+  if (!valid.ok()) return base::Annotate(valid, absl::StrCat(what, ": pin in ", base::Printable(dir)));
+  std::string clean_dir = dir;
+  while (clean_dir.size() > 1 && clean_dir.back() == '/') clean_dir.pop_back();
+  std::string path = absl::StrCat(clean_dir, "/", name);
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return path;
+  // Something pinned a symbolic link here: follow it only if it stays in
+  // the directory, or the object would reuse (or pin into) another's.
+  char resolved[PATH_MAX], resolved_dir[PATH_MAX];
+  bool ok = realpath(path.c_str(), resolved) != nullptr && realpath(clean_dir.c_str(), resolved_dir) != nullptr;
+  if (ok) {
+    std::string inside = absl::StrCat(resolved_dir, "/");
+    ok = absl::string_view(resolved).substr(0, inside.size()) == inside;
+  }
+  if (!ok) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s: pin path %s is a symbolic link that does not resolve inside the pin directory %s; "
+        "refusing to follow it",
+        what, base::Printable(path), base::Printable(clean_dir)));
+  }
+  return path;
+}
+
 namespace detail {
 
 absl::Status PinFdAt(int fd, const std::string& path) {
@@ -184,6 +247,23 @@ absl::Status PinFdAt(int fd, const std::string& path) {
   int err = sys::ObjPin(fd, path.c_str());
   if (err < 0) return sys::ErrnoStatus(-err, absl::StrCat("pin path ", path), "BPF_OBJ_PIN");
   return absl::OkStatus();
+}
+
+std::vector<std::string> MissingDirectories(const std::string& dir) {
+  std::vector<std::string> missing;
+  std::string cur = dir;
+  while (cur.size() > 1 && cur.back() == '/') cur.pop_back();
+  struct stat st;
+  while (!cur.empty() && cur != "/" && cur != "." && lstat(cur.c_str(), &st) != 0 && errno == ENOENT) {
+    missing.push_back(cur);
+    cur = Parent(cur);
+  }
+  return missing;  // deepest first
+}
+
+void RemoveDirectoriesIfEmpty(const std::vector<std::string>& dirs) {
+  // rmdir refuses a directory that something else filled meanwhile.
+  for (const std::string& d : dirs) rmdir(d.c_str());
 }
 
 absl::Status PinTracked(int fd, NodeRef ref, const std::string& what, const std::string& path) {

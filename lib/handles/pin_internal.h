@@ -4,6 +4,7 @@
 #define TETHER_LIB_PIN_INTERNAL_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -15,6 +16,12 @@ namespace tether::detail {
 // Checks that `path` would be on bpffs, creates missing parent directories
 // (inside bpffs only), and pins fd there. Touches no graph state.
 absl::Status PinFdAt(int fd, const std::string& path);
+
+// `dir` and those of its ancestors that do not exist yet, deepest first:
+// what pinning into `dir` will create. A load that fails afterwards hands
+// them to RemoveDirectoriesIfEmpty, so it leaves no directory behind.
+std::vector<std::string> MissingDirectories(const std::string& dir);
+void RemoveDirectoriesIfEmpty(const std::vector<std::string>& dirs);
 
 // Pins the object `ref` (described as `what`, e.g. "map 'x' (id 3)") at
 // `path` and records the pin in the graph. If this process pinned the

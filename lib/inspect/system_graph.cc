@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <net/if.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
+#include "base/status_macros.h"
 #include "sys/bpf.h"
 #include "tether/link.h"
 #include "tether/map.h"
@@ -379,7 +381,46 @@ std::unique_ptr<ObjectGraph> SystemScan::Build() {
 
 }  // namespace
 
+namespace {
+
+// From /proc/self/status, which needs no libcap.
+bool HasEffectiveCapability(int cap) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    uint64_t mask = 0;
+    if (line.rfind("CapEff:", 0) == 0 &&
+        absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &mask)) {
+      return (mask >> cap) & 1;
+    }
+  }
+  return false;
+}
+
+// A scan without the right to list BPF ids, or to read other processes'
+// fds, would show an empty or partial graph as if it were the system's:
+// refuse instead, saying what is missing.
+absl::Status CheckScanPrivileges() {
+  uint32_t first = 0;
+  int ret = sys::GetNextId(ObjectKind::kProgram, 0, &first);
+  if (ret == -EPERM || ret == -EACCES) {
+    return sys::ErrnoStatus(-ret, "system scan: listing BPF object ids (needs CAP_SYS_ADMIN: run as root)",
+                            "BPF_PROG_GET_NEXT_ID");
+  }
+  // Other processes' fds: /proc/PID/fdinfo of a process with other
+  // credentials or more capabilities needs CAP_SYS_PTRACE (ptrace read
+  // access). Without it the holders would silently be missing.
+  if (!HasEffectiveCapability(CAP_SYS_PTRACE)) {
+    return absl::PermissionDeniedError(
+        "system scan: reading other processes' fds, which hold BPF objects, needs CAP_SYS_PTRACE "
+        "(run as root); this process does not have it");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ObjectGraph>> ScanSystem(const SystemScanOptions& options) {
+  TETHER_RETURN_IF_ERROR(CheckScanPrivileges());
   return SystemScan(options).Run();
 }
 

@@ -26,6 +26,7 @@
 #include "tether/pin.h"
 #include "tether/prog_array.h"
 #include "tether/probe.h"
+#include "base/printable.h"
 #include "base/status_macros.h"
 
 namespace tether {
@@ -258,6 +259,28 @@ class CollectionLoader {
     return absl::OkStatus();
   }
 
+  // Every by-name pin path, checked before anything is created: a name
+  // from the object is untrusted, and a refused one must leave nothing
+  // behind (no map, no pin, no directory).
+  absl::Status CheckPinPaths() {
+    for (const std::string& name : maps_wanted_) {
+      const MapSpec& m = spec_.maps.at(name);
+      if (m.pinning != PinType::kByName || opt_.replace_maps.count(name)) continue;
+      std::string what = absl::StrCat("map '", base::Printable(name), "'");
+      if (opt_.pin_dir.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(what, " is pinned by name, but CollectionOptions::pin_dir is empty"));
+      }
+      absl::Status on_fs = CheckOnBpffs(opt_.pin_dir);
+      if (!on_fs.ok()) return Annotate(on_fs, absl::StrCat(what, ": pin directory"));
+      auto path = PinPathInside(opt_.pin_dir, name, what);
+      if (!path.ok()) return path.status();
+      pin_paths_.emplace(name, *std::move(path));
+    }
+    if (!pin_paths_.empty()) missing_dirs_ = detail::MissingDirectories(opt_.pin_dir);
+    return absl::OkStatus();
+  }
+
   absl::Status LoadBtf() {
     if (!spec_.btf) return absl::OkStatus();
     std::vector<uint8_t> blob = SanitizeBtfForKernel(*spec_.btf, KernelBtfFeatures());
@@ -416,13 +439,7 @@ class CollectionLoader {
       map = it->second;
       reused_.insert(name);
     } else if (m.pinning == PinType::kByName) {
-      if (opt_.pin_dir.empty()) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "map '%s' is pinned by name, but CollectionOptions::pin_dir is empty", name));
-      }
-      absl::Status on_fs = CheckOnBpffs(opt_.pin_dir);
-      if (!on_fs.ok()) return Annotate(on_fs, absl::StrCat("map '", name, "': pin directory"));
-      std::string path = absl::StrCat(opt_.pin_dir, "/", name);
+      const std::string& path = pin_paths_.at(name);
       struct stat st;
       if (stat(path.c_str(), &st) == 0) {
         auto pinned = Map::LoadPinned(path);
@@ -569,6 +586,7 @@ class CollectionLoader {
       unlink(path.c_str());
       detail::GraphRemovePin(path);
     }
+    detail::RemoveDirectoriesIfEmpty(missing_dirs_);
     result_ = Collection();
   }
 
@@ -579,6 +597,8 @@ class CollectionLoader {
   std::map<std::string, LinkedProgram> linked_;
   std::map<std::string, std::set<std::string>> users_;  // map -> programs using it
   std::set<std::string> reused_;                         // replaced or pinned before
+  std::map<std::string, std::string> pin_paths_;         // by-name map -> checked pin path
+  std::vector<std::string> missing_dirs_;                // the pin directory's, if it had to be made
   sys::Fd btf_fd_;
   std::string btf_warning_;
   std::unique_ptr<CoreTarget> custom_target_;
@@ -590,7 +610,7 @@ class CollectionLoader {
 namespace {
 
 absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
-  for (auto step : {&CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
+  for (auto step : {&CollectionLoader::CheckPinPaths, &CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
                     &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
     TETHER_RETURN_IF_ERROR((loader.*step)());
   }

@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 
 namespace tether::detail {
@@ -140,6 +141,29 @@ absl::StatusOr<sys::Fd> OpenProbeEvent(const char* pmu, const char* target, uint
   return sys::Fd(static_cast<int>(fd));
 }
 }  // namespace
+
+absl::StatusOr<sys::Fd> OpenSamplingEvent(uint32_t type, uint64_t config, uint64_t period,
+                                          uint64_t frequency, int cpu, int pid) {
+  std::string what = absl::StrFormat("sampling event type %u config %u on cpu %d%s", type, config, cpu,
+                                     pid >= 0 ? absl::StrCat(" for pid ", pid) : "");
+  if (period == 0 && frequency == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": needs a period or a frequency"));
+  }
+  perf_event_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.size = sizeof(attr);
+  attr.type = type;
+  attr.config = config;
+  if (frequency != 0) {
+    attr.freq = 1;
+    attr.sample_freq = frequency;
+  } else {
+    attr.sample_period = period;
+  }
+  long fd = PerfEventOpen(&attr, pid, cpu);
+  if (fd < 0) return sys::ErrnoStatus(errno, what, "perf_event_open");
+  return sys::Fd(static_cast<int>(fd));
+}
 
 absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offset, bool retprobe) {
   return OpenProbeEvent("kprobe", symbol.c_str(), offset, retprobe, -1, 0,

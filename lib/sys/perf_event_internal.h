@@ -26,6 +26,12 @@ absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offs
 // processes.
 absl::StatusOr<sys::Fd> OpenUprobeEvent(const std::string& path, uint64_t offset, bool retprobe,
                                         int pid);
+// A sampling event (a profiler's): perf event `type`/`config` (e.g.
+// PERF_TYPE_SOFTWARE/PERF_COUNT_SW_CPU_CLOCK) on `cpu` for `pid` (-1: every
+// process on that CPU), firing every `period` events, or `frequency` times a
+// second when frequency is not 0.
+absl::StatusOr<sys::Fd> OpenSamplingEvent(uint32_t type, uint64_t config, uint64_t period,
+                                          uint64_t frequency, int cpu, int pid);
 // The PMU type number from /sys/bus/event_source/devices/<pmu>/type.
 absl::StatusOr<uint32_t> PmuType(const std::string& pmu);
 

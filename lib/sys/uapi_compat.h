@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace tether::sys::uapi {
 
@@ -41,6 +42,15 @@ inline constexpr unsigned kLinkTypeNetfilter = 10;   // 6.4
 inline constexpr unsigned kLinkTypeTcx = 11;         // 6.6
 inline constexpr unsigned kLinkTypeUprobeMulti = 12; // 6.6
 inline constexpr unsigned kLinkTypeNetkit = 13;
+
+// link_create.netfilter (6.4), the union member after link_create.flags.
+struct NetfilterLinkAttr {
+  uint32_t pf = 0;       // NFPROTO_IPV4, NFPROTO_IPV6
+  uint32_t hooknum = 0;  // NF_INET_PRE_ROUTING ... NF_INET_POST_ROUTING
+  int32_t priority = 0;
+  uint32_t flags = 0;    // BPF_F_NETFILTER_IP_DEFRAG (6.6)
+};
+inline constexpr uint32_t kNetfilterIpDefrag = 1;  // BPF_F_NETFILTER_IP_DEFRAG
 
 // BTF kinds the 6.1 header may lack are defined in btf code itself.
 

@@ -65,7 +65,12 @@ Program LoadTailCallProgram(const std::string& name, const ProgramArray& array) 
   return p;
 }
 
-TailCallSet MakeSet(const std::string& array_name, LifetimePolicy policy) {
+// With `caller_pin`, the caller is also pinned there: it then lives beyond
+// this process's handles, like an attached program, and the array's last
+// handle is a hazard the policy acts on at once (docs/lifecycle.md,
+// "Deferred verdicts").
+TailCallSet MakeSet(const std::string& array_name, LifetimePolicy policy,
+                    const std::string& caller_pin = "") {
   TailCallSet s;
   auto array = ProgramArray::Create(array_name, 4, policy);
   REQUIRE(array.ok());
@@ -74,6 +79,7 @@ TailCallSet MakeSet(const std::string& array_name, LifetimePolicy policy) {
   s.caller = LoadTailCallProgram("caller_p", s.array);
   REQUIRE(s.array.Set(0, s.target).ok());
   REQUIRE(RunValue(s.caller) == kHit);
+  if (!caller_pin.empty()) REQUIRE(s.caller.Pin(caller_pin).ok());
   return s;
 }
 
@@ -105,7 +111,8 @@ TEST_CASE("kernel rule: dropping the last fd of a prog array makes tail calls mi
 
 TEST_CASE("Warn: exactly one message naming the array and the caller", "[graph][policy]") {
   CapturedDiagnostics diags;
-  TailCallSet s = MakeSet("warn_array", LifetimePolicy::kWarn);
+  testing::TempPinDir dir;
+  TailCallSet s = MakeSet("warn_array", LifetimePolicy::kWarn, dir.Sub("caller"));
   uint32_t array_id = s.array.map().id();
   Map extra = s.array.map();  // a second handle: dropping one is not the last
   s.array = ProgramArray();
@@ -131,6 +138,13 @@ TEST_CASE("KeepAlive: the tail call survives the last handle until ReleaseKept",
   TailCallSet s = MakeSet("keep_array", LifetimePolicy::kKeepAlive);
   uint32_t array_id = s.array.map().id();
   s.array = ProgramArray();
+  // Keeping has a voice: one kProgramArrayKept.
+  auto kept = diags.Get();
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0].kind == Diagnostic::Kind::kProgramArrayKept);
+  CHECK(kept[0].map_id == array_id);
+  CHECK_THAT(kept[0].message, Catch::Contains("keep_array") && Catch::Contains("ReleaseKept") &&
+                                  Catch::Contains("caller_p"));
   CHECK(KeepsHitting(s.caller));
   auto node = graph().Node(NodeRef{NodeKind::kMap, array_id});
   REQUIRE(node.has_value());
@@ -139,7 +153,13 @@ TEST_CASE("KeepAlive: the tail call survives the last handle until ReleaseKept",
              Catch::Contains("KeepAlive"));
   CHECK(graph().ReleaseKept() >= 1);
   CHECK(Eventually([&] { return RunValue(s.caller) == kMiss; }));
-  CHECK(diags.Get().empty());
+  // Releasing it is a last reference like any other: it warns.
+  auto got = diags.Get();
+  REQUIRE(got.size() == 2);
+  CHECK(got[1].kind == Diagnostic::Kind::kProgramArrayOrphaned);
+  CHECK(got[1].map_id == array_id);
+  CHECK_THAT(got[1].message, Catch::Contains("keep_array") && Catch::Contains("caller_p") &&
+                                 Catch::Contains("ReleaseKept"));
 }
 
 TEST_CASE("the global default policy applies to arrays that set none", "[graph][policy]") {
@@ -153,7 +173,8 @@ TEST_CASE("the global default policy applies to arrays that set none", "[graph][
   auto node = graph().Node(NodeRef{NodeKind::kMap, array_id});
   REQUIRE(node.has_value());
   CHECK(node->kept_alive);
-  CHECK(diags.Get().empty());
+  REQUIRE(diags.Get().size() == 1);
+  CHECK(diags.Get()[0].kind == Diagnostic::Kind::kProgramArrayKept);
   CHECK(graph().ReleaseKept() >= 1);
   CHECK(Eventually([&] { return RunValue(s.caller) == kMiss; }));
   // A per-map policy still wins over the global one.
@@ -175,7 +196,8 @@ TEST_CASE("the default sink writes the warning to stderr", "[graph][policy]") {
   REQUIRE(saved >= 0);
   REQUIRE(dup2(capture, STDERR_FILENO) == STDERR_FILENO);
   {
-    TailCallSet s = MakeSet("stderr_array", LifetimePolicy::kWarn);
+    testing::TempPinDir dir;
+    TailCallSet s = MakeSet("stderr_array", LifetimePolicy::kWarn, dir.Sub("caller"));
     s.array = ProgramArray();
   }
   fflush(stderr);
@@ -388,8 +410,12 @@ TEST_CASE("graph updates from many threads stay consistent", "[graph][threads]")
   }
   // Two threads make arrays that a program uses and drop their last handle,
   // so the policy check runs while the other threads update the graph.
+  // Every other user is pinned (it outlives our handles: a warning at
+  // once); the others live only on their handle, which goes right after
+  // the array's (a deferred verdict that closes silently).
+  testing::TempPinDir dir;
   for (int t = 0; t < 2; ++t) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
         auto local = ProgramArray::Create("dropped", 2, LifetimePolicy::kWarn);
         if (!local.ok()) {
@@ -400,16 +426,21 @@ TEST_CASE("graph updates from many threads stay consistent", "[graph][threads]")
         if (!local->Set(0, target).ok()) failures.fetch_add(1);
         auto user = testing::TryLoadTailCaller(local->map(), 0, 0, "thr_caller");
         if (!user.ok()) failures.fetch_add(1);
+        bool pinned = i % 2 == 0;
+        if (pinned && user.ok() &&
+            !user->Pin(dir.Sub("u" + std::to_string(t) + "_" + std::to_string(i))).ok())
+          failures.fetch_add(1);
         (void)graph().Cycles();
         (void)graph().WhatBreaks(local->map());
-        *local = ProgramArray();  // the last handle: the policy warns here
+        *local = ProgramArray();  // the last handle: the policy warns here if pinned
+        if (pinned && user.ok() && !user->Unpin().ok()) failures.fetch_add(1);
       }
     });
   }
   for (auto& th : threads) th.join();
   SetDiagnosticSink(nullptr);
   CHECK(failures.load() == 0);
-  CHECK(warnings.load() == 20);  // one per dropped array, none lost or doubled
+  CHECK(warnings.load() == 10);  // one per array whose user was pinned, none lost or doubled
   size_t entries = 0;
   for (const GraphEdge& e : graph().Edges())
     if (e.from == NodeOf(array->map()) && e.kind == EdgeKind::kTailCall) ++entries;

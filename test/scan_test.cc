@@ -307,10 +307,9 @@ TEST_CASE("unreachable maps are summed up in one line", "[scan]") {
 }
 
 // Item 1 of issue 18: the verdict for a pin that is the last user
-// reference comes from the graph library (lib/graph/explain.cc), fixed on
-// another branch. Until both are merged this test fails here: [!mayfail].
+// reference comes from the graph library (WhatBreaksIfUnreferenced).
 TEST_CASE("explain: removing the last pin of an array or a program is not safe",
-          "[cli][scan][!mayfail]") {
+          "[cli][scan]") {
   testing::TempPinDir dir;
   auto array = ProgramArray::Create("pinned_jmp", 2, LifetimePolicy::kIgnore);
   REQUIRE(array.ok());

@@ -8,6 +8,8 @@
 //   3. print the object graph and render it with graphviz;
 //   4. drop the last handle of jmp_table: tether warns, the kernel clears
 //      the array, and the same run now misses both tail calls.
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
 
   printf("== 1. load a tail-call chain\n");
   Program entry, stage_one, stage_two;
+  int sock = -1;
   {
     // The skeleton owns the maps and programs; the handles copied out here
     // outlive it, its jmp_table handle does not.
@@ -102,6 +105,14 @@ int main(int argc, char** argv) {
     Map& jmp_table = skel.maps.jmp_table;
     printf("  loaded %s: jmp_table[0] = stage_one, jmp_table[1] = stage_two (static initialiser)\n",
            demo::kObjectName);
+    // Attached, entry lives beyond this process's handles: that is what
+    // makes the array's last handle a real hazard (a program that only
+    // handles keep alive would go with them, and tether would say nothing).
+    sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0 || !AttachSocketFilter(entry, sock).ok()) {
+      return fprintf(stderr, "cannot attach entry to a UDP socket\n"), 1;
+    }
+    printf("  attached entry to a UDP socket (SO_ATTACH_BPF): the socket holds it now\n");
 
     printf("\n== 2. run entry while jmp_table has a handle\n");
     uint32_t ret = Run(entry);
@@ -129,5 +140,7 @@ int main(int argc, char** argv) {
   Render(graph().ToDot(), out_dir, "graph-after");
   printf("\nThe fix: keep a handle, pin the array (Map::Pin), or choose\n"
          "LifetimePolicy::kKeepAlive / kPin. See docs/lifecycle.md.\n");
+  if (!DetachSocketFilter(entry, sock).ok()) fprintf(stderr, "detaching entry failed\n");
+  close(sock);
   return ret == kStageTwo ? 1 : 0;
 }

@@ -1,6 +1,10 @@
 // The bloom filter map (BPF_MAP_TYPE_BLOOM_FILTER): keyless; Add inserts a
 // value, Test answers "maybe present" or "certainly absent". Sizes are
 // checked once at Bind.
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_BLOOM_FILTER_H_
 #define TETHER_BLOOM_FILTER_H_
 

@@ -65,7 +65,12 @@ struct GraphNode {
   std::string name;      // object name, or the path for pins
   uint32_t type = 0;     // map or program type; link type for links
   uint32_t handles = 0;  // live tether objects in this process owning an fd on it
-  bool kept_alive = false;  // KeepAlive holds an fd until ReleaseKept()
+  bool kept_alive = false;  // KeepAlive (or Refuse) holds an fd until ReleaseKept()
+  // The last handle of this program array went while the programs that
+  // tail-call through it lived only on this process's handles: the graph
+  // holds its fd until those programs die or one of them gains a holder
+  // of its own (see docs/lifecycle.md, "Deferred verdicts").
+  bool deferred = false;
   // A program array whose user references all went: the kernel cleared it.
   bool cleared_by_kernel = false;
   std::vector<std::string> legacy_hooks;  // attachments without a link
@@ -108,8 +113,19 @@ class ObjectGraph {
   // Where the Pin policy pins orphaned arrays (default /sys/fs/bpf/tether).
   void SetPinDirectory(const std::string& dir);
   std::string pin_directory() const;
-  // Closes every fd kept by KeepAlive. Returns how many it closed.
+  // Closes every fd kept by KeepAlive (or Refuse). Returns how many it
+  // closed. A kept array that live programs still tail-call through gets
+  // the same kProgramArrayOrphaned warning as any other last reference.
   size_t ReleaseKept();
+  // Settles every deferred verdict now (see GraphNode::deferred): arrays
+  // whose programs still live get their policy (Warn: the warning, then
+  // the fd closes; Refuse: the refusal), the others close silently.
+  // Returns how many arrays it settled.
+  size_t SettleDeferred();
+  // Whether LifetimePolicy::kRefuse aborts the process after its
+  // diagnostic. Default: true in builds without NDEBUG, false otherwise.
+  void SetAbortOnRefusal(bool abort_on_refusal);
+  bool abort_on_refusal() const;
 
   // --- queries (consistent snapshots) -----------------------------------------
   std::vector<GraphNode> Nodes() const;
@@ -123,11 +139,22 @@ class ObjectGraph {
   Explanation Explain(NodeRef ref) const;
   Explanation Explain(const Map& map) const;
   Explanation Explain(const Program& program) const;
-  // What stops working if `ref` stops being a reference: a handle's object
-  // is closed, a pin is removed, a link is dropped.
+  // What stops working if `ref` stops being a reference. The verdict is
+  // computed on a copy of the graph with that reference removed and the
+  // kernel's rule played out (an array that loses its last user reference
+  // is cleared, what nothing holds any more is freed):
+  //  - a pin node: that pin is removed (rm of the file);
+  //  - an object: this process's references to it go (its tether handles,
+  //    and a KeepAlive or deferred fd); its pins and fds in other
+  //    processes stay.
+  // An empty or unknown ref answers that it is not in the graph.
   std::vector<std::string> WhatBreaks(NodeRef ref) const;
   std::vector<std::string> WhatBreaks(const Map& map) const;
   std::vector<std::string> WhatBreaks(const Program& program) const;
+  // What stops working if `ref` lost every user reference: handles, kept
+  // fds, every pin, and fds held by other processes (ScanSystem's
+  // holders). For a system scan, that is what its last reference costs.
+  std::vector<std::string> WhatBreaksIfUnreferenced(NodeRef ref) const;
 
   std::string ToText() const;
   std::string ToDot() const;

@@ -15,9 +15,16 @@ namespace tether {
 enum class LifetimePolicy : uint8_t {
   kDefault = 0,  // per-map only: use the global policy
   kWarn,         // tell the diagnostic sink, then release
-  kKeepAlive,    // keep the fd until ReleaseKept() or process exit
+  kKeepAlive,    // keep the fd until ReleaseKept() or process exit (and say so)
   kPin,          // pin under the configured directory, then release
   kIgnore,       // release silently
+  // A programming error: the last handle must not go while programs
+  // tail-call through the array. Dropping it sends kProgramArrayRefused
+  // and keeps the fd (as KeepAlive does, until ReleaseKept) so the tail
+  // calls keep working; with graph().SetAbortOnRefusal(true) (the default
+  // in builds without NDEBUG) the process then aborts with the message.
+  // Map::Close refuses with FailedPrecondition, even when forced.
+  kRefuse,
 };
 
 const char* LifetimePolicyName(LifetimePolicy policy);
@@ -28,6 +35,7 @@ struct Diagnostic {
     kProgramArrayKept,      // KeepAlive kept it
     kProgramArrayPinned,    // Pin pinned it
     kPolicyFailed,          // the policy could not be applied (e.g. pin failed)
+    kProgramArrayRefused,   // Refuse: the last handle went anyway; tether keeps the fd
   };
   Kind kind;
   std::string message;  // complete, human-readable
@@ -39,6 +47,8 @@ struct Diagnostic {
 };
 
 using DiagnosticSink = std::function<void(const Diagnostic&)>;
+
+const char* DiagnosticKindName(Diagnostic::Kind kind);
 
 // Replaces the process-wide sink. An empty function restores the default,
 // which writes the message to stderr.

@@ -68,7 +68,13 @@ class Link : public detail::HandleBase<Link, detail::LinkObject> {
   static absl::StatusOr<Link> LoadPinned(const std::string& path);
   absl::StatusOr<Link> Clone() const;
 
-  const std::string& description() const { return obj_->description(); }
+  // "" on an empty handle (see the contract in handle.h); Refresh,
+  // ProgramId, Update, Detach, Pin, Unpin and Clone return
+  // FailedPrecondition "link: <op>: the handle is empty", PinPath() "".
+  const std::string& description() const {
+    static const std::string empty;
+    return obj_ ? obj_->description() : empty;
+  }
 
   // Reads the link's info from the kernel now.
   absl::StatusOr<LinkInfo> Refresh() const;

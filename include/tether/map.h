@@ -114,12 +114,16 @@ class MapObject : public RefCounted<MapObject> {
 
   LifetimePolicy policy() const { return policy_.load(std::memory_order_relaxed); }
   void set_policy(LifetimePolicy p) { policy_.store(p, std::memory_order_relaxed); }
+  // Set by Map::Close(force = true) on the last handle: the release is
+  // applied at once, never deferred.
+  void set_forced_release() { forced_release_.store(true, std::memory_order_relaxed); }
 
  private:
   int fd_;
   MapInfo info_;
   uint32_t value_buffer_size_;
   std::atomic<LifetimePolicy> policy_{LifetimePolicy::kDefault};
+  std::atomic<bool> forced_release_{false};
 };
 
 // Cold paths, out of line so the inline accessors stay small.
@@ -145,12 +149,15 @@ class Map : public detail::HandleBase<Map, detail::MapObject> {
   // A new, independent handle on a dup'd fd.
   absl::StatusOr<Map> Clone() const;
 
-  const std::string& name() const { return obj_->info().name; }
-  uint32_t key_size() const { return obj_->info().key_size; }
-  uint32_t value_size() const { return obj_->info().value_size; }
-  uint32_t max_entries() const { return obj_->info().max_entries; }
-  uint32_t flags() const { return obj_->info().flags; }
-  uint32_t value_buffer_size() const { return obj_->value_buffer_size(); }
+  // On an empty handle: "" and 0 (see the contract in handle.h); element
+  // operations, Freeze, Pin, Unpin, Clone and NextKey return
+  // FailedPrecondition "map: <op>: the handle is empty".
+  const std::string& name() const { return info().name; }
+  uint32_t key_size() const { return info().key_size; }
+  uint32_t value_size() const { return info().value_size; }
+  uint32_t max_entries() const { return info().max_entries; }
+  uint32_t flags() const { return info().flags; }
+  uint32_t value_buffer_size() const { return obj_ ? obj_->value_buffer_size() : 0; }
 
   // --- byte-span element operations ---------------------------------------
   // The key must be key_size bytes and the value value_buffer_size() bytes.
@@ -236,12 +243,17 @@ class Map : public detail::HandleBase<Map, detail::MapObject> {
   // The pin this process made, or "".
   std::string PinPath() const;
 
-  void SetLifetimePolicy(LifetimePolicy policy) const { obj_->set_policy(policy); }
-  LifetimePolicy lifetime_policy() const { return obj_->policy(); }
+  // No-op on an empty handle, whose policy reads kDefault.
+  void SetLifetimePolicy(LifetimePolicy policy) const {
+    if (obj_) obj_->set_policy(policy);
+  }
+  LifetimePolicy lifetime_policy() const { return obj_ ? obj_->policy() : LifetimePolicy::kDefault; }
 
   // Drops this handle. If it is the last user reference of a program array
   // that programs still tail-call through, it refuses with
-  // FailedPrecondition and keeps the handle, unless `force` is set.
+  // FailedPrecondition and keeps the handle, unless `force` is set. Under
+  // LifetimePolicy::kRefuse even `force` is refused: change the policy
+  // first. OK on an empty handle (nothing to drop).
   absl::Status Close(bool force = false);
 
  private:

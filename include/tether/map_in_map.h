@@ -8,6 +8,10 @@
 // Every inner map must match the template given at creation (type, key
 // and value size, flags; max_entries too unless the template was created
 // with BPF_F_INNER_MAP).
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_MAP_IN_MAP_H_
 #define TETHER_MAP_IN_MAP_H_
 

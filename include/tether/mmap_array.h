@@ -77,6 +77,9 @@ class MmapArray {
   bool writable() const { return region_.writable(); }
   const Map& map() const { return region_.map(); }
 
+  // An empty (default-constructed or moved-from) MmapArray has size() 0,
+  // an empty map(), and Get / Set answer OutOfRange; operator[] is
+  // unchecked, so never use it on one.
   // Unchecked: the fast path. The slot holds a V (the kernel zero-fills,
   // and V is trivially copyable), so it is used in place.
   V& operator[](uint32_t index) { return *Slot(index); }

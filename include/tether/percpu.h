@@ -5,6 +5,10 @@
 // once and reused, so per-CPU lookups allocate nothing after the first.
 // PerCpuSpan<V> reads the same layout in memory someone else owns (a batch
 // lookup's value array, say).
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_PERCPU_H_
 #define TETHER_PERCPU_H_
 

@@ -1,6 +1,10 @@
 // ProgramArray: a BPF_MAP_TYPE_PROG_ARRAY, the table that bpf_tail_call()
 // jumps through. Every change goes to the object graph, which is how
 // tether knows the array's entries when its last handle is about to go.
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_PROG_ARRAY_H_
 #define TETHER_PROG_ARRAY_H_
 

@@ -111,7 +111,10 @@ class Program : public detail::HandleBase<Program, detail::ProgramObject> {
   static absl::StatusOr<Program> LoadPinned(const std::string& path);
   absl::StatusOr<Program> Clone() const;
 
-  const std::string& name() const { return obj_->info().name; }
+  // "" on an empty handle (see the contract in handle.h); Run, Pin, Unpin
+  // and Clone return FailedPrecondition "program: <op>: the handle is
+  // empty", PinPath() "", and the legacy-hook notes do nothing.
+  const std::string& name() const { return info().name; }
 
   // BPF_PROG_TEST_RUN.
   absl::StatusOr<RunResult> Run(const RunOptions& options = {}) const;

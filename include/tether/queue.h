@@ -1,6 +1,10 @@
 // Queue and stack maps (BPF_MAP_TYPE_QUEUE / BPF_MAP_TYPE_STACK): keyless
 // maps whose element calls take no key. Sizes are checked once at Bind; each call after that
 // is one syscall.
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_QUEUE_H_
 #define TETHER_QUEUE_H_
 

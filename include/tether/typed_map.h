@@ -5,6 +5,10 @@
 // syscall and nothing else: no size checks, no allocation, no locks. The
 // only work added after the syscall is turning a failure into a Status;
 // Find() is the miss-friendly form whose NotFound allocates nothing.
+//
+// A default-constructed or moved-from wrapper is empty, like the Map it
+// holds: map() is an empty Map, and every operation returns an error
+// naming the operation and "the handle is empty" (handle.h).
 #ifndef TETHER_TYPED_MAP_H_
 #define TETHER_TYPED_MAP_H_
 

@@ -7,6 +7,7 @@
 #include "graph/cycles.h"
 #include "graph/graph_internal.h"
 #include "graph/liveness.h"
+#include "graph/settle.h"
 #include "graph/store.h"
 #include "sys/bpf.h"
 
@@ -35,6 +36,20 @@ std::vector<std::pair<uint32_t, bpf_map_info>> FetchMapInfos(const std::vector<u
 
 void CollectAll(Store& store, const std::vector<NodeRef>& refs) {
   for (NodeRef r : refs) store.Collect(r);
+}
+
+// Runs `fn` on the locked store, then re-checks the deferred verdicts that
+// the change may settle (a program died, or gained a pin, a link, a hook).
+// Diagnostics and closes happen after the lock is released.
+template <typename Fn>
+void WithSettle(Fn&& fn) {
+  Aftermath after;
+  {
+    LockedStore store(State());
+    fn(store);
+    SettleDeferred(store, /*force=*/false, &after);
+  }
+  after.Run();
 }
 
 }  // namespace
@@ -80,46 +95,50 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
 }
 
 void GraphOnProgramReleased(uint32_t prog_id) {
-  LockedStore store(State());
-  NodeRef ref{NodeKind::kProgram, prog_id};
-  NodeData* n = store.Find(ref);
-  if (!n) return;
-  if (n->node.handles > 0) n->node.handles--;
-  store.Collect(ref);
+  WithSettle([&](Store& store) {
+    NodeRef ref{NodeKind::kProgram, prog_id};
+    NodeData* n = store.Find(ref);
+    if (!n) return;
+    if (n->node.handles > 0) n->node.handles--;
+    store.Collect(ref);
+  });
 }
 
 // --- array entries --------------------------------------------------------------------
 
 void GraphSetTailCall(uint32_t array_id, uint32_t slot, uint32_t prog_id,
                       const std::string& prog_name, uint32_t prog_type) {
-  LockedStore store(State());
-  NodeRef a{NodeKind::kMap, array_id};
-  NodeRef p{NodeKind::kProgram, prog_id};
-  auto replaced = store.RemoveEntry(a, EdgeKind::kTailCall, slot);
-  NodeData& pn = store.Ensure(p);
-  if (pn.node.name.empty()) {
-    pn.node.name = prog_name;
-    pn.node.type = prog_type;
-  }
-  store.Ensure(a).node.cleared_by_kernel = false;
-  store.AddEdge(a, p, EdgeKind::kTailCall, slot);
-  CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
-  CollectAll(store, replaced);
+  WithSettle([&](Store& store) {
+    NodeRef a{NodeKind::kMap, array_id};
+    NodeRef p{NodeKind::kProgram, prog_id};
+    auto replaced = store.RemoveEntry(a, EdgeKind::kTailCall, slot);
+    NodeData& pn = store.Ensure(p);
+    if (pn.node.name.empty()) {
+      pn.node.name = prog_name;
+      pn.node.type = prog_type;
+    }
+    store.Ensure(a).node.cleared_by_kernel = false;
+    store.AddEdge(a, p, EdgeKind::kTailCall, slot);
+    CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+    CollectAll(store, replaced);
+  });
 }
 
 void GraphNoteTailCallById(uint32_t array_id, uint32_t slot, uint32_t prog_id) {
-  LockedStore store(State());
-  NodeRef a{NodeKind::kMap, array_id};
-  NodeRef p{NodeKind::kProgram, prog_id};
-  store.RemoveEntry(a, EdgeKind::kTailCall, slot);
-  store.Ensure(p);
-  store.AddEdge(a, p, EdgeKind::kTailCall, slot);
-  CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+  WithSettle([&](Store& store) {
+    NodeRef a{NodeKind::kMap, array_id};
+    NodeRef p{NodeKind::kProgram, prog_id};
+    store.RemoveEntry(a, EdgeKind::kTailCall, slot);
+    store.Ensure(p);
+    store.AddEdge(a, p, EdgeKind::kTailCall, slot);
+    CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+  });
 }
 
 void GraphDeleteTailCall(uint32_t array_id, uint32_t slot) {
-  LockedStore store(State());
-  CollectAll(store, store.RemoveEntry(NodeRef{NodeKind::kMap, array_id}, EdgeKind::kTailCall, slot));
+  WithSettle([&](Store& store) {
+    CollectAll(store, store.RemoveEntry(NodeRef{NodeKind::kMap, array_id}, EdgeKind::kTailCall, slot));
+  });
 }
 
 void GraphSetInnerMap(uint32_t outer_id, uint32_t slot, uint32_t inner_id) {
@@ -138,27 +157,29 @@ void GraphDeleteInnerMap(uint32_t outer_id, uint32_t slot) {
 // --- pins and legacy hooks -----------------------------------------------------------
 
 void GraphAddPin(NodeRef target, const std::string& path) {
-  LockedStore store(State());
-  NodeRef pin = store.PinNode(path);
-  auto old = store.RemoveEdges(pin, [](const Edge&) { return true; });
-  store.Ensure(pin).node.name = path;
-  store.AddEdge(pin, target, EdgeKind::kPinHolds, 0);
-  CollectAll(store, old);
+  WithSettle([&](Store& store) {
+    NodeRef pin = store.PinNode(path);
+    auto old = store.RemoveEdges(pin, [](const Edge&) { return true; });
+    store.Ensure(pin).node.name = path;
+    store.AddEdge(pin, target, EdgeKind::kPinHolds, 0);
+    CollectAll(store, old);
+  });
 }
 
 void GraphRemovePin(const std::string& path) {
-  LockedStore store(State());
-  GraphState& s = store.state();
-  auto it = s.pin_ids.find(path);
-  if (it == s.pin_ids.end()) return;
-  NodeRef pin{NodeKind::kPin, it->second};
-  s.pin_ids.erase(it);
-  auto touched = store.RemoveEdges(pin, [](const Edge&) { return true; });
-  s.nodes.erase(pin);
-  for (NodeRef t : touched) {
-    ClearIfLastUserRefGone(store, t);
-    store.Collect(t);
-  }
+  WithSettle([&](Store& store) {
+    GraphState& s = store.state();
+    auto it = s.pin_ids.find(path);
+    if (it == s.pin_ids.end()) return;
+    NodeRef pin{NodeKind::kPin, it->second};
+    s.pin_ids.erase(it);
+    auto touched = store.RemoveEdges(pin, [](const Edge&) { return true; });
+    s.nodes.erase(pin);
+    for (NodeRef t : touched) {
+      ClearIfLastUserRefGone(store, t);
+      store.Collect(t);
+    }
+  });
 }
 
 std::string GraphPinPathOf(NodeRef target) {
@@ -171,50 +192,55 @@ std::string GraphPinPathOf(NodeRef target) {
 }
 
 void GraphAddLegacyHook(NodeRef prog, const std::string& hook) {
-  LockedStore store(State());
-  store.Ensure(prog).node.legacy_hooks.push_back(hook);
+  WithSettle([&](Store& store) {
+    store.Ensure(prog).node.legacy_hooks.push_back(hook);
+  });
 }
 
 void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook) {
-  LockedStore store(State());
-  NodeData* n = store.Find(prog);
-  if (!n) return;
-  auto& hooks = n->node.legacy_hooks;
-  auto it = std::find(hooks.begin(), hooks.end(), hook);
-  if (it != hooks.end()) hooks.erase(it);
-  store.Collect(prog);
+  WithSettle([&](Store& store) {
+    NodeData* n = store.Find(prog);
+    if (!n) return;
+    auto& hooks = n->node.legacy_hooks;
+    auto it = std::find(hooks.begin(), hooks.end(), hook);
+    if (it != hooks.end()) hooks.erase(it);
+    store.Collect(prog);
+  });
 }
 
 // --- links ------------------------------------------------------------------------------
 
 void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
                         const std::string& description) {
-  LockedStore store(State());
-  NodeRef l{NodeKind::kLink, link_id};
-  NodeData& n = store.Ensure(l);
-  n.node.name = description;
-  n.node.type = link_type;
-  bool first = n.node.handles == 0 && n.out.empty();
-  n.node.handles++;
-  if (first) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+  WithSettle([&](Store& store) {
+    NodeRef l{NodeKind::kLink, link_id};
+    NodeData& n = store.Ensure(l);
+    n.node.name = description;
+    n.node.type = link_type;
+    bool first = n.node.handles == 0 && n.out.empty();
+    n.node.handles++;
+    if (first) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+  });
 }
 
 void GraphOnLinkReleased(uint32_t link_id) {
-  LockedStore store(State());
-  NodeRef l{NodeKind::kLink, link_id};
-  NodeData* n = store.Find(l);
-  if (!n) return;
-  if (n->node.handles > 0) n->node.handles--;
-  store.Collect(l);
+  WithSettle([&](Store& store) {
+    NodeRef l{NodeKind::kLink, link_id};
+    NodeData* n = store.Find(l);
+    if (!n) return;
+    if (n->node.handles > 0) n->node.handles--;
+    store.Collect(l);
+  });
 }
 
 void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id) {
-  LockedStore store(State());
-  NodeRef l{NodeKind::kLink, link_id};
-  if (!store.Find(l)) return;
-  auto old = store.RemoveEdges(l, [](const Edge& e) { return e.kind == EdgeKind::kLinkHolds; });
-  if (prog_id != 0) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
-  CollectAll(store, old);
+  WithSettle([&](Store& store) {
+    NodeRef l{NodeKind::kLink, link_id};
+    if (!store.Find(l)) return;
+    auto old = store.RemoveEdges(l, [](const Edge& e) { return e.kind == EdgeKind::kLinkHolds; });
+    if (prog_id != 0) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
+    CollectAll(store, old);
+  });
 }
 
 }  // namespace tether::detail

@@ -38,7 +38,7 @@ std::string Narrator::FormatSlots(const std::vector<uint32_t>& slots) {
 }
 
 std::string Narrator::HazardMessage(const NodeData& a, const std::vector<NodeRef>& users,
-                                    absl::string_view what) const {
+                                    absl::string_view what, absl::string_view when) const {
   std::vector<std::string> names;
   for (NodeRef u : users) names.push_back(ShortLabel(u));
   std::vector<uint32_t> slots = live_.Slots(a);
@@ -49,7 +49,7 @@ std::string Narrator::HazardMessage(const NodeData& a, const std::vector<NodeRef
       "  from then on those tail calls miss silently.\n"
       "  Fix: pin the array (Map::Pin, or LifetimePolicy::kPin), or keep a Map handle to it\n"
       "  for as long as the programs run (or LifetimePolicy::kKeepAlive).",
-      what, a.node.name, a.node.ref.id, what == "close refused" ? "would go" : "is going",
+      what, a.node.name, a.node.ref.id, when,
       slots.size(), slots.size() == 1 ? "y" : "ies", FormatSlots(slots),
       absl::StrJoin(names, ", "));
 }
@@ -109,122 +109,14 @@ void Narrator::ExplainOwnHolders(const NodeData& n, const std::string& indent,
   if (n.kept_fd >= 0)
     lines->push_back(absl::StrCat(indent, "kept alive by tether's KeepAlive policy (fd ",
                                   n.kept_fd, ") until ReleaseKept() or exit"));
+  if (n.deferred_fd >= 0)
+    lines->push_back(absl::StrCat(
+        indent, "held by tether's graph (fd ", n.deferred_fd,
+        "): its last handle went while the programs that tail-call through it lived only on "
+        "this process's handles; the verdict waits for them (see docs/lifecycle.md)"));
   for (const std::string& hook : n.node.legacy_hooks)
     lines->push_back(absl::StrCat(indent, "attached by a legacy hook: ", hook,
                                   " (not pinnable; lasts until detached or the hook goes)"));
-}
-
-// --- what breaks ----------------------------------------------------------------------
-
-void Narrator::WhatBreaks(NodeRef ref, std::vector<std::string>* out) const {
-  const NodeData* n = store_.Find(ref);
-  if (!n) return;
-  if (ref.kind != NodeKind::kPin) {
-    BreaksOfObject(ref, out);
-    return;
-  }
-  // A pin is one reference among others: only what it alone held breaks.
-  for (const Edge& e : n->out) {
-    const NodeData* t = store_.Find(e.to);
-    if (!t) continue;
-    bool other_refs = t->node.handles > 0 || t->kept_fd >= 0;
-    for (const Edge& p : t->in)
-      if (p.kind == EdgeKind::kPinHolds && p.from != ref) other_refs = true;
-    if (other_refs) {
-      out->push_back(absl::StrCat("nothing immediate: ", Label(e.to),
-                                  " has other user references; it will no longer outlive "
-                                  "this process through ", n->node.name));
-    } else {
-      BreaksOfObject(e.to, out);
-    }
-  }
-}
-
-void Narrator::BreaksOfObject(NodeRef ref, std::vector<std::string>* out) const {
-  const NodeData* n = store_.Find(ref);
-  if (!n) return;
-  if (ref.kind == NodeKind::kMap && IsProgArrayType(n->node.type)) {
-    BreaksOfProgramArray(*n, out);
-  } else if (ref.kind == NodeKind::kLink) {
-    BreaksOfLink(*n, out);
-  } else if (ref.kind == NodeKind::kProgram) {
-    BreaksOfProgram(*n, out);
-  } else {
-    BreaksOfMap(*n, out);
-  }
-}
-
-void Narrator::BreaksOfProgramArray(const NodeData& n, std::vector<std::string>* out) const {
-  NodeRef ref = n.node.ref;
-  if (live_.Pinned(n)) {
-    out->push_back(absl::StrCat("nothing: ", Label(ref), " is pinned, so it keeps its entries"));
-    return;
-  }
-  std::vector<uint32_t> slots = live_.Slots(n);
-  if (slots.empty()) {
-    out->push_back(absl::StrCat("nothing: ", Label(ref), " has no entries"));
-    return;
-  }
-  std::vector<NodeRef> users = live_.LiveUsers(ref);
-  for (NodeRef u : users) {
-    out->push_back(absl::StrFormat("tail calls from %s into %s%s will miss", ShortLabel(u),
-                                   n.node.name, FormatSlots(slots)));
-  }
-  for (const Edge& e : n.out) {
-    if (e.kind == EdgeKind::kTailCall && !live_.Live(e.to, ref))
-      out->push_back(absl::StrCat(Label(e.to), " (entry [", e.slot,
-                                  "]) will be freed: nothing else holds it"));
-  }
-  if (users.empty())
-    out->push_back(absl::StrCat(Label(ref), " will be cleared, but no live program uses it"));
-}
-
-void Narrator::BreaksOfLink(const NodeData& n, std::vector<std::string>* out) const {
-  for (const Edge& e : n.out) {
-    out->push_back(absl::StrCat(Label(e.to), " detaches from the hook of ", Label(n.node.ref)));
-  }
-}
-
-void Narrator::BreaksOfProgram(const NodeData& n, std::vector<std::string>* out) const {
-  NodeRef ref = n.node.ref;
-  bool held = live_.Pinned(n) || !n.node.legacy_hooks.empty();
-  for (const Edge& e : n.in) {
-    if (e.kind == EdgeKind::kLinkHolds) held = true;
-    if (e.kind == EdgeKind::kTailCall) {
-      const NodeData* a = store_.Find(e.from);
-      if (a && live_.ArrayHasUserRef(*a)) held = true;
-    }
-  }
-  if (held) {
-    out->push_back(absl::StrCat("nothing: ", Label(ref), " is still held (see Explain)"));
-    return;
-  }
-  out->push_back(absl::StrCat(Label(ref), " will be freed"));
-  // The maps it uses go with it unless something else holds them.
-  for (const Edge& e : n.out) {
-    if (e.kind != EdgeKind::kUsesMap) continue;
-    const NodeData* m = store_.Find(e.to);
-    if (!m || m->node.handles != 0 || m->kept_fd >= 0 || live_.Pinned(*m)) continue;
-    bool other_user = false;
-    for (const Edge& u : m->in)
-      if (u.from != ref && u.kind == EdgeKind::kUsesMap && live_.Live(u.from)) other_user = true;
-    if (!other_user) out->push_back(absl::StrCat(Label(e.to), " will be freed with it"));
-  }
-}
-
-// A plain map: programs keep it alive; only user-space access goes.
-void Narrator::BreaksOfMap(const NodeData& n, std::vector<std::string>* out) const {
-  std::vector<std::string> users;
-  for (const Edge& e : n.in)
-    if (e.kind == EdgeKind::kUsesMap && live_.Live(e.from)) users.push_back(ShortLabel(e.from));
-  if (!users.empty() || live_.Pinned(n)) {
-    out->push_back(absl::StrCat(
-        "nothing for programs: ", Label(n.node.ref), " stays alive (",
-        users.empty() ? "pinned" : absl::StrCat("used by ", absl::StrJoin(users, ", ")),
-        "); this process only loses access to it"));
-  } else {
-    out->push_back(absl::StrCat(Label(n.node.ref), " will be freed with its contents"));
-  }
 }
 
 }  // namespace tether::detail
@@ -248,17 +140,6 @@ Explanation ObjectGraph::Explain(NodeRef ref) const {
   detail::Narrator(store).Explain(ref, 0, &seen, &ex.holders);
   ex.alive = ref.kind == NodeKind::kPin || detail::Liveness(store).Live(ref);
   return ex;
-}
-
-std::vector<std::string> ObjectGraph::WhatBreaks(NodeRef ref) const {
-  detail::LockedStore store(*state_);
-  std::vector<std::string> out;
-  if (!store.Find(ref)) {
-    out.push_back(absl::StrCat(NodeKindName(ref.kind), " ", ref.id, " is not in tether's graph"));
-    return out;
-  }
-  detail::Narrator(store).WhatBreaks(ref, &out);
-  return out;
 }
 
 }  // namespace tether

@@ -26,29 +26,34 @@ class Narrator {
   // [0..2, 5] reads better than [0, 1, 2, 5].
   static std::string FormatSlots(const std::vector<uint32_t>& slots);
 
-  // The warning (or refusal) for an orphan hazard; `what` is "warning" or
-  // "close refused".
+  // The warning (or refusal) for an orphan hazard; `what` is "warning",
+  // "refused" or "close refused", `when` "is going", "went earlier" or
+  // "would go".
   std::string HazardMessage(const NodeData& array, const std::vector<NodeRef>& users,
-                            absl::string_view what) const;
+                            absl::string_view what, absl::string_view when) const;
 
   // One line per reference that holds `ref`, and what holds that, indented.
   void Explain(NodeRef ref, int depth, absl::flat_hash_set<NodeRef>* seen,
                std::vector<std::string>* lines) const;
-  // Effects of `ref` losing every user reference it has in this process.
-  void WhatBreaks(NodeRef ref, std::vector<std::string>* out) const;
 
  private:
   void ExplainOwnHolders(const NodeData& n, const std::string& indent,
                          std::vector<std::string>* lines) const;
-  void BreaksOfObject(NodeRef ref, std::vector<std::string>* out) const;
-  void BreaksOfProgramArray(const NodeData& array, std::vector<std::string>* out) const;
-  void BreaksOfLink(const NodeData& link, std::vector<std::string>* out) const;
-  void BreaksOfProgram(const NodeData& program, std::vector<std::string>* out) const;
-  void BreaksOfMap(const NodeData& map, std::vector<std::string>* out) const;
 
   const Store& store_;
   Liveness live_;
 };
+
+// Which references a WhatBreaks question takes away from an object.
+enum class Removal {
+  kProcessRefs,  // its tether handles, and the KeepAlive or deferred fd
+  kAllUserRefs,  // those, every pin on it, and fds in other processes
+};
+
+// What stops working when `ref` (an object, or a pin node: that pin) loses
+// the references `how` names. Computed on a copy of the graph with them
+// removed and the kernel's rule played out. See what_breaks.cc.
+std::vector<std::string> WhatBreaksOf(const Store& store, NodeRef ref, Removal how);
 
 }  // namespace tether::detail
 

@@ -32,6 +32,7 @@ std::string ObjectGraph::ToText() const {
     std::vector<std::string> flags;
     if (n.handles) flags.push_back(absl::StrCat(n.handles, " handle(s)"));
     if (n.kept_alive) flags.push_back("kept alive");
+    if (n.deferred) flags.push_back("deferred");
     if (n.cleared_by_kernel) flags.push_back("cleared by the kernel");
     for (const auto& h : n.legacy_hooks) flags.push_back(absl::StrCat("legacy hook: ", h));
     for (const auto& h : n.holders) flags.push_back(absl::StrCat("fd in ", h));

@@ -84,6 +84,7 @@ std::vector<GraphNode> ObjectGraph::Nodes() const {
   for (const auto& [ref, n] : store.state().nodes) {
     out.push_back(n.node);
     out.back().kept_alive = n.kept_fd >= 0;
+    out.back().deferred = n.deferred_fd >= 0;
   }
   std::sort(out.begin(), out.end(), [](const GraphNode& a, const GraphNode& b) {
     return std::make_pair(a.ref.kind, a.ref.id) < std::make_pair(b.ref.kind, b.ref.id);
@@ -109,6 +110,7 @@ absl::optional<GraphNode> ObjectGraph::Node(NodeRef ref) const {
   if (it == store.state().nodes.end()) return absl::nullopt;
   GraphNode n = it->second.node;
   n.kept_alive = it->second.kept_fd >= 0;
+  n.deferred = it->second.deferred_fd >= 0;
   return n;
 }
 

@@ -25,28 +25,37 @@ void GraphOnMapCreated(uint32_t map_id, const std::string& name, uint32_t map_ty
 struct MapReleaseVerdict {
   enum class Action {
     kClose,      // close the fd as usual
-    kKeepAlive,  // the graph holds the fd now (until ReleaseKept): do not close it
+    kKeepAlive,  // the graph holds the fd now (KeepAlive, Refuse, or a deferred
+                 // verdict): do not close it
     kPin,        // pin the fd at pin_path, then report with GraphOnPolicyPin
   };
   Action action = Action::kClose;
   std::string pin_path;
   // For DeliverDiagnostic, once the verdict is applied.
   absl::optional<Diagnostic> diagnostic;
+  // Refuse with SetAbortOnRefusal(true): abort after delivering.
+  bool abort = false;
 };
+
+// Delivers a verdict's diagnostic, then aborts if it says so.
+void DeliverVerdict(const MapReleaseVerdict& verdict);
 
 // Called by the map's last handle while `fd` is still open, with the map's
 // own policy (kDefault: the graph's). Applies the last-user-reference rule
 // and decides the lifetime policy when this is an orphaned array's last
-// user reference.
-MapReleaseVerdict GraphOnMapReleased(uint32_t map_id, int fd, LifetimePolicy map_policy);
+// user reference. `forced`: Map::Close(force = true) asked for it, so the
+// verdict is not deferred.
+MapReleaseVerdict GraphOnMapReleased(uint32_t map_id, int fd, LifetimePolicy map_policy,
+                                     bool forced = false);
 // Follows a kPin verdict: `pinned` is how pinning `fd` at its pin_path
 // went. On a failure the verdict is kKeepAlive, the only other way to keep
 // the tail calls working.
 MapReleaseVerdict GraphOnPolicyPin(uint32_t map_id, int fd, MapReleaseVerdict pin_verdict,
                                    const absl::Status& pinned);
 // FailedPrecondition if dropping the last handle of map `map_id` would
-// orphan a program array that programs still tail-call through.
-absl::Status GraphCheckLastRelease(uint32_t map_id);
+// orphan a program array that programs still tail-call through, unless
+// `force` (which the Refuse policy does not honour).
+absl::Status GraphCheckLastRelease(uint32_t map_id, LifetimePolicy map_policy, bool force);
 
 // Hands a diagnostic to the process's sink (stderr by default).
 void DeliverDiagnostic(const Diagnostic& diagnostic);

@@ -10,8 +10,25 @@ bool Liveness::Pinned(const NodeData& n) const {
   return false;
 }
 
+// Fds of this process: tether handles, KeepAlive's, and deferred ones.
+static bool HasProcessFd(const NodeData& n, Liveness::Count count) {
+  switch (count) {
+    case Liveness::Count::kAll:
+      return n.node.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0;
+    case Liveness::Count::kNoDeferred:
+      return n.node.handles > 0 || n.kept_fd >= 0;
+    case Liveness::Count::kOutsideProcess:
+      return false;
+  }
+  return false;
+}
+
 bool Liveness::ArrayHasUserRef(const NodeData& n) const {
-  return n.node.handles > 0 || !n.node.holders.empty() || n.kept_fd >= 0 || Pinned(n);
+  return HasProcessFd(n, count_) || !n.node.holders.empty() || Pinned(n);
+}
+
+bool Liveness::HasOwnHolder(const NodeData& n) const {
+  return HasProcessFd(n, count_) || !n.node.holders.empty() || !n.node.legacy_hooks.empty();
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
@@ -24,9 +41,7 @@ bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
   if (!seen->insert(ref).second) return false;
   const NodeData* n = store_.Find(ref);
   if (!n) return false;
-  if (n->node.handles > 0 || !n->node.holders.empty() || n->kept_fd >= 0 ||
-      !n->node.legacy_hooks.empty())
-    return true;
+  if (HasOwnHolder(*n)) return true;
   for (const Edge& e : n->in) {
     switch (e.kind) {
       case EdgeKind::kPinHolds:
@@ -66,7 +81,11 @@ std::vector<uint32_t> Liveness::Slots(const NodeData& array) const {
 }
 
 bool Liveness::OrphanHazard(const NodeData& a, std::vector<NodeRef>* users) const {
-  if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0) return false;
+  // Its tether handles are the ones going; any other user reference keeps
+  // the entries.
+  if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0 || a.deferred_fd >= 0 ||
+      !a.node.holders.empty())
+    return false;
   if (Slots(a).empty()) return false;
   *users = LiveUsers(a.node.ref);
   return !users->empty();

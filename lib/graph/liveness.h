@@ -15,12 +15,22 @@ namespace tether::detail {
 
 class Liveness {
  public:
-  explicit Liveness(const Store& store) : store_(store) {}
+  // Which references count.
+  enum class Count {
+    kAll,             // every reference the kernel sees
+    kNoDeferred,      // all but the fds the graph holds for deferred verdicts
+    kOutsideProcess,  // only what outlives this process's handles: pins,
+                      // legacy hooks, fds in other processes (and what those hold)
+  };
+  explicit Liveness(const Store& store, Count count = Count::kAll)
+      : store_(store), count_(count) {}
 
   bool Pinned(const NodeData& n) const;
-  // An array with a user reference keeps its entries: a handle, a kept fd,
-  // or a pin. Holders in other processes count too.
+  // An array with a user reference keeps its entries: a handle, a kept or
+  // deferred fd, or a pin. Holders in other processes count too.
   bool ArrayHasUserRef(const NodeData& n) const;
+  // The references of `n` that are not edges (handles, fds, hooks).
+  bool HasOwnHolder(const NodeData& n) const;
   // Whether something keeps `ref` alive, not counting the entries of
   // `excluded_array` (the array whose fate is being decided).
   bool Live(NodeRef ref, NodeRef excluded_array = NodeRef{NodeKind::kPin, 0}) const;
@@ -30,7 +40,8 @@ class Liveness {
   std::vector<uint32_t> Slots(const NodeData& array) const;
 
   // The hazard: the last user reference of an array with entries, which
-  // live programs tail-call through, is about to go. Fills `users` with
+  // live programs tail-call through, is about to go (its tether handles
+  // are taken as going). Fills `users` with
   // those programs.
   bool OrphanHazard(const NodeData& array, std::vector<NodeRef>* users) const;
 
@@ -38,6 +49,7 @@ class Liveness {
   bool Live(NodeRef ref, NodeRef excluded_array, absl::flat_hash_set<NodeRef>* seen) const;
 
   const Store& store_;
+  Count count_;
 };
 
 // Plays the kernel's part: empties `ref` when it is a program array that

@@ -80,7 +80,8 @@ NodeRef Store::PinNode(const std::string& path) {
 void Store::Collect(NodeRef ref) {
   NodeData* n = Find(ref);
   if (!n) return;
-  if (n->node.handles > 0 || n->kept_fd >= 0 || !n->node.legacy_hooks.empty()) return;
+  if (n->node.handles > 0 || n->kept_fd >= 0 || n->deferred_fd >= 0 || !n->node.legacy_hooks.empty())
+    return;
   if (!n->in.empty()) return;
   auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
   s_.nodes.erase(ref);

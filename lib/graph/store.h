@@ -27,6 +27,10 @@ struct Edge {
 struct NodeData {
   GraphNode node;
   int kept_fd = -1;  // KeepAlive's fd, closed by ReleaseKept
+  // A deferred verdict's fd (GraphNode::deferred) and the policy that
+  // applies once it is settled (kWarn or kRefuse).
+  int deferred_fd = -1;
+  LifetimePolicy deferred_policy = LifetimePolicy::kWarn;
   std::vector<Edge> out;
   std::vector<Edge> in;
 };
@@ -41,6 +45,12 @@ class GraphState {
   LifetimePolicy default_policy ABSL_GUARDED_BY(mu) = LifetimePolicy::kWarn;
   std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
   size_t edge_count ABSL_GUARDED_BY(mu) = 0;
+  size_t deferred_count ABSL_GUARDED_BY(mu) = 0;  // nodes with a deferred_fd
+#ifdef NDEBUG
+  bool abort_on_refusal ABSL_GUARDED_BY(mu) = false;
+#else
+  bool abort_on_refusal ABSL_GUARDED_BY(mu) = true;
+#endif
 
   detail::Mutex sink_mu;
   DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);

@@ -145,15 +145,17 @@ MapObject::MapObject(int fd, MapInfo info)
 }
 
 MapObject::~MapObject() {
-  MapReleaseVerdict verdict = GraphOnMapReleased(info_.id, fd_, policy());
+  MapReleaseVerdict verdict = GraphOnMapReleased(
+      info_.id, fd_, policy(), forced_release_.load(std::memory_order_relaxed));
   if (verdict.action == MapReleaseVerdict::Action::kPin) {
     absl::Status pinned = PinFdAt(fd_, verdict.pin_path);
     verdict = GraphOnPolicyPin(info_.id, fd_, std::move(verdict), pinned);
   }
-  // KeepAlive: the graph owns the fd now, and ReleaseKept closes it.
+  // KeepAlive, Refuse or a deferred verdict: the graph owns the fd now.
   if (verdict.action == MapReleaseVerdict::Action::kKeepAlive) fd_ = -1;
-  if (verdict.diagnostic) DeliverDiagnostic(*verdict.diagnostic);
+  // The fd closes before a refusal may abort.
   if (fd_ >= 0) close(fd_);
+  DeliverVerdict(verdict);
 }
 
 absl::Status MapSizeError(const MapObject* map, absl::string_view op, size_t key_size,
@@ -170,6 +172,7 @@ absl::Status MapSizeError(const MapObject* map, absl::string_view op, size_t key
 }
 
 absl::Status MapOpError(const MapObject* map, absl::string_view op, int neg_errno) {
+  if (map == nullptr) return NullMapError(op);
   return sys::ErrnoStatus(-neg_errno, Describe(map->info()), op);
 }
 
@@ -278,14 +281,23 @@ absl::StatusOr<Map> Map::Clone() const {
   return map;
 }
 
+// An empty handle answers EBADF without a syscall; MapOpError turns that
+// into the empty-handle error. The typed wrappers reach the kernel only
+// through these.
 int Map::RawLookup(const void* key, void* value, uint64_t flags) const {
+  if (!obj_) return -EBADF;
   return sys::MapLookupElem(obj_->fd(), key, value, flags);
 }
 int Map::RawUpdate(const void* key, const void* value, uint64_t flags) const {
+  if (!obj_) return -EBADF;
   return sys::MapUpdateElem(obj_->fd(), key, value, flags);
 }
-int Map::RawDelete(const void* key) const { return sys::MapDeleteElem(obj_->fd(), key); }
+int Map::RawDelete(const void* key) const {
+  if (!obj_) return -EBADF;
+  return sys::MapDeleteElem(obj_->fd(), key);
+}
 int Map::RawLookupAndDelete(const void* key, void* value) const {
+  if (!obj_) return -EBADF;
   return sys::MapLookupAndDeleteElem(obj_->fd(), key, value, 0);
 }
 
@@ -325,8 +337,9 @@ std::string Map::PinPath() const {
 
 absl::Status Map::Close(bool force) {
   if (!obj_) return absl::OkStatus();
-  if (!force && obj_->HasOneRef()) {
-    TETHER_RETURN_IF_ERROR(detail::GraphCheckLastRelease(obj_->info().id));
+  if (obj_->HasOneRef()) {
+    TETHER_RETURN_IF_ERROR(detail::GraphCheckLastRelease(obj_->info().id, obj_->policy(), force));
+    if (force) obj_->set_forced_release();
   }
   obj_.reset();
   return absl::OkStatus();

@@ -2,6 +2,8 @@
 // directory, and names that carry terminal escapes or bytes that are not
 // UTF-8. The objects are test/bpf/hostile_*.bpf.c with their names
 // overwritten in the ELF's symbol and string tables by the test.
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -414,4 +416,47 @@ TEST_CASE("the Pin policy makes a pin name bpffs accepts from any array name", "
   REQUIRE(back.ok());
   back->SetLifetimePolicy(LifetimePolicy::kIgnore);
   REQUIRE(back->Unpin().ok());
+}
+
+TEST_CASE("tether graph and explain print pin paths and process names as text", "[security][cli]") {
+  testing::TempPinDir dir;
+  MapOptions o;
+  o.type = BPF_MAP_TYPE_ARRAY;
+  o.key_size = 4;
+  o.value_size = 8;
+  o.max_entries = 1;
+  o.name = "escaped_pin";
+  auto map = Map::Create(o);
+  REQUIRE(map.ok());
+  const std::string pin = dir.path() + "/evil\x1b]0;title\x07\x1b[2Jpin";
+  REQUIRE(map->Pin(pin).ok());
+  // Another process holds the map under a name with an escape sequence.
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    prctl(PR_SET_NAME, "ev\x1b[31mil", 0, 0, 0);
+    char byte = 1;
+    if (write(ready[1], &byte, 1) != 1) _exit(1);
+    pause();
+    _exit(0);
+  }
+  char byte = 0;
+  REQUIRE(read(ready[0], &byte, 1) == 1);
+  close(ready[0]);
+  close(ready[1]);
+  CliResult graph_text = RunTether("graph --pinned " + dir.path() + " --pid " + std::to_string(child));
+  CliResult explain = RunTether("explain map " + std::to_string(map->id()) + " --pinned " + dir.path());
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  for (const CliResult* r : {&graph_text, &explain}) {
+    INFO(base::Printable(r->out) << "\nstderr: " << base::Printable(r->err));
+    CHECK(r->exit_code == 0);
+    CHECK_FALSE(HasControlBytes(r->out, true));
+    CHECK_THAT(r->out, Catch::Contains("evil\\x1b]0;title\\x07\\x1b[2Jpin"));
+  }
+  CHECK_THAT(graph_text.out, Catch::Contains("ev\\x1b[31mil"));
+  CHECK_THAT(explain.out, Catch::Contains("ev\\x1b[31mil"));
+  REQUIRE(unlink(pin.c_str()) == 0);
 }

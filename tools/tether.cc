@@ -226,6 +226,8 @@ int Graph(const std::vector<std::string>& args) {
     }
   }
   if (format == "svg") return RenderSvg(text, out);
+  // Text for people: names from bpffs and /proc, printed as text.
+  if (format == "text") text = base::PrintableText(text);
   if (!WriteOut(out, text)) return Fail(absl::InternalError("graph: cannot write " + out));
   return kOk;
 }
@@ -255,8 +257,8 @@ int Explain(const std::vector<std::string>& args) {
     return Fail(absl::NotFoundError(absl::StrFormat("no %s with id %u in the kernel", args[0], id)));
   }
   Explanation ex = g.Explain(ref);
-  printf("%s\n", ex.ToString().c_str());
-  for (const auto& note : node->notes) printf("  !! %s\n", note.c_str());
+  printf("%s\n", base::PrintableText(ex.ToString()).c_str());
+  for (const auto& note : node->notes) printf("  !! %s\n", base::PrintableText(note).c_str());
 
   // What breaks if a given reference went: a reference that is not the
   // last user reference costs nothing; the last one costs what the graph
@@ -277,15 +279,15 @@ int Explain(const std::vector<std::string>& args) {
   }
   for (const UserRef& r : user_refs) {
     if (user_refs.size() > 1) {
-      printf("  %s: nothing breaks; %zu other user reference(s) remain\n", r.what.c_str(),
+      printf("  %s: nothing breaks; %zu other user reference(s) remain\n", Printable(r.what).c_str(),
              user_refs.size() - 1);
     } else {
-      printf("  %s (the last user reference):\n", r.what.c_str());
-      for (const auto& b : WhatBreaksInScan(g, r.ref)) printf("    - %s\n", b.c_str());
+      printf("  %s (the last user reference):\n", Printable(r.what).c_str());
+      for (const auto& b : WhatBreaksInScan(g, r.ref)) printf("    - %s\n", base::PrintableText(b).c_str());
     }
   }
   if (!snap->limits.empty()) printf("\n");
-  for (const std::string& l : snap->limits) printf("scan: %s\n", l.c_str());
+  for (const std::string& l : snap->limits) printf("scan: %s\n", base::PrintableText(l).c_str());
   return kOk;
 }
 

@@ -5,13 +5,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/printable.h"
 
 namespace tether::detail {
 
+// Names come from object files, bpffs and other processes: every sentence
+// the graph writes (text, explanations, diagnostics) shows them as text a
+// terminal cannot act on.
 std::string Narrator::Label(NodeRef ref) const {
   const NodeData* n = store_.Find(ref);
-  if (ref.kind == NodeKind::kPin) return absl::StrCat("pin ", n ? n->node.name : "");
-  std::string name = n && !n->node.name.empty() ? n->node.name : "?";
+  if (ref.kind == NodeKind::kPin) return absl::StrCat("pin ", n ? base::Printable(n->node.name) : "");
+  std::string name = n && !n->node.name.empty() ? base::Printable(n->node.name) : "?";
   return absl::StrFormat("%s '%s' (id %u)",
                          ref.kind == NodeKind::kMap
                              ? (n && IsProgArrayType(n->node.type) ? "program array" : "map")
@@ -21,7 +25,7 @@ std::string Narrator::Label(NodeRef ref) const {
 
 std::string Narrator::ShortLabel(NodeRef ref) const {
   const NodeData* n = store_.Find(ref);
-  std::string name = n && !n->node.name.empty() ? n->node.name : "?";
+  std::string name = n && !n->node.name.empty() ? base::Printable(n->node.name) : "?";
   if (ref.kind == NodeKind::kPin) return name;
   return absl::StrFormat("%s (id %u)", name, ref.id);
 }

@@ -7,6 +7,7 @@
 #include "base/json_internal.h"
 #include "graph/explain.h"
 #include "graph/store.h"
+#include "base/printable.h"
 #include "sys/uapi_names.h"
 #include "tether/graph.h"
 
@@ -34,8 +35,8 @@ std::string ObjectGraph::ToText() const {
     if (n.kept_alive) flags.push_back("kept alive");
     if (n.deferred) flags.push_back("deferred");
     if (n.cleared_by_kernel) flags.push_back("cleared by the kernel");
-    for (const auto& h : n.legacy_hooks) flags.push_back(absl::StrCat("legacy hook: ", h));
-    for (const auto& h : n.holders) flags.push_back(absl::StrCat("fd in ", h));
+    for (const auto& h : n.legacy_hooks) flags.push_back(absl::StrCat("legacy hook: ", base::Printable(h)));
+    for (const auto& h : n.holders) flags.push_back(absl::StrCat("fd in ", base::Printable(h)));
     std::string type;
     if (n.ref.kind == NodeKind::kMap) type = MapTypeName(n.type);
     if (n.ref.kind == NodeKind::kProgram) type = ProgramTypeName(n.type);
@@ -48,7 +49,7 @@ std::string ObjectGraph::ToText() const {
                              : "";
       absl::StrAppend(&out, "  ", EdgeKindName(e.kind), " ", slot, "-> ", g.Label(e.to), "\n");
     }
-    for (const auto& note : n.notes) absl::StrAppend(&out, "  !! ", note, "\n");
+    for (const auto& note : n.notes) absl::StrAppend(&out, "  !! ", base::PrintableText(note), "\n");
   }
   for (const Cycle& c : cycles) absl::StrAppend(&out, "cycle: ", c.ToString(), "\n");
   return out;

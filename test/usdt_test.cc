@@ -302,18 +302,23 @@ TEST_CASE("two USDT attachments sharing the spec map keep their own specs", "[us
   REQUIRE_USDT_KERNEL();
   Collection coll = LoadUsdtObject();
   Target target;
-  auto first = AttachUsdt(coll.program("on_args"), TETHER_USDT_TARGET, "tether_test", "args",
-                          target.pid(), 1);
-  REQUIRE(first.ok());
+  // gated first: it takes spec id 0, so the args sites carry 1 in their
+  // BPF cookie, and a cookie that did not reach the program would read
+  // the gated spec (one argument) for them.
   auto gated = AttachUsdt(coll.program("on_gated"), TETHER_USDT_TARGET, "tether_test", "gated",
                           target.pid());
   REQUIRE(gated.ok());
+  auto first = AttachUsdt(coll.program("on_args"), TETHER_USDT_TARGET, "tether_test", "args",
+                          target.pid(), 1);
+  REQUIRE(first.ok());
   REQUIRE(target.Ask("gated 3") == "gated 1");
   REQUIRE(target.Ask("fire 1") == "fired 1");
   ArgsRecord r{};
   REQUIRE(coll.map("args_seen").Lookup(uint32_t{0}, &r).ok());
-  // Had the gated spec overwritten the args spec, the count would be 1.
+  // Had the gated spec overwritten the args spec, or the cookie not
+  // arrived, the count would be 1.
   CHECK(r.arg_count == 4);
+  CHECK(r.in_register == 1000);
   CHECK(r.cookie == 1);
   CHECK(Count(coll, 2) == 3);
 }

@@ -356,3 +356,23 @@ TEST_CASE("USDT argument specs: every operand form and register width", "[usdt]"
     CHECK((a[4].kind == UsdtArg::Kind::kMemory && a[4].value == -3 && a[4].pt_regs_offset == 32));
   }
 }
+
+TEST_CASE("a USDT probe in a shared library fires in the process that loaded it", "[usdt][attach]") {
+  REQUIRE_USDT_KERNEL();
+  auto notes = ReadUsdtNotes(TETHER_USDT_LIB);
+  INFO(notes.status().ToString());
+  REQUIRE(notes.ok());
+  REQUIRE(notes->size() == 1);
+  CHECK((*notes)[0].provider == "tether_lib");
+  Collection coll = LoadUsdtObject();
+  Target target;
+  REQUIRE(target.Ask("lib 1") == "lib 2");  // the library is mapped and run before the attach
+  auto att = AttachUsdt(coll.program("on_lib"), TETHER_USDT_LIB, "tether_lib", "called", target.pid());
+  INFO(att.status().ToString());
+  REQUIRE(att.ok());
+  REQUIRE(target.Ask("lib -21") == "lib -42");
+  REQUIRE(target.Ask("lib 500") == "lib 1000");
+  CHECK(Count(coll, 3) == 2);
+  CHECK(static_cast<int64_t>(Count(coll, 4)) == 500);
+  CHECK(static_cast<int64_t>(Count(coll, 5)) == 1000);
+}

@@ -29,10 +29,11 @@ struct {
 } args_seen SEC(".maps");
 
 // [0]: firings of tether_test:args; [1]: of tether_test:gated;
-// [2]: the gated probe's argument.
+// [2]: the gated probe's argument; [3]: firings of tether_lib:called (in a
+// shared library); [4]: its first argument; [5]: its second.
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 3);
+  __uint(max_entries, 6);
   __type(key, __u32);
   __type(value, __u64);
 } usdt_counts SEC(".maps");
@@ -63,6 +64,20 @@ int BPF_USDT(on_gated, long x) {
   key = 2;
   __u64 *last = bpf_map_lookup_elem(&usdt_counts, &key);
   if (last) *last = (__u64)x;
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(on_lib, long v, long doubled) {
+  __u32 key = 3;
+  __u64 *count = bpf_map_lookup_elem(&usdt_counts, &key);
+  if (count) __sync_fetch_and_add(count, 1);
+  key = 4;
+  __u64 *first = bpf_map_lookup_elem(&usdt_counts, &key);
+  if (first) *first = (__u64)v;
+  key = 5;
+  __u64 *second = bpf_map_lookup_elem(&usdt_counts, &key);
+  if (second) *second = (__u64)doubled;
   return 0;
 }
 

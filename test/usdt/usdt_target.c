@@ -8,6 +8,8 @@
  *   sem      answers "sem V", V the gated probe's semaphore
  *   gated X  fires tether_test:gated with X if its semaphore is set,
  *            answers "gated 1" or "gated 0" (not fired)
+ *   lib X    calls into libtether_usdt_lib.so, which fires
+ *            tether_lib:called with X and 2X; answers "lib 2X"
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,8 @@
 /* In usdt_target_gated.c: the probe with a semaphore. */
 int tether_usdt_gated_semaphore_value(void);
 int tether_usdt_fire_gated(long x);
+/* In usdt_lib.c, a shared library. */
+long tether_usdt_lib_call(long v);
 
 /* noinline: the probe sites stay in one function whatever the caller. */
 __attribute__((noinline)) static void fire_args(int i) {
@@ -36,6 +40,8 @@ int main(void) {
       printf("fired %ld\n", n);
     } else if (strncmp(line, "sem", 3) == 0) {
       printf("sem %d\n", tether_usdt_gated_semaphore_value());
+    } else if (sscanf(line, "lib %ld", &n) == 1) {
+      printf("lib %ld\n", tether_usdt_lib_call(n));
     } else if (sscanf(line, "gated %ld", &n) == 1) {
       printf("gated %d\n", tether_usdt_fire_gated(n));
     } else {

@@ -22,7 +22,7 @@ PACKAGES=(
   clang llvm libbpf-dev bpftool linux-libc-dev
   graphviz gnuplot-nox iproute2 iputils-ping util-linux procps valgrind
   libclang-rt-14-dev
-  cmake doxygen man-db python3-prometheus-client
+  cmake doxygen man-db python3-prometheus-client systemtap-sdt-dev
 )
 
 need_root() {

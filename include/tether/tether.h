@@ -26,5 +26,6 @@
 #include "tether/ringbuf.h"
 #include "tether/typed_map.h"
 #include "tether/user_ringbuf.h"
+#include "tether/usdt.h"
 
 #endif  // TETHER_TETHER_H_

@@ -122,7 +122,8 @@ namespace {
 // function, or a file), config2 the offset, and a config bit read from sysfs
 // makes it a return probe.
 absl::StatusOr<sys::Fd> OpenProbeEvent(const char* pmu, const char* target, uint64_t offset,
-                                       bool retprobe, int pid, int cpu, const std::string& what) {
+                                       bool retprobe, int pid, int cpu, const std::string& what,
+                                       uint64_t ref_ctr_offset = 0) {
   auto type = PmuType(pmu);
   if (!type.ok()) return type.status();
   perf_event_attr attr;
@@ -133,6 +134,16 @@ absl::StatusOr<sys::Fd> OpenProbeEvent(const char* pmu, const char* target, uint
     auto bit = RetprobeBit(pmu);
     if (!bit.ok()) return bit.status();
     attr.config |= 1ull << *bit;
+  }
+  // The uprobe PMU takes a semaphore's file offset in config bits 32-63
+  // (PERF_UPROBE_REF_CTR_OFFSET_SHIFT, 4.20): the kernel increments the
+  // counter there while the probe is on.
+  if (ref_ctr_offset != 0) {
+    if (ref_ctr_offset > UINT32_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": semaphore file offset 0x", absl::Hex(ref_ctr_offset), " does not fit in 32 bits"));
+    }
+    attr.config |= ref_ctr_offset << 32;
   }
   attr.config1 = reinterpret_cast<uintptr_t>(target);
   attr.config2 = offset;
@@ -171,11 +182,15 @@ absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offs
 }
 
 absl::StatusOr<sys::Fd> OpenUprobeEvent(const std::string& path, uint64_t offset, bool retprobe,
-                                        int pid) {
+                                        int pid, uint64_t ref_ctr_offset) {
   // All processes: a CPU must be named; one process: any CPU.
   return OpenProbeEvent("uprobe", path.c_str(), offset, retprobe, pid < 0 ? -1 : pid,
                         pid < 0 ? 0 : -1,
-                        absl::StrCat(retprobe ? "uretprobe " : "uprobe ", path, "+0x", absl::Hex(offset)));
+                        absl::StrCat(retprobe ? "uretprobe " : "uprobe ", path, "+0x", absl::Hex(offset),
+                                     ref_ctr_offset ? absl::StrCat(" (semaphore at 0x",
+                                                                   absl::Hex(ref_ctr_offset), ")")
+                                                    : ""),
+                        ref_ctr_offset);
 }
 
 }  // namespace tether::detail

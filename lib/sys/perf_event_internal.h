@@ -23,9 +23,10 @@ absl::StatusOr<sys::Fd> OpenTracepointEvent(const std::string& category, const s
 // A kprobe (or kretprobe) on `symbol` + `offset`, through the kprobe PMU.
 absl::StatusOr<sys::Fd> OpenKprobeEvent(const std::string& symbol, uint64_t offset, bool retprobe);
 // A uprobe (or uretprobe) at file offset `offset` of `path`; pid -1: all
-// processes.
+// processes. A non-zero `ref_ctr_offset` is the file offset of a USDT
+// semaphore, which the kernel increments while the probe is on.
 absl::StatusOr<sys::Fd> OpenUprobeEvent(const std::string& path, uint64_t offset, bool retprobe,
-                                        int pid);
+                                        int pid, uint64_t ref_ctr_offset = 0);
 // A sampling event (a profiler's): perf event `type`/`config` (e.g.
 // PERF_TYPE_SOFTWARE/PERF_COUNT_SW_CPU_CLOCK) on `cpu` for `pid` (-1: every
 // process on that CPU), firing every `period` events, or `frequency` times a

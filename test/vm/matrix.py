@@ -97,9 +97,16 @@ def table(header, rows):
     return "\n".join(out)
 
 
+def md_cell(c):
+    # docs/kernels.md is also a Doxygen page: a test name's <word> would
+    # read as an HTML tag there, and a straight quote ends code spans.
+    return (str(c).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
 def md_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 

@@ -202,3 +202,35 @@ TEST_CASE("a chain of tail calls reorders only what lies between the new edge's 
   REQUIRE(OrderProvesAcyclic(store));
   REQUIRE(OrderRespected(store));
 }
+
+TEST_CASE("a long chain built against the order gives the order up, not the answers",
+          "[graph][order]") {
+  GraphState state;
+  LockedStore store(state);
+  // Every array first, then the programs that link them: each new use
+  // goes against the order, and past a few thousand nodes to reorder the
+  // order is given up and the edges are searched from as before.
+  constexpr uint32_t n = 6000;
+  for (uint32_t i = 0; i < n; ++i) store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
+  for (uint32_t i = 0; i < n; ++i) {
+    store.Ensure(ProgRef(i));
+    if (i + 1 < n) {
+      store.AddEdge(ProgRef(i), ArrayRef(i + 1), EdgeKind::kUsesMap, 0);
+      CycleFinder(store).OnNewEdge(ProgRef(i), ArrayRef(i + 1), EdgeKind::kUsesMap);
+    }
+    store.AddEdge(ArrayRef(i), ProgRef(i), EdgeKind::kTailCall, 0);
+    CycleFinder(store).OnNewEdge(ArrayRef(i), ProgRef(i), EdgeKind::kTailCall);
+  }
+  REQUIRE_FALSE(state.order_valid);
+  REQUIRE(state.cycles.empty());
+  REQUIRE_FALSE(HasCycle(store));
+  // An edge removed: the rebuild finds the line acyclic and the order is
+  // back, in order.
+  store.RemoveEntry(ArrayRef(n - 1), EdgeKind::kTailCall, 0);
+  REQUIRE(OrderProvesAcyclic(store));
+  REQUIRE(OrderRespected(store));
+  // Closing what is left into a ring is still found.
+  store.AddEdge(ProgRef(n - 2), ArrayRef(0), EdgeKind::kUsesMap, 0);
+  CycleFinder(store).OnNewEdge(ProgRef(n - 2), ArrayRef(0), EdgeKind::kUsesMap);
+  REQUIRE(SortedCycles(store).size() == 1);
+}

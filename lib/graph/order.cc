@@ -7,12 +7,19 @@
 namespace tether::detail {
 namespace {
 
+// How many nodes one edge may reorder. Pearce-Kelly's worst case is a long
+// chain built against the order (every array first, then the programs that
+// link them), where each edge would reorder the chain behind it. Past this
+// the order is given up (invalid, not stale): new edges are searched from
+// as before the order existed, until an edge removal lets a rebuild try.
+constexpr size_t kMaxRegion = 4096;
+
 bool Ordered(const Edge& e) { return IsOrderedEdge(e.kind); }
 
 bool ByOrder(const NodeData* a, const NodeData* b) { return a->order < b->order; }
 
 // The nodes `to` reaches with an order below `from`'s; false when `from`
-// is among them (the new edge closed a cycle).
+// is among them (the new edge closed a cycle) or past kMaxRegion.
 bool ForwardRegion(Store& store, NodeData* to, NodeData* from, uint64_t mark,
                    std::vector<NodeData*>* region) {
   to->mark = mark;
@@ -26,13 +33,15 @@ bool ForwardRegion(Store& store, NodeData* to, NodeData* from, uint64_t mark,
       if (w->order > from->order) continue;
       w->mark = mark;
       region->push_back(w);
+      if (region->size() > kMaxRegion) return false;
     }
   }
   return true;
 }
 
-// The nodes that reach `from` with an order above `to`'s.
-void BackwardRegion(Store& store, NodeData* from, uint64_t lower, uint64_t mark,
+// The nodes that reach `from` with an order above `to`'s; false past
+// kMaxRegion.
+bool BackwardRegion(Store& store, NodeData* from, uint64_t lower, uint64_t mark,
                     std::vector<NodeData*>* region) {
   from->mark = mark;
   region->push_back(from);
@@ -43,8 +52,10 @@ void BackwardRegion(Store& store, NodeData* from, uint64_t lower, uint64_t mark,
       if (!w || w->mark == mark || w->order < lower) continue;
       w->mark = mark;
       region->push_back(w);
+      if (region->size() > kMaxRegion) return false;
     }
   }
+  return true;
 }
 
 // Kahn's algorithm over the whole graph: a fresh order, valid if the
@@ -102,7 +113,11 @@ void OrderOnEdgeAdded(Store& store, NodeRef from, NodeRef to) {
     s.order_stale = false;
     return;
   }
-  BackwardRegion(store, f, t->order, ++s.mark_epoch, &backward);
+  if (!BackwardRegion(store, f, t->order, ++s.mark_epoch, &backward)) {
+    s.order_valid = false;
+    s.order_stale = false;
+    return;
+  }
   std::sort(forward.begin(), forward.end(), ByOrder);
   std::sort(backward.begin(), backward.end(), ByOrder);
   std::vector<uint64_t> slots;

@@ -18,8 +18,9 @@ namespace tether::detail {
 bool IsOrderedEdge(EdgeKind kind);
 
 // Keeps the order valid after the edge from -> to was added, moving only
-// the nodes ordered between to and from; when the edge closes a cycle, the
-// order becomes invalid until a rebuild finds the graph acyclic again.
+// the nodes ordered between to and from; when the edge closes a cycle (or
+// would reorder more than a few thousand nodes), the order becomes invalid
+// until an edge removal lets a rebuild find the graph acyclic again.
 void OrderOnEdgeAdded(Store& store, NodeRef from, NodeRef to);
 
 // An ordered edge went: an invalid order may be rebuilt valid now.

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "alloc_counter.h"
 #include "tether/map.h"
 
 namespace {
@@ -34,10 +35,15 @@ struct Payload {
 
 void BM_HandleCopyDrop_Tether(benchmark::State& state) {
   tether::Map& map = SharedMap();
+  const uint64_t before = bench_alloc::ThreadAllocations();
   for (auto _ : state) {
     tether::Map copy = map;
     benchmark::DoNotOptimize(copy);
   }
+  // Per thread: each thread counts its own copies.
+  state.counters["allocs_per_op"] = benchmark::Counter(
+      static_cast<double>(bench_alloc::ThreadAllocations() - before) / static_cast<double>(state.iterations()),
+      benchmark::Counter::kAvgThreads);
 }
 BENCHMARK(BM_HandleCopyDrop_Tether)->Name("handle_copy_drop/tether")->ThreadRange(1, 2);
 

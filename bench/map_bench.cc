@@ -27,6 +27,7 @@
 #include "tether/mmap_array.h"
 #include "tether/program.h"
 #include "tether/ringbuf.h"
+#include "alloc_counter.h"
 #include "tether/typed_map.h"
 
 using namespace tether;
@@ -109,6 +110,13 @@ int RawDelete(int fd, const void* key) {
 
 enum Impl { kTether, kRaw, kLibbpf };
 
+// Heap allocations per operation (operator new calls on this thread, see
+// alloc_counter.h), from the count before the loop.
+void ReportAllocations(benchmark::State& state, uint64_t before, double ops) {
+  double n = static_cast<double>(bench_alloc::ThreadAllocations() - before);
+  state.counters["allocs_per_op"] = ops > 0 ? n / ops : 0;
+}
+
 const TypedMap<uint32_t, uint64_t>& Typed(bool hash) { return hash ? F().t_hash : F().t_array; }
 int FdOf(bool hash) { return hash ? F().hash.fd() : F().array.fd(); }
 
@@ -118,6 +126,7 @@ void BM_Lookup(benchmark::State& state) {
   const int fd = FdOf(hash);
   uint32_t k = 0;
   uint64_t v = 0;
+  const uint64_t allocs_before = bench_alloc::ThreadAllocations();
   for (auto _ : state) {
     if constexpr (impl == kTether) {
       if (!t.Lookup(k, &v).ok()) state.SkipWithError("lookup");
@@ -129,6 +138,7 @@ void BM_Lookup(benchmark::State& state) {
     benchmark::DoNotOptimize(v);
     k = (k + 1) % kEntries;
   }
+  ReportAllocations(state, allocs_before, static_cast<double>(state.iterations()));
 }
 
 template <Impl impl, bool hash>
@@ -137,6 +147,7 @@ void BM_Update(benchmark::State& state) {
   const int fd = FdOf(hash);
   uint32_t k = 0;
   uint64_t v = 0;
+  const uint64_t allocs_before = bench_alloc::ThreadAllocations();
   for (auto _ : state) {
     ++v;
     if constexpr (impl == kTether) {
@@ -148,6 +159,7 @@ void BM_Update(benchmark::State& state) {
     }
     k = (k + 1) % kEntries;
   }
+  ReportAllocations(state, allocs_before, static_cast<double>(state.iterations()));
 }
 
 // Arrays cannot delete, so delete is measured on the hash, as delete + a
@@ -158,6 +170,7 @@ void BM_DeleteReinsert(benchmark::State& state) {
   const int fd = F().hash.fd();
   uint32_t k = 0;
   uint64_t v = 1;
+  const uint64_t allocs_before = bench_alloc::ThreadAllocations();
   for (auto _ : state) {
     if constexpr (impl == kTether) {
       if (!t.Delete(k).ok() || !t.Insert(k, v).ok()) state.SkipWithError("delete");
@@ -169,6 +182,7 @@ void BM_DeleteReinsert(benchmark::State& state) {
     }
     k = (k + 1) % kEntries;
   }
+  ReportAllocations(state, allocs_before, static_cast<double>(state.iterations()));
 }
 
 #define REGISTER_ELEM(op, impl, hash, label)                                              \
@@ -334,21 +348,28 @@ void BM_RingTether(benchmark::State& state) {
   uint64_t sum = 0;
   Must(reader.Add(R().rb, [&](absl::Span<const uint8_t> rec) { sum += rec[0]; }));
   (void)reader.Consume();
+  uint64_t consume_allocs = 0;
   for (auto _ : state) {
     R().Produce();
     auto t0 = std::chrono::steady_clock::now();
+    // Only the consumption is counted: Produce runs the program through
+    // the library too.
+    uint64_t before = bench_alloc::ThreadAllocations();
     int got = 0;
     while (got < static_cast<int>(kRecordsPerRound)) {
       auto n = reader.Poll(std::chrono::milliseconds(0));
       if (!n.ok()) break;
       got += *n;
     }
+    consume_allocs += bench_alloc::ThreadAllocations() - before;
     auto t1 = std::chrono::steady_clock::now();
     if (got != static_cast<int>(kRecordsPerRound)) state.SkipWithError("lost records");
     state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
   }
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations() * kRecordsPerRound);
+  state.counters["allocs_per_record"] =
+      static_cast<double>(consume_allocs) / static_cast<double>(state.iterations() * kRecordsPerRound);
 }
 BENCHMARK(BM_RingTether)->Name("ringbuf_consume/tether")->UseManualTime()->Unit(benchmark::kMicrosecond);
 

@@ -1,11 +1,11 @@
 #include "graph/cycles.h"
 
 #include <algorithm>
-#include <functional>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "graph/order.h"
 
 namespace tether::detail {
 namespace {
@@ -33,7 +33,23 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
   // that way (a program just loaded, its array not filled yet), and then
   // the search, which can cover the whole graph, is skipped.
   if (!EnterableAlongCycle(from)) return;
+  if (store_.state().incremental_cycles) {
+    // Another edge from -> to already closed every cycle this one would:
+    // cycles are lists of nodes, so they are the ones recorded then.
+    if (HasParallelCycleEdge(from, to)) return;
+    // No cycle anywhere: then this edge closes none either.
+    if (OrderProvesAcyclic(store_)) return;
+  }
   Search(from, to);
+}
+
+bool CycleFinder::HasParallelCycleEdge(NodeRef from, NodeRef to) const {
+  const NodeData* n = store_.Find(from);
+  if (!n) return false;
+  int count = 0;
+  for (const Edge& e : n->out)
+    if (e.to == to && Follows(e.kind, to)) ++count;
+  return count > 1;
 }
 
 bool CycleFinder::EnterableAlongCycle(NodeRef node) const {
@@ -47,32 +63,46 @@ bool CycleFinder::EnterableAlongCycle(NodeRef node) const {
 }
 
 void CycleFinder::Search(NodeRef from, NodeRef to) {
+  // Every simple path to ~> from, depth first. The stack is explicit: a
+  // chain of tail calls can be as long as the graph, deeper than the
+  // thread's stack would allow a recursion to go.
+  struct Frame {
+    const NodeData* node;
+    size_t next_edge;
+  };
+  const NodeData* start = store_.Find(to);
+  if (!start) return;
   std::vector<NodeRef> path{to};
   absl::flat_hash_set<NodeRef> on_path{to};
+  std::vector<Frame> stack{{start, 0}};
   size_t found = 0;
-  std::function<void(NodeRef)> dfs = [&](NodeRef cur) {
-    if (found >= kMaxCyclesPerEdge) return;
-    const NodeData* n = store_.Find(cur);
-    if (!n) return;
-    for (const Edge& e : n->out) {
-      if (!Follows(e.kind, e.to)) continue;
-      if (e.to == from) {
-        Cycle c;
-        c.nodes.push_back(from);
-        c.nodes.insert(c.nodes.end(), path.begin(), path.end());
-        AddCycle(std::move(c));
-        ++found;
-        continue;
-      }
-      if (on_path.contains(e.to)) continue;
-      path.push_back(e.to);
-      on_path.insert(e.to);
-      dfs(e.to);
-      on_path.erase(e.to);
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    if (f.next_edge == f.node->out.size()) {
+      on_path.erase(path.back());
       path.pop_back();
+      stack.pop_back();
+      continue;
     }
-  };
-  dfs(to);
+    const Edge& e = f.node->out[f.next_edge++];
+    if (!Follows(e.kind, e.to)) continue;
+    if (e.to == from) {
+      Cycle c;
+      c.nodes.push_back(from);
+      c.nodes.insert(c.nodes.end(), path.begin(), path.end());
+      AddCycle(std::move(c));
+      ++found;
+      continue;
+    }
+    // Past the limit, the paths under way still report the cycles they
+    // close with their own edges, but go no deeper.
+    if (found >= kMaxCyclesPerEdge || on_path.contains(e.to)) continue;
+    const NodeData* next = store_.Find(e.to);
+    if (!next) continue;
+    path.push_back(e.to);
+    on_path.insert(e.to);
+    stack.push_back(Frame{next, 0});
+  }
 }
 
 void CycleFinder::AddCycle(Cycle c) {

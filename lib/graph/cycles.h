@@ -23,6 +23,9 @@ class CycleFinder {
   // call, or a program's use of a program array.
   bool Follows(EdgeKind kind, NodeRef to) const;
   bool EnterableAlongCycle(NodeRef node) const;
+  // Whether from -> to is there twice (two slots of one array holding the
+  // same program), the new edge counted.
+  bool HasParallelCycleEdge(NodeRef from, NodeRef to) const;
   void Search(NodeRef from, NodeRef to);
   void AddCycle(Cycle c);
   bool HasCycleEdge(NodeRef from, NodeRef to) const;

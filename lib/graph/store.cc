@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "graph/order.h"
 #include "sys/bpf.h"
 
 namespace tether::detail {
@@ -26,7 +27,10 @@ const NodeData* Store::Find(NodeRef ref) const {
 
 NodeData& Store::Ensure(NodeRef ref) {
   auto [it, inserted] = s_.nodes.try_emplace(ref);
-  if (inserted) it->second.node.ref = ref;
+  if (inserted) {
+    it->second.node.ref = ref;
+    it->second.order = s_.next_order++;
+  }
   return it->second;
 }
 
@@ -35,6 +39,7 @@ void Store::AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot) {
   Ensure(from).out.push_back(e);
   Ensure(to).in.push_back(e);
   ++s_.edge_count;
+  if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, from, to);
 }
 
 std::vector<NodeRef> Store::RemoveEdges(NodeRef from,
@@ -62,6 +67,7 @@ std::vector<NodeRef> Store::RemoveEdges(NodeRef from,
       }
     }
     --s_.edge_count;
+    if (IsOrderedEdge(e.kind)) OrderOnEdgeRemoved(s_);
     touched.push_back(e.to);
   }
   return touched;

@@ -33,6 +33,10 @@ struct NodeData {
   LifetimePolicy deferred_policy = LifetimePolicy::kWarn;
   std::vector<Edge> out;
   std::vector<Edge> in;
+  // The node's place in the incremental order (order.h), and a scratch
+  // mark for its searches.
+  uint64_t order = 0;
+  uint64_t mark = 0;
 };
 
 class GraphState {
@@ -46,6 +50,15 @@ class GraphState {
   std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
   size_t edge_count ABSL_GUARDED_BY(mu) = 0;
   size_t deferred_count ABSL_GUARDED_BY(mu) = 0;  // nodes with a deferred_fd
+  // The incremental order (order.h): valid while every ordered edge goes
+  // up the order; stale when it is invalid and edges went since.
+  uint64_t next_order ABSL_GUARDED_BY(mu) = 1;
+  uint64_t mark_epoch ABSL_GUARDED_BY(mu) = 0;
+  bool order_valid ABSL_GUARDED_BY(mu) = true;
+  bool order_stale ABSL_GUARDED_BY(mu) = false;
+  // false: every new edge that may close a cycle is searched from, as
+  // before the order existed (kept for benchmarks and tests to compare).
+  bool incremental_cycles ABSL_GUARDED_BY(mu) = true;
 #ifdef NDEBUG
   bool abort_on_refusal ABSL_GUARDED_BY(mu) = false;
 #else

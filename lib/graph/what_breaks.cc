@@ -23,6 +23,10 @@ class BreakAnalysis {
   BreakAnalysis(const Store& before, NodeRef subject, Removal how)
       : before_(before), narrator_(before), subject_(subject), how_(how), after_(scratch_) {
     after_.state().nodes = before.state().nodes;
+    after_.state().next_order = before.state().next_order;
+    after_.state().order_valid = before.state().order_valid;
+    after_.state().order_stale = before.state().order_stale;
+    after_.state().incremental_cycles = before.state().incremental_cycles;
   }
 
   std::vector<std::string> Run() {

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "loopback_support.h"
 #include "test_support.h"
 #include "tether/attach.h"
 #include "tether/collection.h"
@@ -111,33 +112,6 @@ struct NetfilterRun {
   uint64_t seen_accepting = 0, seen_dropping = 0, seen_after_detach = 0;
 };
 
-bool BringUpLoopback(std::string* error) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof(ifr));
-  strcpy(ifr.ifr_name, "lo");
-  bool ok = s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
-  ifr.ifr_flags |= IFF_UP;
-  ok = ok && ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-  if (!ok) *error = std::string("bringing up lo: ") + strerror(errno);
-  if (s >= 0) close(s);
-  return ok;
-}
-
-// One UDP datagram to 127.0.0.1:`port`; the receiver waits up to 200 ms.
-bool SendOne(int tx, int rx, uint16_t port, int* send_errno, bool* received) {
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  char byte = 'x';
-  bool sent = sendto(tx, &byte, 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 1;
-  *send_errno = sent ? 0 : errno;
-  char got = 0;
-  *received = recv(rx, &got, 1, 0) == 1;
-  return sent;
-}
-
 // Runs in a thread of its own in a fresh network namespace, so that the
 // hook sees only this test's packets and the host's traffic is untouched.
 void RunNetfilter(const Collection& coll, NetfilterRun* run) {
@@ -145,23 +119,16 @@ void RunNetfilter(const Collection& coll, NetfilterRun* run) {
     run->error = std::string("unshare(CLONE_NEWNET): ") + strerror(errno);
     return;
   }
-  if (!BringUpLoopback(&run->error)) return;
-  int rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (!testing::BringUpLoopback(&run->error)) return;
+  uint16_t port = 0;
+  int rx = testing::BoundUdpReceiver(&port);
   int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  timeval timeout{0, 200000};
-  if (bind(rx, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(rx, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-      setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) {
-    run->error = std::string("udp socket: ") + strerror(errno);
-    close(rx);
-    close(tx);
+  if (rx < 0 || tx < 0) {
+    run->error = std::string("udp sockets: ") + strerror(errno);
+    if (rx >= 0) close(rx);
+    if (tx >= 0) close(tx);
     return;
   }
-  uint16_t port = ntohs(addr.sin_port);
   Map state = coll.map("nf_state");
   const uint32_t drop_key = 0, seen_key = 1;
   auto seen = [&] {
@@ -178,16 +145,16 @@ void RunNetfilter(const Collection& coll, NetfilterRun* run) {
     run->error = link.status().ToString();
   } else {
     int err = 0;
-    run->sent_while_accepting = SendOne(tx, rx, port, &err, &run->received_while_accepting);
+    run->sent_while_accepting = testing::SendUdpOnce(tx, rx, port, &err, &run->received_while_accepting);
     run->seen_accepting = seen();
     uint64_t one = 1;
     state.Update(drop_key, one).IgnoreError();
     bool received = false;
-    SendOne(tx, rx, port, &run->send_errno_while_dropping, &received);
+    testing::SendUdpOnce(tx, rx, port, &run->send_errno_while_dropping, &received);
     run->received_while_dropping = received;
     run->seen_dropping = seen();
     *link = Link();  // detaches the hook
-    run->sent_after_detach = SendOne(tx, rx, port, &err, &received) && received;
+    run->sent_after_detach = testing::SendUdpOnce(tx, rx, port, &err, &received) && received;
     run->seen_after_detach = seen();
   }
   close(rx);

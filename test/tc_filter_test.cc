@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sys/rtnetlink.h"
+#include "loopback_support.h"
 #include "test_support.h"
 #include "tether/attach.h"
 #include "tether/collection.h"
@@ -41,32 +42,11 @@ bool Fail(TcRun* run, const std::string& what) {
   return false;
 }
 
-// A UDP socket bound to 127.0.0.1 with a 200 ms receive timeout; its port.
-int BoundReceiver(uint16_t* port) {
-  int rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  timeval timeout{0, 200000};
-  if (rx < 0 || bind(rx, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(rx, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-      setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) {
-    if (rx >= 0) close(rx);
-    return -1;
-  }
-  *port = ntohs(addr.sin_port);
-  return rx;
-}
-
 bool Deliver(int tx, int rx, uint16_t port) {
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  char byte = 'x', got = 0;
-  sendto(tx, &byte, 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
-  return recv(rx, &got, 1, 0) == 1;
+  int err = 0;
+  bool received = false;
+  testing::SendUdpOnce(tx, rx, port, &err, &received);
+  return received;
 }
 
 std::vector<std::string> Hooks(const Program& p) {
@@ -77,15 +57,9 @@ std::vector<std::string> Hooks(const Program& p) {
 // In a fresh network namespace, so the filter sees only this test's packets.
 void RunTc(const Collection& coll, TcRun* run) {
   if (unshare(CLONE_NEWNET) != 0) return void(Fail(run, "unshare(CLONE_NEWNET)"));
-  int ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  struct ifreq ifr{};
-  strcpy(ifr.ifr_name, "lo");
-  if (ioctl(ctl, SIOCGIFFLAGS, &ifr) != 0) return void(Fail(run, "SIOCGIFFLAGS lo"));
-  ifr.ifr_flags |= IFF_UP;
-  if (ioctl(ctl, SIOCSIFFLAGS, &ifr) != 0) return void(Fail(run, "SIOCSIFFLAGS lo"));
-  close(ctl);
+  if (!testing::BringUpLoopback(&run->error)) return;
   uint16_t port = 0;
-  int rx = BoundReceiver(&port);
+  int rx = testing::BoundUdpReceiver(&port);
   int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (rx < 0 || tx < 0) return void(Fail(run, "udp sockets"));
   Program prog = coll.program("tc_count");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -72,7 +73,10 @@ FdScan ScanFdHolders() {
       continue;
     std::string fd_dir = absl::StrFormat("/proc/%d/fd", pid);
     DIR* fds = opendir(fd_dir.c_str());
-    if (!fds) continue;
+    if (!fds) {
+      if (errno == EACCES || errno == EPERM) scan.unreadable.push_back(pid);
+      continue;  // ENOENT: the process exited meanwhile
+    }
     std::string comm;
     char target[64];
     while (struct dirent* f = readdir(fds)) {
@@ -81,6 +85,10 @@ FdScan ScanFdHolders() {
       // symlink is cheaper to read than fdinfo for every socket and file.
       std::string link = fd_dir + "/" + f->d_name;
       ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+      if (n < 0 && (errno == EACCES || errno == EPERM)) {
+        scan.unreadable.push_back(pid);  // the directory lists, the links do not resolve
+        break;
+      }
       if (n <= 0) continue;
       target[n] = 0;
       if (strncmp(target, "anon_inode:bpf", 14) != 0) continue;

@@ -30,6 +30,9 @@ struct FdScan {
   absl::flat_hash_set<NodeRef> own;
   // Map id -> map type, as fdinfo reports it for held maps.
   absl::flat_hash_map<uint32_t, uint32_t> map_types;
+  // Processes whose fds could not be read (EACCES even with CAP_SYS_PTRACE,
+  // e.g. an init of an outer namespace): what they hold is not seen.
+  std::vector<int> unreadable;
 };
 // Reads /proc/*/fdinfo: every bpf map, program and link fd of every process.
 FdScan ScanFdHolders();

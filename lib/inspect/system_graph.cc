@@ -141,6 +141,14 @@ class SystemScan {
       }
       snap.limits = std::move(hooks.limits);
     }
+    if (!fds_.unreadable.empty()) {
+      std::vector<std::string> pids;
+      for (size_t i = 0; i < fds_.unreadable.size() && i < 8; ++i) pids.push_back(absl::StrCat(fds_.unreadable[i]));
+      snap.limits.push_back(absl::StrFormat(
+          "the fds of %d process(es) could not be read (pid %s%s): objects they hold may show "
+          "fewer holders than they have",
+          fds_.unreadable.size(), absl::StrJoin(pids, ", "), fds_.unreadable.size() > 8 ? ", ..." : ""));
+    }
     for (auto& [key, n] : nodes) {
       auto it = fds_.holders.find(n.ref);
       if (it == fds_.holders.end()) continue;

@@ -43,6 +43,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tether/btf.h"
 #include "tether/collection_spec.h"
 #include "tether/map.h"
@@ -354,9 +355,11 @@ class TypeEmitter {
 // or a socket from the caller, and are left to tether/attach.h.
 struct AttachKind {
   const char* prefix;  // SectionInfo::matched
-  // Returns the call (an absl::StatusOr<tether::Link> expression), or ""
+  // Returns the call (an absl::StatusOr<link_type> expression), or ""
   // if this program's attach_to does not say enough.
   std::string (*call)(const tether::SectionInfo& s, const std::string& prog);
+  // What the call returns, kept in Skel::links.
+  const char* link_type = "::tether::Link";
 };
 
 std::string AttachTracepointCall(const tether::SectionInfo& s, const std::string& prog) {
@@ -391,6 +394,47 @@ std::string AttachIterCall(const tether::SectionInfo&, const std::string& prog) 
   return absl::StrCat("::tether::AttachIter(", prog, ")");
 }
 
+// uprobe/<binary>:<function>[+<offset>] or uprobe/<binary>:<file offset>,
+// as libbpf spells it. The binary is everything before the last ':', so
+// "uprobe//proc/self/exe:fn" probes the process that attaches.
+std::string AttachUprobeCall(const tether::SectionInfo& s, const std::string& prog) {
+  size_t colon = s.attach_to.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.attach_to.size()) return "";
+  std::string binary = s.attach_to.substr(0, colon);
+  std::string where = s.attach_to.substr(colon + 1);
+  std::string symbol = where;
+  uint64_t offset = 0;
+  if (size_t plus = where.find('+'); plus != std::string::npos) {
+    if (!absl::SimpleAtoi(where.substr(plus + 1), &offset) &&
+        !absl::SimpleHexAtoi(absl::StripPrefix(where.substr(plus + 1), "0x"), &offset)) {
+      return "";
+    }
+    symbol.resize(plus);
+  } else if (absl::StartsWith(where, "0x") && absl::SimpleHexAtoi(where.substr(2), &offset)) {
+    symbol.clear();
+  } else if (absl::SimpleAtoi(where, &offset)) {
+    symbol.clear();
+  }
+  if (symbol.empty() && offset == 0) return "";
+  return absl::StrCat(s.return_probe ? "::tether::AttachUretprobe(" : "::tether::AttachUprobe(", prog, ", ",
+                      CString(binary), ", ::tether::UprobeTarget{", CString(symbol), ", ", offset, "u})");
+}
+
+// usdt/<binary>:<provider>:<name>, as libbpf spells it; the binary is
+// everything before the last two ':'.
+std::string AttachUsdtCall(const tether::SectionInfo& s, const std::string& prog) {
+  size_t name_colon = s.attach_to.rfind(':');
+  if (name_colon == std::string::npos || name_colon == 0) return "";
+  size_t provider_colon = s.attach_to.rfind(':', name_colon - 1);
+  if (provider_colon == std::string::npos || provider_colon == 0) return "";
+  std::string binary = s.attach_to.substr(0, provider_colon);
+  std::string provider = s.attach_to.substr(provider_colon + 1, name_colon - provider_colon - 1);
+  std::string name = s.attach_to.substr(name_colon + 1);
+  if (provider.empty() || name.empty()) return "";
+  return absl::StrCat("::tether::AttachUsdt(", prog, ", ", CString(binary), ", ", CString(provider), ", ",
+                      CString(name), ")");
+}
+
 constexpr AttachKind kAttachKinds[] = {
     {"tp", AttachTracepointCall},          {"tracepoint", AttachTracepointCall},
     {"kprobe", AttachKprobeCall},          {"kretprobe", AttachKprobeCall},
@@ -402,15 +446,24 @@ constexpr AttachKind kAttachKinds[] = {
     {"fexit.s", AttachTracingCall},        {"fmod_ret.s", AttachTracingCall},
     {"lsm.s", AttachTracingCall},          {"iter", AttachIterCall},
     {"iter.s", AttachIterCall},
+    {"uprobe", AttachUprobeCall},          {"uretprobe", AttachUprobeCall},
+    {"uprobe.s", AttachUprobeCall},        {"uretprobe.s", AttachUprobeCall},
+    {"usdt", AttachUsdtCall, "::tether::UsdtAttachment"},
+    {"usdt.s", AttachUsdtCall, "::tether::UsdtAttachment"},
 };
 
-std::string AttachCall(const ProgramSpec& p, const std::string& prog) {
+const AttachKind* FindAttachKind(const ProgramSpec& p) {
   tether::SectionInfo s = tether::ParseSectionName(p.section);
-  if (!s.known) return "";
+  if (!s.known) return nullptr;
   for (const AttachKind& k : kAttachKinds) {
-    if (s.matched == k.prefix) return k.call(s, prog);
+    if (s.matched == k.prefix) return &k;
   }
-  return "";
+  return nullptr;
+}
+
+std::string AttachCall(const ProgramSpec& p, const std::string& prog) {
+  const AttachKind* k = FindAttachKind(p);
+  return k == nullptr ? "" : k->call(tether::ParseSectionName(p.section), prog);
 }
 
 // --- the header ----------------------------------------------------------------------
@@ -605,7 +658,7 @@ void Generator::EmitPreamble() {
                   "#include \"tether/percpu.h\"\n#include \"tether/program.h\"\n"
                   "#include \"tether/typed_map.h\"\n"
                   "// Attach() needs the attach API; without it, it says Unimplemented.\n"
-                  "#if __has_include(\"tether/attach.h\")\n#include \"tether/attach.h\"\n"
+                  "#if __has_include(\"tether/attach.h\")\n#include \"tether/attach.h\"\n#include \"tether/usdt.h\"\n"
                   "#define TETHER_SKEL_HAVE_ATTACH 1\n#endif\n\n");
   absl::StrAppend(&o, "namespace ", ns, " {\n\n");
   if (!types.definitions().empty()) {
@@ -738,6 +791,7 @@ void Generator::EmitLoadSelected() {
 // Attach(): every program whose section names its hook.
 void Generator::EmitAttach() {
   std::vector<std::string> auto_attach, manual;
+  std::vector<const char*> link_types;
   std::string attach_body;
   for (const Member& p : progs) {
     const ProgramSpec& ps = spec.programs.at(p.name);
@@ -747,6 +801,7 @@ void Generator::EmitAttach() {
       continue;
     }
     auto_attach.push_back(p.ident);
+    link_types.push_back(FindAttachKind(ps)->link_type);
     absl::StrAppend(&attach_body,
                     "    if (progs.", p.ident, " && !links.", p.ident, ") {  // SEC(\"", ps.section, "\")\n"
                     "      auto link = ", call, ";\n"
@@ -759,10 +814,13 @@ void Generator::EmitAttach() {
                                                            absl::StrJoin(manual, "\n  //   "), "\n");
   absl::StrAppend(&o,
                   "  // Attaches every loaded program whose section names its hook\n"
-                  "  // (tracepoints, kprobes, raw tracepoints, BTF tracing, iterators),\n"
-                  "  // keeping the links in `links`. Programs attached already are skipped.\n",
+                  "  // (tracepoints, kprobes, uprobes, USDT, raw tracepoints, BTF tracing,\n"
+                  "  // iterators), keeping the links in `links`. Programs attached already\n"
+                  "  // are skipped.\n",
                   manual_note, "#ifdef TETHER_SKEL_HAVE_ATTACH\n  struct Links {\n");
-  for (const std::string& l : auto_attach) absl::StrAppend(&o, "    ::tether::Link ", l, ";\n");
+  for (size_t i = 0; i < auto_attach.size(); ++i) {
+    absl::StrAppend(&o, "    ", link_types[i], " ", auto_attach[i], ";\n");
+  }
   absl::StrAppend(&o,
                   "  };\n"
                   "  ::absl::Status Attach() {\n"

@@ -68,11 +68,15 @@ absl::StatusOr<std::vector<UsdtNote>> ReadUsdtNotes(const std::string& path);
 // the semaphores, and frees the spec ids for other attachments.
 class UsdtAttachment {
  public:
-  UsdtAttachment() = default;
-  UsdtAttachment(UsdtAttachment&&) noexcept = default;
-  UsdtAttachment& operator=(UsdtAttachment&&) noexcept = default;
+  UsdtAttachment();
+  // Defined where SpecIds is complete, so that a class holding an
+  // UsdtAttachment (a skeleton's Links) can be moved and assigned.
+  UsdtAttachment(UsdtAttachment&&) noexcept;
+  UsdtAttachment& operator=(UsdtAttachment&&) noexcept;
   ~UsdtAttachment();
 
+  // True while attached (at least one probe site has its uprobe).
+  explicit operator bool() const { return !links_.empty(); }
   // One link per probe site.
   const std::vector<Link>& links() const { return links_; }
   // The notes of the sites attached, in the order of links().

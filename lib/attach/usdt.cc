@@ -145,6 +145,19 @@ struct UsdtAttachment::SpecIds {
 
 UsdtAttachment::~UsdtAttachment() { Detach(); }
 
+UsdtAttachment::UsdtAttachment() = default;
+UsdtAttachment::UsdtAttachment(UsdtAttachment&&) noexcept = default;
+
+UsdtAttachment& UsdtAttachment::operator=(UsdtAttachment&& other) noexcept {
+  if (this != &other) {
+    Detach();  // in its order: our uprobes go before our spec ids
+    links_ = std::move(other.links_);
+    sites_ = std::move(other.sites_);
+    spec_ids_ = std::move(other.spec_ids_);
+  }
+  return *this;
+}
+
 void UsdtAttachment::Detach() {
   // Links first: no uprobe may fire with a spec id that is free again.
   links_.clear();

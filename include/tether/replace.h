@@ -127,7 +127,8 @@ class PreparedReplacement {
   absl::Status Check() const;
   // Runs the migrations, checks the plan, then runs it. On success
   // `running` is the new pipeline and the old build's handles are gone.
-  // A failure before the switch leaves `running` as it was.
+  // A failure before the switch leaves `running` and its hook as they
+  // were (in-place arrays keep the slots already swapped: still full).
   absl::Status Commit(Pipeline& running);
 
  private:
@@ -154,7 +155,9 @@ absl::StatusOr<PreparedReplacement> PrepareReplacement(const Pipeline& running,
                                                        const CollectionSpec& new_spec,
                                                        const ReplaceOptions& options = {});
 
-// PrepareReplacement, then Commit.
+// PrepareReplacement, then Commit. Errors name the map, array, slot or
+// program at fault; a map whose spec changed without a migration is
+// FailedPrecondition "map '<name>' changed its <field> (...)".
 absl::Status ReplacePipeline(Pipeline& running, const CollectionSpec& new_spec,
                              const ReplaceOptions& options = {}, ReplaceStats* stats = nullptr);
 

@@ -667,3 +667,13 @@ absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignm
 }
 
 }  // namespace tether
+
+namespace tether::detail {
+
+// For the live replacement (lib/upgrade/): the same rule as a pin or a
+// replace_maps entry, so that a kept map is exactly one Load would accept.
+absl::Status CheckMapMatchesSpec(const MapSpec& spec, const Map& existing, absl::string_view where) {
+  return CheckCompatible(spec, existing, where);
+}
+
+}  // namespace tether::detail

@@ -7,6 +7,8 @@
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +39,8 @@ class Message {
     Append(&a, sizeof(a));
     Append(data, len);
   }
+  // Bytes that are not an attribute (a nested message's fixed part).
+  void Raw(const void* data, size_t len) { Append(data, len); }
   size_t Begin(uint16_t type) {
     size_t at = buf_.size();
     struct rtattr a;
@@ -317,6 +321,40 @@ absl::Status RtNetlink::SetXdp(uint32_t ifindex, int prog_fd, uint32_t flags) {
   m.End(xdp);
   return Transact(m.Finish(0), absl::StrCat("RTM_SETLINK xdp on ifindex ", ifindex),
                   [](const struct nlmsghdr&) {});
+}
+
+absl::Status RtNetlink::AddVethPair(const std::string& name, const std::string& peer) {
+  struct ifinfomsg ifi = {};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_flags = IFF_UP;
+  ifi.ifi_change = IFF_UP;
+  Message m(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
+  m.Attr(IFLA_IFNAME, name.c_str(), name.size() + 1);
+  size_t linkinfo = m.Begin(IFLA_LINKINFO);
+  m.Attr(IFLA_INFO_KIND, "veth", sizeof("veth") - 1);
+  size_t data = m.Begin(IFLA_INFO_DATA);
+  // VETH_INFO_PEER carries a whole ifinfomsg and then the peer's attributes.
+  size_t peer_info = m.Begin(VETH_INFO_PEER);
+  struct ifinfomsg peer_ifi = {};
+  // Not up yet: the peer is registered first, and a veth cannot open
+  // before its peer exists (ENOTCONN).
+  peer_ifi.ifi_family = AF_UNSPEC;
+  m.Raw(&peer_ifi, sizeof(peer_ifi));
+  m.Attr(IFLA_IFNAME, peer.c_str(), peer.size() + 1);
+  m.End(peer_info);
+  m.End(data);
+  m.End(linkinfo);
+  absl::Status made = Transact(m.Finish(0), absl::StrFormat("RTM_NEWLINK veth %s <-> %s", name, peer),
+                                [](const struct nlmsghdr&) {});
+  if (!made.ok()) return made;
+  struct ifinfomsg up = {};
+  up.ifi_family = AF_UNSPEC;
+  up.ifi_index = static_cast<int>(if_nametoindex(peer.c_str()));
+  up.ifi_flags = IFF_UP;
+  up.ifi_change = IFF_UP;
+  if (up.ifi_index == 0) return ErrnoStatus(errno, absl::StrCat("veth ", peer), "if_nametoindex");
+  Message set(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, &up, sizeof(up));
+  return Transact(set.Finish(0), absl::StrCat("RTM_SETLINK up on ", peer), [](const struct nlmsghdr&) {});
 }
 
 }  // namespace tether::sys

@@ -63,6 +63,9 @@ class RtNetlink {
   // Attaches prog_fd as the interface's XDP program (RTM_SETLINK with
   // IFLA_XDP), or detaches with prog_fd -1. flags: XDP_FLAGS_*.
   absl::Status SetXdp(uint32_t ifindex, int prog_fd, uint32_t flags);
+  // Creates a veth pair `name` <-> `peer` (RTM_NEWLINK, kind "veth") and
+  // sets both up. EEXIST if either name is taken.
+  absl::Status AddVethPair(const std::string& name, const std::string& peer);
 
  private:
   explicit RtNetlink(Fd fd) : fd_(std::move(fd)) {}

@@ -27,6 +27,7 @@
 #include "tether/graph.h"
 #include "tether/probe.h"
 #include "tether/struct_ops.h"
+#include "tether/system_graph.h"
 
 using namespace tether;
 
@@ -177,6 +178,24 @@ TEST_CASE("struct_ops: a BPF tcp_congestion_ops registers, runs on a TCP socket,
     CHECK(node->legacy_hooks.size() == 1);
     std::string text = graph().ToText();
     CHECK_THAT(text, Catch::Contains("struct_ops ["));
+    // A system scan (`tether graph`) reads the same from the kernel: the
+    // program ids in the map's value, and the registration.
+    SystemScanOptions so;
+    so.hooks = false;
+    auto scanned = ScanSystem(so);
+    REQUIRE(scanned.ok());
+    size_t seen = 0;
+    for (const GraphEdge& e : (*scanned)->Edges()) {
+      if (e.from != NodeOf(ca) || e.kind != EdgeKind::kStructOps) continue;
+      ++seen;
+      CHECK(std::any_of(held.begin(), held.end(), [&](const GraphEdge& h) {
+        return h.to == e.to && h.slot == e.slot;
+      }));
+    }
+    CHECK(seen == 4);
+    auto scanned_node = (*scanned)->Node(NodeOf(ca));
+    REQUIRE(scanned_node.has_value());
+    CHECK(scanned_node->legacy_hooks.size() == 1);
 
     TcpRun run = SendOverLoopback("tether_ca", 4u << 20);
     INFO(run.error);
@@ -301,6 +320,18 @@ TEST_CASE("struct_ops: a type the kernel lacks and a member it lacks are refused
              Catch::Contains("struct_ops map 'no_such_type'") &&
                  Catch::Contains("no struct_ops type 'tether_no_such_ops'"));
   CHECK_FALSE(map);
+  CHECK(testing::CountOpenFds() == fds);
+
+  // A struct_ops program alone: no map says which member it implements.
+  CollectionSpec good = LoadSpec("struct_ops");
+  Program init;
+  Assignment alone;
+  alone.programs = {{"tether_init", &init}};
+  st = LoadAndAssign(good, alone);
+  CHECK(absl::IsFailedPrecondition(st));
+  CHECK_THAT(std::string(st.message()),
+             Catch::Contains("struct_ops program 'tether_init' is not used by any struct_ops map"));
+  CHECK_FALSE(init);
   CHECK(testing::CountOpenFds() == fds);
 
   // A whole load fails the same way, on the first bad map.

@@ -80,7 +80,8 @@ class Collection {
   const std::vector<std::string>& created_pins() const { return created_pins_; }
   // Programs a full load left out: their section names no program type and
   // no type was given (CollectionOptions::program_types), so they serve
-  // only as callees of the others.
+  // only as callees of the others; or they are struct_ops programs that no
+  // struct_ops map of the object uses.
   const std::vector<std::string>& skipped_programs() const { return skipped_programs_; }
   // The verifier's log of a program that loaded, when
   // CollectionOptions::log_level > 0; empty otherwise. With BTF, its

@@ -194,7 +194,7 @@ class CollectionLoader {
         // A function in a section that names no program type (cilium's
         // "other") is only ever a callee; a full load skips it unless the
         // caller gave it a type.
-        if (EffectiveType(name) == BPF_PROG_TYPE_UNSPEC) {
+        if (EffectiveType(name) == BPF_PROG_TYPE_UNSPEC || UnusedStructOps(name)) {
           result_.skipped_programs_.push_back(name);
           continue;
         }
@@ -391,6 +391,18 @@ class CollectionLoader {
     if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) return it->second;
     uint32_t type = spec_.programs.at(name).type;
     return type != BPF_PROG_TYPE_UNSPEC ? type : opt_.default_program_type;
+  }
+
+  // A struct_ops program that no struct_ops map names implements no
+  // member the kernel could check it against; libbpf does not load it.
+  bool UnusedStructOps(const std::string& program) const {
+    if (EffectiveType(program) != BPF_PROG_TYPE_STRUCT_OPS) return false;
+    for (const auto& [name, m] : spec_.maps) {
+      if (m.type != BPF_MAP_TYPE_STRUCT_OPS) continue;
+      for (const MapInitEntry& e : m.init)
+        if (e.name == program) return false;
+    }
+    return true;
   }
 
   LifetimePolicy PolicyFor(const std::string& name) const {

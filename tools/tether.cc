@@ -331,6 +331,18 @@ std::vector<ProgramSummary> Summarise(const CollectionSpec& spec) {
   return out;
 }
 
+// A static entry's slot: an index, or for a struct_ops map the byte
+// offset of a function pointer, shown with the member's name.
+std::string SlotLabel(const CollectionSpec& spec, const MapSpec& m, uint32_t key) {
+  if (m.type != BPF_MAP_TYPE_STRUCT_OPS || !spec.btf) return absl::StrCat(key);
+  if (const BtfType* t = spec.btf->TypeById(m.btf_value_type_id); t && t->is_composite()) {
+    for (const BtfMember& member : spec.btf->Members(*t)) {
+      if (member.bit_offset == key * 8) return absl::StrCat(".", spec.btf->String(member.name_off));
+    }
+  }
+  return absl::StrCat(key);
+}
+
 const char* PinTypeName(PinType p) {
   switch (p) {
     case PinType::kNone: return "none";
@@ -402,7 +414,8 @@ int Inspect(const std::vector<std::string>& args) {
                             Printable(name), MapTypeName(m.type), m.key_size, m.value_size, m.max_entries,
                             m.flags, PinTypeName(m.pinning));
       for (const MapInitEntry& e : m.init)
-        absl::StrAppendFormat(&out, "    [%u] = %s\n", e.key, Printable(e.name));
+        absl::StrAppendFormat(&out, "    [%s] = %s\n", Printable(SlotLabel(*spec, m, e.key)),
+                              Printable(e.name));
       if (!m.contents.empty()) absl::StrAppend(&out, "    contents: ", Hex(m.contents), "\n");
     }
     for (const std::string& w : spec->warnings)

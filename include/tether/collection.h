@@ -3,7 +3,8 @@
 //
 // Load order: maps (honouring pins and replacements), global data (then
 // .rodata is frozen), programs (relocated, with func_info and line_info),
-// static initialisers of program arrays and map-in-maps. The object graph
+// static initialisers of program arrays and map-in-maps, then struct_ops
+// maps registered (tether/struct_ops.h). The object graph
 // learns every edge on the way. If any step fails, everything the load
 // created is closed and every pin it made is removed, and the Status names
 // the object that failed (with the verifier log for programs).
@@ -21,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "tether/collection_spec.h"
 #include "tether/lifetime.h"
+#include "tether/link.h"
 #include "tether/map.h"
 #include "tether/program.h"
 
@@ -66,14 +68,20 @@ class Collection {
 
   const std::map<std::string, Map>& maps() const { return maps_; }
   const std::map<std::string, Program>& programs() const { return programs_; }
+  // The struct_ops links that register the `.struct_ops.link` maps, by
+  // map name (tether/struct_ops.h): Load links every one. Dropping one
+  // unregisters its map.
+  const std::map<std::string, Link>& links() const { return links_; }
   // Empty handle if absent.
   Map map(absl::string_view name) const;
   Program program(absl::string_view name) const;
+  Link link(absl::string_view name) const;
   // Pins the load made (not pins it reused).
   const std::vector<std::string>& created_pins() const { return created_pins_; }
   // Programs a full load left out: their section names no program type and
   // no type was given (CollectionOptions::program_types), so they serve
-  // only as callees of the others.
+  // only as callees of the others; or they are struct_ops programs that no
+  // struct_ops map of the object uses.
   const std::vector<std::string>& skipped_programs() const { return skipped_programs_; }
   // The verifier's log of a program that loaded, when
   // CollectionOptions::log_level > 0; empty otherwise. With BTF, its
@@ -84,6 +92,7 @@ class Collection {
   friend class CollectionLoader;
   std::map<std::string, Map> maps_;
   std::map<std::string, Program> programs_;
+  std::map<std::string, Link> links_;
   std::vector<std::string> created_pins_;
   std::vector<std::string> skipped_programs_;
   std::map<std::string, std::string, std::less<>> verifier_logs_;
@@ -97,9 +106,17 @@ class Collection {
 // maps refer to. The load is refused if a program array it would create has
 // static entries yet would end up with no user reference: neither bound
 // here, nor pinned, nor replaced. The kernel would clear it at once.
+// A `.struct_ops.link` map listed in `links` is loaded, registered by a
+// struct_ops link, and the link assigned (list it in `maps` too for its map
+// handle). Other `.struct_ops.link` maps loaded get their value set but no
+// link: AttachStructOps or UpdateStructOpsLink registers them later (two
+// variants of one congestion control share its name, and only one can be
+// registered at a time). A `.struct_ops` map listed in `maps` stays
+// registered until its last handle goes.
 struct Assignment {
   std::vector<std::pair<std::string, Map*>> maps;
   std::vector<std::pair<std::string, Program*>> programs;
+  std::vector<std::pair<std::string, Link*>> links;
 };
 
 absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,

@@ -57,7 +57,9 @@ struct NodeRef {
   }
 };
 
-enum class EdgeKind : uint8_t { kTailCall, kUsesMap, kLinkHolds, kPinHolds, kInnerMap };
+// kStructOps: a struct_ops map holds the program in one of its function
+// pointers (slot: the member's index in the kernel's struct).
+enum class EdgeKind : uint8_t { kTailCall, kUsesMap, kLinkHolds, kPinHolds, kInnerMap, kStructOps };
 const char* EdgeKindName(EdgeKind kind);
 
 struct GraphNode {
@@ -85,7 +87,7 @@ struct GraphEdge {
   NodeRef from;
   NodeRef to;
   EdgeKind kind;
-  uint32_t slot = 0;  // array index for kTailCall and kInnerMap
+  uint32_t slot = 0;  // array index for kTailCall and kInnerMap; member index for kStructOps
 };
 
 // Program -> array -> program -> ... -> the first program.

@@ -117,6 +117,12 @@ class MapObject : public RefCounted<MapObject> {
   // Set by Map::Close(force = true) on the last handle: the release is
   // applied at once, never deferred.
   void set_forced_release() { forced_release_.store(true, std::memory_order_relaxed); }
+  // A struct_ops map this handle registered (a map update without a
+  // link): the kernel holds the registration until someone deletes it,
+  // so the last handle does (unless the map is pinned). See
+  // docs/lifecycle.md, "struct_ops".
+  void set_unregister_on_release(bool on) { unregister_on_release_.store(on, std::memory_order_relaxed); }
+  bool unregister_on_release() const { return unregister_on_release_.load(std::memory_order_relaxed); }
 
  private:
   int fd_;
@@ -124,6 +130,7 @@ class MapObject : public RefCounted<MapObject> {
   uint32_t value_buffer_size_;
   std::atomic<LifetimePolicy> policy_{LifetimePolicy::kDefault};
   std::atomic<bool> forced_release_{false};
+  std::atomic<bool> unregister_on_release_{false};
 };
 
 // Cold paths, out of line so the inline accessors stay small.

@@ -67,6 +67,7 @@ enum class LinkKind {
   kNetnsSkLookup,        // sk_lookup netns links, 5.9
   kNetnsFlowDissector,   // flow_dissector netns links, 5.8
   kNetfilter,            // netfilter links, 6.4
+  kStructOps,            // struct_ops links (.struct_ops.link, map flag BPF_F_LINK), 6.4
 };
 const char* LinkKindName(LinkKind kind);
 // The first kernel release with `kind`, e.g. "6.6".
@@ -110,6 +111,11 @@ absl::Status HaveLookupAndDelete(uint32_t map_type);
 // target the kernel lets BPF change the return of (error injection,
 // CONFIG_FUNCTION_ERROR_INJECTION).
 absl::Status HaveModifyReturn();
+
+// struct_ops (5.6): a minimal program implementing a member of the
+// kernel's tcp_congestion_ops loads. Registering one (BPF_MAP_UPDATE_ELEM
+// on its map) builds trampolines, which this probe leaves to the caller.
+absl::Status HaveStructOps();
 
 // Runs every probe above with the arguments that the tests and docs care
 // about, so that Report() lists them all.

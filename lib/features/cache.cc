@@ -179,6 +179,8 @@ void ProbeAll() {
   for (int k = static_cast<int>(LinkKind::kXdp); k <= static_cast<int>(LinkKind::kNetnsFlowDissector); ++k) {
     (void)HaveLinkKind(static_cast<LinkKind>(k));
   }
+  (void)HaveLinkKind(LinkKind::kStructOps);
+  (void)HaveStructOps();
 }
 
 }  // namespace tether::probe

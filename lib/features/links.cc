@@ -13,7 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
+#include "btf/btf_writer.h"
 #include "btf/kernel_btf.h"
+#include "sys/uapi_compat.h"
+#include "tether/btf.h"
 #include "features/features_internal.h"
 
 namespace tether::probe {
@@ -259,6 +262,31 @@ absl::Status ProbeIter(LinkKind kind) {
   return ProbeBtfTracingProgram(kind, BPF_TRACE_ITER, "bpf_iter_bpf_map", BTF_KIND_FUNC);
 }
 
+// A struct_ops map made with BPF_F_LINK: kernels before 6.4 refuse the
+// flag (EINVAL); the link itself needs a registered value, which is the
+// loader's business.
+absl::Status ProbeStructOpsLink(LinkKind kind) {
+  TETHER_RETURN_IF_ERROR(HaveMapType(BPF_MAP_TYPE_STRUCT_OPS));
+  TETHER_ASSIGN_OR_RETURN(uint32_t value_id,
+                          detail::VmlinuxBtfTypeId("bpf_struct_ops_tcp_congestion_ops",
+                                                   BTF_KIND_STRUCT));
+  auto kernel = KernelBtf();
+  if (!kernel.ok()) return kernel.status();
+  auto size = (*kernel)->SizeOf(value_id);
+  if (!size.ok()) return size.status();
+  btf::BtfWriter int_only;
+  int_only.Int();
+  TETHER_ASSIGN_OR_RETURN(sys::BtfLoadResult btf, sys::BtfLoad(int_only.Bytes()));
+  sys::MapCreateRequest req = MinimalMap(BPF_MAP_TYPE_STRUCT_OPS);
+  req.value_size = static_cast<uint32_t>(*size);
+  req.btf_vmlinux_value_type_id = value_id;
+  req.btf_fd = btf.fd.get();
+  req.flags = sys::uapi::kMapFLink;
+  auto map = sys::MapCreate(req);
+  if (map.ok()) return absl::OkStatus();
+  return MissingOr(kind, map.status());
+}
+
 constexpr LinkFeature kLinkFeatures[] = {
     {LinkKind::kXdp, "XDP links", "5.9", ProbeDeviceLink},
     {LinkKind::kTcx, "tcx links", "6.6", ProbeDeviceLink},
@@ -278,6 +306,7 @@ constexpr LinkFeature kLinkFeatures[] = {
     {LinkKind::kNetnsSkLookup, "sk_lookup netns links", "5.9", ProbeSkLookupLink},
     {LinkKind::kNetnsFlowDissector, "flow_dissector netns links", "5.8", ProbeFlowDissectorLink},
     {LinkKind::kNetfilter, "netfilter links", "6.4", ProbeNetfilterLink},
+    {LinkKind::kStructOps, "struct_ops links", "6.4", ProbeStructOpsLink},
 };
 
 const LinkFeature* FindLinkFeature(LinkKind kind) {

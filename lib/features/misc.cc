@@ -16,6 +16,7 @@
 #include "btf/kernel_btf.h"
 #include "features/features_internal.h"
 #include "sys/uapi_names.h"
+#include "tether/btf.h"
 #include "tether/insn.h"
 
 namespace tether::probe {
@@ -197,6 +198,40 @@ absl::Status ProbeBatchOps(const Feature& self) {
   return sys::ErrnoStatus(-ret, "batch probe", "BPF_MAP_LOOKUP_BATCH");
 }
 
+// A tcp_congestion_ops.ssthresh that returns 2: the kernel checks the
+// member against the struct (attach_btf_id, member index) at load.
+absl::Status ProbeStructOps(const Feature& self) {
+  if (absl::Status btf = HaveVmlinuxBtf(); !btf.ok()) {
+    return absl::UnimplementedError(
+        absl::StrCat("struct_ops needs the kernel's BTF to name its types: ", btf.message()));
+  }
+  TETHER_RETURN_IF_ERROR(HaveProgramType(BPF_PROG_TYPE_STRUCT_OPS));
+  TETHER_ASSIGN_OR_RETURN(VmlinuxType ops, FindVmlinuxType("tcp_congestion_ops", BTF_KIND_STRUCT));
+  auto kernel = KernelBtf();
+  if (!kernel.ok()) return kernel.status();
+  const BtfType* t = (*kernel)->TypeById(ops.id);
+  uint32_t member = 0;
+  bool found = false;
+  for (const BtfMember& m : (*kernel)->Members(*t)) {
+    if ((*kernel)->String(m.name_off) == "ssthresh") {
+      found = true;
+      break;
+    }
+    ++member;
+  }
+  if (!found) return absl::InternalError("struct_ops probe: tcp_congestion_ops has no ssthresh");
+  auto prog = MinimalProgram(BPF_PROG_TYPE_STRUCT_OPS, member, ops.id, 2);
+  if (prog.ok()) return absl::OkStatus();
+  int err = sys::StatusErrno(prog.status());
+  if (err == EINVAL || err == EOPNOTSUPP || err == sys::uapi::kEnotsupp) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "kernel %s cannot load struct_ops programs for tcp_congestion_ops (%s; they need %s): %s",
+        KernelRelease(), sys::ErrnoName(err), self.since, prog.status().message().substr(0, 200)));
+  }
+  return RefusedOr(prog.status(), "struct_ops programs", self.since,
+                   "BPF_PROG_LOAD of a minimal tcp_congestion_ops program");
+}
+
 constexpr Feature kKprobes = {"kprobes", "4.1", ProbeKprobes};
 constexpr Feature kVmlinuxBtf = {"vmlinux_btf", "5.4", ProbeVmlinuxBtf};
 constexpr Feature kLogTrueSize = {"log_true_size", "6.4", ProbeLogTrueSize};
@@ -205,6 +240,7 @@ constexpr Feature kTrampolines = {"trampolines", "5.5", ProbeTrampolines};
 constexpr Feature kModifyReturn = {"modify_return", "5.7", ProbeModifyReturn};
 constexpr Feature kTypedKsyms = {"typed_ksyms", "5.10", ProbeTypedKsyms};
 constexpr Feature kBatchOps = {"batch_ops", "5.6", ProbeBatchOps};
+constexpr Feature kStructOps = {"struct_ops", "5.6", ProbeStructOps};
 
 struct IteratorTarget {
   const char* name;
@@ -297,6 +333,7 @@ absl::Status HaveTrampolines() { return Ask(kTrampolines); }
 absl::Status HaveModifyReturn() { return Ask(kModifyReturn); }
 absl::Status HaveTypedKsyms() { return Ask(kTypedKsyms); }
 absl::Status HaveBatchOps() { return Ask(kBatchOps); }
+absl::Status HaveStructOps() { return Ask(kStructOps); }
 
 absl::Status HaveIterator(absl::string_view target) {
   std::string t(target);

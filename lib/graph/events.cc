@@ -243,4 +243,22 @@ void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id) {
   });
 }
 
+void GraphOnLinkMapChanged(uint32_t link_id, uint32_t map_id) {
+  WithSettle([&](Store& store) {
+    NodeRef l{NodeKind::kLink, link_id};
+    if (!store.Find(l)) return;
+    auto old = store.RemoveEdges(l, [](const Edge& e) { return e.kind == EdgeKind::kLinkHolds; });
+    if (map_id != 0) store.AddEdge(l, NodeRef{NodeKind::kMap, map_id}, EdgeKind::kLinkHolds, 0);
+    CollectAll(store, old);
+  });
+}
+
+void GraphSetStructOpsMember(uint32_t map_id, uint32_t member_index, uint32_t prog_id) {
+  LockedStore store(State());
+  NodeRef m{NodeKind::kMap, map_id};
+  auto replaced = store.RemoveEntry(m, EdgeKind::kStructOps, member_index);
+  store.AddEdge(m, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kStructOps, member_index);
+  CollectAll(store, replaced);
+}
+
 }  // namespace tether::detail

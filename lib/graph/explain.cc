@@ -97,6 +97,11 @@ void Narrator::Explain(NodeRef ref, int depth, absl::flat_hash_set<NodeRef>* see
                                          e.slot, Label(e.from)));
         Explain(e.from, depth + 1, seen, lines);
         break;
+      case EdgeKind::kStructOps:
+        lines->push_back(absl::StrFormat("%smember %u of struct_ops %s, which is held by:", indent,
+                                         e.slot, Label(e.from)));
+        Explain(e.from, depth + 1, seen, lines);
+        break;
     }
   }
 }

@@ -44,7 +44,8 @@ std::string ObjectGraph::ToText() const {
                     flags.empty() ? "" : absl::StrCat(" {", absl::StrJoin(flags, ", "), "}"), "\n");
     for (const GraphEdge& e : edges) {
       if (e.from != n.ref) continue;
-      std::string slot = (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kInnerMap)
+      std::string slot = (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kInnerMap ||
+                         e.kind == EdgeKind::kStructOps)
                              ? absl::StrCat("[", e.slot, "] ")
                              : "";
       absl::StrAppend(&out, "  ", EdgeKindName(e.kind), " ", slot, "-> ", g.Label(e.to), "\n");
@@ -99,6 +100,7 @@ std::string ObjectGraph::ToDot() const {
     std::string label = EdgeKindName(e.kind);
     if (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kInnerMap)
       label = absl::StrCat("[", e.slot, "]");
+    if (e.kind == EdgeKind::kStructOps) label = absl::StrCat("struct_ops [", e.slot, "]");
     std::string style = e.kind == EdgeKind::kUsesMap ? ", style=dashed" : "";
     absl::StrAppend(&out, "  \"", NodeKey(e.from), "\" -> \"", NodeKey(e.to), "\" [label=\"",
                     label, "\"", style, "];\n");

@@ -33,6 +33,7 @@ const char* EdgeKindName(EdgeKind kind) {
     case EdgeKind::kLinkHolds: return "link_holds";
     case EdgeKind::kPinHolds: return "pin_holds";
     case EdgeKind::kInnerMap: return "inner_map";
+    case EdgeKind::kStructOps: return "struct_ops";
   }
   return "?";
 }

@@ -85,6 +85,11 @@ void GraphOnLinkReleased(uint32_t link_id);
 // LINK_UPDATE swapped the link's program: the link -> program edge follows.
 // (LINK_DETACH does not call this: a detached link still holds its program.)
 void GraphOnLinkProgramChanged(uint32_t link_id, uint32_t prog_id);
+// A struct_ops link holds a map, not a program: created, or updated to
+// another map.
+void GraphOnLinkMapChanged(uint32_t link_id, uint32_t map_id);
+// A struct_ops map's member `member_index` holds program `prog_id`.
+void GraphSetStructOpsMember(uint32_t map_id, uint32_t member_index, uint32_t prog_id);
 
 }  // namespace tether::detail
 

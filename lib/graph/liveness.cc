@@ -55,6 +55,7 @@ bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
       case EdgeKind::kLinkHolds:
       case EdgeKind::kUsesMap:
       case EdgeKind::kInnerMap:
+      case EdgeKind::kStructOps:
         if (Live(e.from, excluded_array, seen)) return true;
         break;
     }

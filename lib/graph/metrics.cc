@@ -112,7 +112,7 @@ std::string ToOpenMetrics(const ObjectGraph& graph) {
 
   AppendFamily(&out, "tether_edges", "References between BPF objects, by kind.");
   for (EdgeKind kind : {EdgeKind::kTailCall, EdgeKind::kUsesMap, EdgeKind::kLinkHolds,
-                        EdgeKind::kPinHolds, EdgeKind::kInnerMap}) {
+                        EdgeKind::kPinHolds, EdgeKind::kInnerMap, EdgeKind::kStructOps}) {
     size_t n = 0;
     for (const GraphEdge& e : edges) n += e.kind == kind;
     absl::StrAppend(&out, "tether_edges{kind=\"", EdgeKindName(kind), "\"} ", n, "\n");

@@ -145,6 +145,7 @@ MapObject::MapObject(int fd, MapInfo info)
 }
 
 MapObject::~MapObject() {
+  if (unregister_on_release()) ReleaseStructOpsRegistration(fd_, info_.id);
   MapReleaseVerdict verdict = GraphOnMapReleased(
       info_.id, fd_, policy(), forced_release_.load(std::memory_order_relaxed));
   if (verdict.action == MapReleaseVerdict::Action::kPin) {
@@ -178,6 +179,34 @@ absl::Status MapOpError(const MapObject* map, absl::string_view op, int neg_errn
 
 absl::Status NullMapError(absl::string_view op) {
   return absl::FailedPreconditionError(absl::StrCat("map: ", op, ": the handle is empty"));
+}
+
+const char kStructOpsHook[] = "struct_ops registration (map update)";
+
+void MarkStructOpsRegistered(const Map& map) {
+  if (!map) return;
+  map.object()->set_unregister_on_release(true);
+  GraphAddLegacyHook(NodeOf(map), kStructOpsHook);
+}
+
+void ReleaseStructOpsRegistration(int fd, uint32_t map_id) {
+  NodeRef node{NodeKind::kMap, map_id};
+  // A pin is a reference of its own: the registration stays with it.
+  if (!GraphPinPathOf(node).empty()) return;
+  uint32_t zero = 0;
+  // ENOENT or EINVAL: someone unregistered it already (UnregisterStructOps).
+  sys::MapDeleteElem(fd, &zero);
+  GraphRemoveLegacyHook(node, kStructOpsHook);
+}
+
+absl::Status UnregisterStructOpsMap(const Map& map) {
+  if (!map) return NullMapError("unregister struct_ops");
+  uint32_t zero = 0;
+  int ret = sys::MapDeleteElem(map.fd(), &zero);
+  if (ret < 0) return MapOpError(map.object(), "unregister struct_ops (BPF_MAP_DELETE_ELEM)", ret);
+  map.object()->set_unregister_on_release(false);
+  GraphRemoveLegacyHook(NodeOf(map), kStructOpsHook);
+  return absl::OkStatus();
 }
 
 absl::Status ReadTailCallsIntoGraph(const Map& array) {

@@ -12,6 +12,15 @@ namespace tether::detail {
 // (a pin, an id) already has: whoever filled it did not tell this process.
 absl::Status ReadTailCallsIntoGraph(const Map& array);
 
+// A struct_ops map registered by a map update: its last handle
+// unregisters it (BPF_MAP_DELETE_ELEM), unless it is pinned. The graph
+// shows the registration as a hook on the map.
+void MarkStructOpsRegistered(const Map& map);
+// What MapObject's destructor does for such a map.
+void ReleaseStructOpsRegistration(int fd, uint32_t map_id);
+// Unregisters now; the last handle then has nothing left to do.
+absl::Status UnregisterStructOpsMap(const Map& map);
+
 }  // namespace tether::detail
 
 #endif  // TETHER_LIB_HANDLES_MAP_INTERNAL_H_

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
+#include "btf/kernel_btf.h"
 #include "graph/explain.h"
 #include "inspect/scan_internal.h"
 #include "sys/bpf.h"
@@ -170,6 +171,7 @@ class SystemScan {
   void ClassifyUsedMaps(int prog_fd, uint32_t xlated_len, const std::vector<uint32_t>& used);
   void ScanMaps();
   void ReadMap(uint32_t id);
+  void ReadStructOps(int fd, const bpf_map_info& info, GraphNode& n);
   void ScanLinks();
   void NoteHazards();
   void NoteProgram(GraphNode& n);
@@ -202,6 +204,7 @@ class SystemScan {
   absl::flat_hash_set<NodeRef> pinned_;
   absl::flat_hash_map<uint32_t, MapClass> map_class_;
   absl::flat_hash_set<uint32_t> inner_maps_;
+  absl::flat_hash_set<uint32_t> struct_ops_maps_;  // maps that struct_ops links hold
   inspect::LinkAttachments link_attachments_;
   inspect::HookScan sockmap_hooks_;
   absl::flat_hash_map<NodeRef, std::vector<FdHolder>> holders_;
@@ -307,7 +310,7 @@ void SystemScan::ScanMaps() {
   // is never a program array (the kernel refuses them as inner maps).
   for (uint32_t id : later) {
     auto c = map_class_.find(id);
-    if (inner_maps_.contains(id)) {
+    if (inner_maps_.contains(id) || struct_ops_maps_.contains(id)) {
       ReadMap(id);
     } else if (c != map_class_.end() && c->second == MapClass::kTailCalled) {
       GraphNode& n = node({NodeKind::kMap, id});
@@ -344,6 +347,8 @@ void SystemScan::ReadMap(uint32_t id) {
   } else if ((info->type == BPF_MAP_TYPE_SOCKMAP || info->type == BPF_MAP_TYPE_SOCKHASH) &&
              options_.hooks) {
     inspect::ScanSockmapHooks(fd->get(), id, n.name, link_attachments_, &sockmap_hooks_);
+  } else if (info->type == BPF_MAP_TYPE_STRUCT_OPS) {
+    ReadStructOps(fd->get(), *info, n);
   } else if (info->type == BPF_MAP_TYPE_HASH_OF_MAPS) {
     std::vector<uint8_t> key(info->key_size), next(info->key_size);
     const void* prev = nullptr;
@@ -358,6 +363,40 @@ void SystemScan::ReadMap(uint32_t id) {
       prev = key.data();
     }
   }
+}
+
+// A struct_ops map's value as user space reads it: a state word after the
+// refcount (1, INUSE: registered by a map update), and in each function
+// pointer member the id of the program there.
+void SystemScan::ReadStructOps(int fd, const bpf_map_info& info, GraphNode& n) {
+  auto kernel = KernelBtf();
+  if (!kernel.ok()) return;
+  const Btf& btf = **kernel;
+  auto data = btf.FindMember(info.btf_vmlinux_value_type_id, "data");
+  std::vector<uint8_t> value(info.value_size);
+  uint32_t zero = 0;
+  if (!data.ok() || value.size() < 8 || sys::MapLookupElem(fd, &zero, value.data(), 0) != 0) return;
+  const BtfType* ops = btf.TypeById(btf.SkipQualifiers(data->type));
+  if (ops == nullptr || !ops->is_composite()) return;
+  absl::Span<const BtfMember> members = btf.Members(*ops);
+  for (uint32_t i = 0; i < members.size(); ++i) {
+    const BtfType* ptr = btf.TypeById(btf.SkipQualifiers(members[i].type));
+    if (ptr == nullptr || ptr->kind != BtfKind::kPtr) continue;
+    const BtfType* proto = btf.TypeById(btf.SkipQualifiers(ptr->type()));
+    size_t off = data->bit_offset / 8 + members[i].bit_offset / 8;
+    if (proto == nullptr || proto->kind != BtfKind::kFuncProto || off + 8 > value.size()) continue;
+    uint64_t prog_id = 0;
+    memcpy(&prog_id, value.data() + off, sizeof(prog_id));
+    if (prog_id != 0 && prog_id <= UINT32_MAX)
+      edges.push_back({n.ref, {NodeKind::kProgram, static_cast<uint32_t>(prog_id)},
+                       EdgeKind::kStructOps, i});
+  }
+  uint32_t state = 0;
+  memcpy(&state, value.data() + 4, sizeof(state));
+  constexpr uint32_t kStateInUse = 1;
+  if (state == kStateInUse && (info.map_flags & sys::uapi::kMapFLink) == 0)
+    n.legacy_hooks.push_back("struct_ops registration (map update): the kernel holds it until "
+                             "it is deleted");
 }
 
 // Links, the program each one holds, and the attachment each one made.
@@ -390,6 +429,11 @@ void SystemScan::ScanLinks() {
           "cgroup", info->cgroup.cgroup_id, info->cgroup.attach_type, info->prog_id));
     if (info->prog_id)
       edges.push_back({{NodeKind::kLink, id}, {NodeKind::kProgram, info->prog_id}, EdgeKind::kLinkHolds, 0});
+    // A struct_ops link holds a map: link_info's struct_ops.map_id opens the union.
+    if (info->type == BPF_LINK_TYPE_STRUCT_OPS && info->xdp.ifindex != 0) {
+      struct_ops_maps_.insert(info->xdp.ifindex);
+      edges.push_back({{NodeKind::kLink, id}, {NodeKind::kMap, info->xdp.ifindex}, EdgeKind::kLinkHolds, 0});
+    }
   }
 }
 
@@ -411,6 +455,7 @@ bool SystemScan::LiveWithout(NodeRef ref, int pid, absl::flat_hash_set<NodeRef>*
   for (const GraphEdge* e : InEdges(ref)) {
     if (e->kind == EdgeKind::kLinkHolds && LiveWithout(e->from, pid, seen)) return true;
     if (e->kind == EdgeKind::kTailCall && LiveWithout(e->from, pid, seen)) return true;
+    if (e->kind == EdgeKind::kStructOps && LiveWithout(e->from, pid, seen)) return true;
   }
   return false;
 }
@@ -468,7 +513,9 @@ void SystemScan::NoteSingleProcessHolder(GraphNode& n) {
 void SystemScan::NoteProgram(GraphNode& n) {
   if (holders_.contains(n.ref) || pinned_.contains(n.ref) || fds_.own.contains(n.ref)) return;
   for (const GraphEdge* e : InEdges(n.ref))
-    if (e->kind == EdgeKind::kLinkHolds || e->kind == EdgeKind::kTailCall) return;
+    if (e->kind == EdgeKind::kLinkHolds || e->kind == EdgeKind::kTailCall ||
+        e->kind == EdgeKind::kStructOps)
+      return;
   if (n.legacy_hooks.empty()) {
     std::string invisible = InvisibleHolders(n.type);
     n.legacy_hooks.push_back(

@@ -18,9 +18,11 @@
 #include "absl/types/optional.h"
 #include "graph/graph_internal.h"
 #include "load/externs.h"
+#include "load/struct_ops.h"
 #include "btf/kernel_btf.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
+#include "sys/uapi_compat.h"
 #include "tether/btf.h"
 #include "tether/core.h"
 #include "tether/pin.h"
@@ -132,6 +134,7 @@ std::pair<std::string, std::function<absl::Status()>> ProgramProbe(uint32_t type
     return {absl::StrCat("iterator:", p.attach_to),
             [target = p.attach_to] { return probe::HaveIterator(target); }};
   }
+  if (type == BPF_PROG_TYPE_STRUCT_OPS) return {"struct_ops", [] { return probe::HaveStructOps(); }};
   if (type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM ||
       (type == BPF_PROG_TYPE_TRACING && p.expected_attach_type != BPF_TRACE_RAW_TP)) {
     return {"trampolines", [] { return probe::HaveTrampolines(); }};
@@ -191,7 +194,7 @@ class CollectionLoader {
         // A function in a section that names no program type (cilium's
         // "other") is only ever a callee; a full load skips it unless the
         // caller gave it a type.
-        if (EffectiveType(name) == BPF_PROG_TYPE_UNSPEC) {
+        if (EffectiveType(name) == BPF_PROG_TYPE_UNSPEC || UnusedStructOps(name)) {
           result_.skipped_programs_.push_back(name);
           continue;
         }
@@ -229,7 +232,10 @@ class CollectionLoader {
           return absl::NotFoundError(absl::StrCat("collection: no map '", name, "' in the object"));
         }
         for (const MapInitEntry& e : it->second.init) {
-          work.emplace_back(it->second.type == BPF_MAP_TYPE_PROG_ARRAY, e.name);
+          // Program arrays and struct_ops maps name programs, map-in-maps maps.
+          work.emplace_back(it->second.type == BPF_MAP_TYPE_PROG_ARRAY ||
+                                it->second.type == BPF_MAP_TYPE_STRUCT_OPS,
+                            e.name);
         }
       }
     }
@@ -298,6 +304,15 @@ class CollectionLoader {
     }
     btf_fd_ = std::move(loaded->fd);
     return absl::OkStatus();
+  }
+
+  // struct_ops maps take their type and size from the kernel's BTF, and
+  // their programs are loaded against it; registration needs every
+  // program's fd, so it comes last (lib/load/struct_ops.h).
+  absl::Status PlanStructOps() { return struct_ops_.Plan(spec_, maps_wanted_); }
+  void LinkStructOpsOnly(std::set<std::string> maps) { struct_ops_.LinkOnly(std::move(maps)); }
+  absl::Status RegisterStructOps() {
+    return struct_ops_.Register(spec_, result_.maps_, result_.programs_, &result_.links_);
   }
 
   absl::Status CreateMaps() {
@@ -378,6 +393,18 @@ class CollectionLoader {
     return type != BPF_PROG_TYPE_UNSPEC ? type : opt_.default_program_type;
   }
 
+  // A struct_ops program that no struct_ops map names implements no
+  // member the kernel could check it against; libbpf does not load it.
+  bool UnusedStructOps(const std::string& program) const {
+    if (EffectiveType(program) != BPF_PROG_TYPE_STRUCT_OPS) return false;
+    for (const auto& [name, m] : spec_.maps) {
+      if (m.type != BPF_MAP_TYPE_STRUCT_OPS) continue;
+      for (const MapInitEntry& e : m.init)
+        if (e.name == program) return false;
+    }
+    return true;
+  }
+
   LifetimePolicy PolicyFor(const std::string& name) const {
     auto it = opt_.map_policies.find(name);
     return it != opt_.map_policies.end() ? it->second : opt_.default_map_policy;
@@ -405,6 +432,11 @@ class CollectionLoader {
     if (m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
       if (o.key_size == 0) o.key_size = 4;
       if (o.value_size == 0) o.value_size = 4;
+    }
+    if (m.type == BPF_MAP_TYPE_STRUCT_OPS) {
+      struct_ops_.AdjustMap(name, &o);
+      o.btf_fd = btf_fd_.get();  // the kernel wants some program BTF beside its own type
+      return Map::Create(o);
     }
     Map inner;
     if (IsMapInMap(m.type)) {
@@ -467,6 +499,7 @@ class CollectionLoader {
   // Global data goes in before programs load, and .rodata is frozen, so
   // the verifier can treat its values as constants.
   absl::Status Populate(const std::string& name, const MapSpec& m, const Map& map) {
+    if (m.type == BPF_MAP_TYPE_STRUCT_OPS) return absl::OkStatus();  // RegisterStructOps
     std::vector<uint8_t> contents = m.contents;
     if (m.section == ".kconfig") {
       auto kconfig = externs_.KconfigContents();
@@ -530,6 +563,9 @@ class CollectionLoader {
                                                    what, target->name));
       }
       o.attach_btf_id = *id;
+    }
+    if (absl::Status st = struct_ops_.AdjustProgram(name, &o); !st.ok()) {
+      return Annotate(st, absl::StrCat("collection: ", what));
     }
     if (btf_fd_.valid() && !lp.func_info.empty()) {
       o.btf_fd = btf_fd_.get();
@@ -604,14 +640,17 @@ class CollectionLoader {
   std::unique_ptr<CoreTarget> custom_target_;
   Collection result_;
   detail::ExternResolver externs_;
+  detail::StructOpsLoader struct_ops_;
   bool committed_ = false;
 };
 
 namespace {
 
 absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
-  for (auto step : {&CollectionLoader::CheckPinPaths, &CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
-                    &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
+  for (auto step : {&CollectionLoader::CheckPinPaths, &CollectionLoader::LoadBtf,
+                    &CollectionLoader::PlanStructOps, &CollectionLoader::CreateMaps,
+                    &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps,
+                    &CollectionLoader::RegisterStructOps}) {
     TETHER_RETURN_IF_ERROR((loader.*step)());
   }
   return loader.Commit();
@@ -628,6 +667,11 @@ absl::StatusOr<Collection> Collection::Load(const CollectionSpec& spec, const Co
 Map Collection::map(absl::string_view name) const {
   auto it = maps_.find(std::string(name));
   return it == maps_.end() ? Map() : it->second;
+}
+
+Link Collection::link(absl::string_view name) const {
+  auto it = links_.find(std::string(name));
+  return it == links_.end() ? Link() : it->second;
 }
 
 Program Collection::program(absl::string_view name) const {
@@ -652,7 +696,20 @@ absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignm
     if (out == nullptr) return absl::InvalidArgumentError(absl::StrCat("LoadAndAssign: map '", name, "': null output"));
     maps.insert(name);
   }
+  std::set<std::string> links;
+  for (const auto& [name, out] : assignment.links) {
+    if (out == nullptr) return absl::InvalidArgumentError(absl::StrCat("LoadAndAssign: link '", name, "': null output"));
+    auto m = spec.maps.find(name);
+    if (m == spec.maps.end() || m->second.type != BPF_MAP_TYPE_STRUCT_OPS ||
+        (m->second.flags & sys::uapi::kMapFLink) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LoadAndAssign: link '", name, "': the object has no .struct_ops.link map of that name"));
+    }
+    maps.insert(name);  // its link registers it
+    links.insert(name);
+  }
   CollectionLoader loader(spec, options);
+  loader.LinkStructOpsOnly(std::move(links));
   absl::Status st = loader.Resolve(&programs, &maps);
   if (!st.ok()) return st;
   st = loader.CheckNoOrphanedArrays(maps);
@@ -661,6 +718,7 @@ absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignm
   if (!coll.ok()) return coll.status();
   for (const auto& [name, out] : assignment.programs) *out = coll->program(name);
   for (const auto& [name, out] : assignment.maps) *out = coll->map(name);
+  for (const auto& [name, out] : assignment.links) *out = coll->link(name);
   // Everything else goes with `coll`: dependency programs stay alive
   // through the arrays that hold them, and used maps through programs.
   return absl::OkStatus();

@@ -19,6 +19,9 @@ constexpr int kEnotsupp = 524;
 inline constexpr unsigned kMapTypeCgrpStorage = 32;  // 6.2
 inline constexpr unsigned kMapTypeArena = 33;        // 6.9
 
+// map_flags
+inline constexpr unsigned kMapFLink = 1u << 13;  // BPF_F_LINK: a struct_ops map a link registers, 6.4
+
 // enum bpf_prog_type
 inline constexpr unsigned kProgTypeNetfilter = 32;  // 6.4
 

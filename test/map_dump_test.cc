@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "map_test_support.h"
+#include "maps/map_dump_internal.h"
 #include "tether/map_batch.h"
 #include "tether/map_dump.h"
 #include "tether/probe.h"
@@ -87,6 +88,8 @@ TEST_CASE("DumpMap reads a 10k-entry hash exactly by batch and, where allowed, b
     MapDump small = MustOk(DumpMap(other, DumpOptions{DumpOptions::Prefer::kIterator}));
     REQUIRE(small.count == 1);
     CHECK(AsMap(small).at(3) == 42);
+    CHECK(detail::CachedDumpPrograms() == 1);
+    detail::ForgetDumpPrograms();  // the suite counts the cached program's fd as a leak
   } else {
     // The probe refused: the fastest path is batch and says why, and
     // asking for the iterator outright is an error naming the map.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "btf/kernel_btf.h"
+#include "maps/map_dump_internal.h"
 #include "sys/bpf.h"
 #include "tether/insn.h"
 #include "tether/map_batch.h"
@@ -83,10 +84,19 @@ std::vector<bpf_insn> ElemIteratorProgram(uint32_t key_size, uint32_t value_size
 // One program per (key size, value size), loaded on first use and kept for
 // the life of the process: a dump then costs a link and a read, not a
 // verifier run.
+struct ProgramCache {
+  std::mutex mu;
+  std::map<std::pair<uint32_t, uint32_t>, sys::Fd> fds;
+};
+ProgramCache& Programs() {
+  static auto* cache = new ProgramCache();
+  return *cache;
+}
+
 absl::StatusOr<int> CachedIteratorProgram(uint32_t key_size, uint32_t value_size) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::pair<uint32_t, uint32_t>, sys::Fd>();
-  std::lock_guard<std::mutex> lock(mu);
+  ProgramCache& programs = Programs();
+  std::lock_guard<std::mutex> lock(programs.mu);
+  auto* cache = &programs.fds;
   auto key = std::make_pair(key_size, value_size);
   if (auto it = cache->find(key); it != cache->end()) return it->second.get();
   TETHER_ASSIGN_OR_RETURN(uint32_t btf_id,
@@ -191,6 +201,20 @@ absl::Status DumpByBatch(const Map& map, uint32_t batch_size, MapDump* out) {
 }
 
 }  // namespace
+
+namespace detail {
+
+size_t CachedDumpPrograms() {
+  std::lock_guard<std::mutex> lock(Programs().mu);
+  return Programs().fds.size();
+}
+
+void ForgetDumpPrograms() {
+  std::lock_guard<std::mutex> lock(Programs().mu);
+  Programs().fds.clear();
+}
+
+}  // namespace detail
 
 absl::StatusOr<MapDump> DumpMap(const Map& map, const DumpOptions& options) {
   if (!map) return absl::FailedPreconditionError("map: dump: the handle is empty");

@@ -215,11 +215,7 @@ class CollectionLoader {
         auto linked = LinkProgram(spec_, name);
         if (!linked.ok()) return Annotate(linked.status(), absl::StrCat("program '", name, "'"));
         for (const Fixup& f : linked->fixups) {
-          if (f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
-              f.kind == Fixup::Kind::kKconfig) {
-            work.emplace_back(false, f.name);
-            users_[f.name].insert(name);
-          }
+          if (UsesMap(f) && !maps_wanted_.count(f.name)) work.emplace_back(false, f.name);
         }
         linked_.emplace(name, std::move(*linked));
       } else {
@@ -246,8 +242,7 @@ class CollectionLoader {
       if (m.pinning == PinType::kByName && !opt_.pin_dir.empty()) continue;
       std::vector<std::string> slots;
       for (const MapInitEntry& e : m.init) slots.push_back(absl::StrCat("[", e.key, "]=", e.name));
-      std::vector<std::string> callers;
-      if (auto it = users_.find(name); it != users_.end()) callers.assign(it->second.begin(), it->second.end());
+      std::vector<std::string> callers = UsersOf(name);
       return absl::FailedPreconditionError(absl::StrFormat(
           "LoadAndAssign: program array '%s' has static entries %s but would have no user "
           "reference after the load (not assigned, not pinned, not replaced), so the kernel "
@@ -372,6 +367,27 @@ class CollectionLoader {
   }
 
  private:
+  static bool UsesMap(const Fixup& f) {
+    return f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
+           f.kind == Fixup::Kind::kKconfig;
+  }
+
+  // The programs that reference map `map`, in name order. Only an error
+  // message needs them, so they are found when asked rather than recorded
+  // for every reference of every load.
+  std::vector<std::string> UsersOf(const std::string& map) const {
+    std::vector<std::string> users;
+    for (const auto& [prog, linked] : linked_) {
+      for (const Fixup& f : linked.fixups) {
+        if (UsesMap(f) && f.name == map) {
+          users.push_back(prog);
+          break;
+        }
+      }
+    }
+    return users;
+  }
+
   uint32_t EffectiveType(const std::string& name) const {
     if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) return it->second;
     uint32_t type = spec_.programs.at(name).type;
@@ -595,7 +611,6 @@ class CollectionLoader {
   std::set<std::string> programs_wanted_;
   std::set<std::string> maps_wanted_;
   std::map<std::string, LinkedProgram> linked_;
-  std::map<std::string, std::set<std::string>> users_;  // map -> programs using it
   std::set<std::string> reused_;                         // replaced or pinned before
   std::map<std::string, std::string> pin_paths_;         // by-name map -> checked pin path
   std::vector<std::string> missing_dirs_;                // the pin directory's, if it had to be made

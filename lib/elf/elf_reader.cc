@@ -1215,13 +1215,15 @@ absl::Status ElfReader::ReadFunctionCode() {
     if (const Section* rel = RelSectionFor(shndx)) {
       TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
     }
-    absl::flat_hash_map<uint64_t, const Reloc*> by_off;
+    // The relocation at each instruction of the section (the last one listed
+    // wins), indexed directly: one lookup per instruction, no hashing.
+    std::vector<const Reloc*> reloc_at(sec.hdr.sh_size / 8, nullptr);
     for (const Reloc& r : relocs) {
       if (r.offset % 8 != 0) {
         return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
                    " in ", SecName(shndx), " is not on an instruction boundary");
       }
-      by_off[r.offset] = &r;
+      if (r.offset / 8 < reloc_at.size()) reloc_at[r.offset / 8] = &r;
     }
     const BtfExtSection* ext = nullptr;
     if (ext_) {
@@ -1245,11 +1247,10 @@ absl::Status ElfReader::ReadFunctionCode() {
         memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
       }
       for (uint32_t i = 0; i < code.insns.size(); ++i) {
-        auto r = by_off.find((uint64_t{f.start} + i) * 8);
-        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code));
+        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc_at[f.start + i], &code));
         if (code.insns[i].code == kLdImm64) {
           ++i;
-          if (by_off.count((uint64_t{f.start} + i) * 8)) {
+          if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
             return Err(SecName(shndx), " offset ", (uint64_t{f.start} + i) * 8,
                        ": relocation on the second half of an ld_imm64");
           }

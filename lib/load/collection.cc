@@ -186,6 +186,11 @@ class CollectionLoader {
   absl::Status Resolve(const std::set<std::string>* want_programs,
                        const std::set<std::string>* want_maps) {
     std::deque<std::pair<bool, std::string>> work;  // (is_program, name)
+    // A name joins its set when first seen, so that the worklist holds
+    // each object once however many programs reference it.
+    auto want = [&](bool is_program, const std::string& name) {
+      if ((is_program ? programs_wanted_ : maps_wanted_).insert(name).second) work.emplace_back(is_program, name);
+    };
     if (want_programs == nullptr && want_maps == nullptr) {
       for (const auto& [name, p] : spec_.programs) {
         // A function in a section that names no program type (cilium's
@@ -195,37 +200,35 @@ class CollectionLoader {
           result_.skipped_programs_.push_back(name);
           continue;
         }
-        work.emplace_back(true, name);
+        want(true, name);
       }
-      for (const auto& [name, m] : spec_.maps) work.emplace_back(false, name);
+      for (const auto& [name, m] : spec_.maps) want(false, name);
     } else {
       if (want_programs)
-        for (const auto& n : *want_programs) work.emplace_back(true, n);
+        for (const auto& n : *want_programs) want(true, n);
       if (want_maps)
-        for (const auto& n : *want_maps) work.emplace_back(false, n);
+        for (const auto& n : *want_maps) want(false, n);
     }
     while (!work.empty()) {
-      auto [is_program, name] = work.front();
+      auto [is_program, name] = std::move(work.front());
       work.pop_front();
       if (is_program) {
-        if (!programs_wanted_.insert(name).second) continue;
         if (!spec_.programs.count(name)) {
           return absl::NotFoundError(absl::StrCat("collection: no program '", name, "' in the object"));
         }
         auto linked = LinkProgram(spec_, name);
         if (!linked.ok()) return Annotate(linked.status(), absl::StrCat("program '", name, "'"));
         for (const Fixup& f : linked->fixups) {
-          if (UsesMap(f) && !maps_wanted_.count(f.name)) work.emplace_back(false, f.name);
+          if (UsesMap(f)) want(false, f.name);
         }
         linked_.emplace(name, std::move(*linked));
       } else {
-        if (!maps_wanted_.insert(name).second) continue;
         auto it = spec_.maps.find(name);
         if (it == spec_.maps.end()) {
           return absl::NotFoundError(absl::StrCat("collection: no map '", name, "' in the object"));
         }
         for (const MapInitEntry& e : it->second.init) {
-          work.emplace_back(it->second.type == BPF_MAP_TYPE_PROG_ARRAY, e.name);
+          want(it->second.type == BPF_MAP_TYPE_PROG_ARRAY, e.name);
         }
       }
     }

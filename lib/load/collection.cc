@@ -571,7 +571,19 @@ class CollectionLoader {
     }
     result_.programs_.emplace(name, *prog);
     if (!log.empty()) result_.verifier_logs_.emplace(name, std::move(log));
+    ReleaseCode(lp);
     return absl::OkStatus();
+  }
+
+  // The kernel has its own copy of a loaded program's code: the linked
+  // copy goes now rather than with the loader, so that a load's heap peak
+  // holds the code of the programs still to load, not of all of them.
+  // Fixups and layout (names) stay for whoever asks about references.
+  static void ReleaseCode(LinkedProgram& lp) {
+    std::vector<bpf_insn>().swap(lp.insns);
+    std::vector<FuncInfo>().swap(lp.func_info);
+    std::vector<LineInfo>().swap(lp.line_info);
+    std::vector<CoreRelo>().swap(lp.core_relos);
   }
 
   // CO-RE against CollectionOptions::core_target, or the running kernel.

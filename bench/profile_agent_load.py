@@ -47,28 +47,52 @@ def callgrind(tmp, loader):
     return int(m.group(1))
 
 
-def massif(tmp, loader):
-    """(peak heap bytes, [(bytes, site)] of the peak snapshot's direct children)."""
-    out = os.path.join(tmp, f"{loader}.massif")
-    # One load: the peak of a load, not of several kept around.
+def massif(tmp, loader, rounds="1"):
+    """(peak heap bytes, [(bytes, site)]): the heap at its peak during one load
+    (the whole process, so the object's bytes, read before, count on both
+    sides alike) and, for each allocation site at the peak (the allocator's
+    direct caller), its bytes and the caller above it, largest first."""
+    out = os.path.join(tmp, f"{loader}.{rounds}.massif")
     run(["valgrind", "--tool=massif", "--peak-inaccuracy=0.0", "--threshold=0.5",
-         f"--massif-out-file={out}", binary, loader, "1"])
-    text = subprocess.run(["ms_print", "--threshold=0.5", out], capture_output=True, text=True).stdout
-    # The detailed snapshot marked "(peak)" in ms_print's table.
-    peak_bytes, sites = 0, []
-    blocks = re.split(r"\n-{10,}\n", text)
-    for i, b in enumerate(blocks):
-        if "(peak)" not in b:
+         f"--massif-out-file={out}", binary, loader, rounds])
+    peak_bytes, nodes, in_peak = 0, [], False
+    snapshot = {}
+    for line in open(out):
+        if line.startswith("snapshot="):
+            if in_peak:
+                break
+            snapshot = {}
             continue
-        rows = re.findall(r"^\s*\d+\s+[\d,]+\s+([\d,]+)\s+([\d,]+)\s+[\d,]+\s+[\d,]+\s*$", b, re.M)
-        if rows:
-            peak_bytes = int(rows[-1][1].replace(",", ""))
-        tree = blocks[i + 1] if i + 1 < len(blocks) else ""
-        for line in tree.splitlines():
-            m = re.match(r"^->\d+\.\d+% \(([\d,]+)B\) (?:0x[0-9A-F]+: )?(.*)$", line)
-            if m:
-                sites.append((int(m.group(1).replace(",", "")), m.group(2)[:150]))
-        break
+        if line.startswith("mem_heap_B="):
+            snapshot["heap"] = int(line.strip().split("=")[1])
+            continue
+        if line.startswith("heap_tree="):
+            in_peak = line.strip() == "heap_tree=peak"
+            if in_peak:
+                peak_bytes = snapshot.get("heap", 0)
+            continue
+        m = re.match(r"^( *)n\d+: (\d+) (.*)$", line.rstrip("\n")) if in_peak else None
+        if m:
+            desc = re.sub(r"^0x[0-9A-Fa-f]+: ", "", m.group(3))
+            nodes.append((len(m.group(1)), int(m.group(2)), desc))
+    # Inlined standard-library frames say nothing of who allocated: follow
+    # each site's largest caller down to the first frame of tether's own.
+    plumbing = re.compile(r"new_allocator\.h|allocator\.h|alloc_traits|stl_|basic_string|vector\.tcc|"
+                          r"raw_hash_set|container_memory|hashtable|unique_ptr\.h|shared_ptr|^\?\?\?|^operator new|"
+                          r"^malloc|^calloc|^realloc")
+    sites = []
+    for i, (depth, size, desc) in enumerate(nodes):
+        if depth != 1:
+            continue
+        j, d = i, desc
+        while plumbing.search(d) and j + 1 < len(nodes) and nodes[j + 1][0] == nodes[j][0] + 1:
+            j += 1
+            d = nodes[j][2]
+        d = re.sub(r"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string", d)
+        d = re.sub(r"\(anonymous namespace\)::", "", d)
+        d = re.sub(r"\(([^()]*)\) \(", "(...) (", d)  # drop parameter lists
+        sites.append((size, d[:140]))
+    sites.sort(key=lambda x: -x[0])
     return peak_bytes, sites
 
 
@@ -83,13 +107,19 @@ with tempfile.TemporaryDirectory() as tmp:
           f"(goal: <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'})")
     if shutil.which("ms_print"):
         sites = {}
+        # The same process without a load: the object's bytes and static
+        # data, common to both sides and left out of their figures.
+        base, _ = massif(tmp, "tether", "0")
         for loader in ("tether", "libbpf"):
             peaks[loader], sites[loader] = massif(tmp, loader)
         print()
+        print(f"heap before any load (the object's bytes, static data): {base:,d} bytes")
         for loader in ("tether", "libbpf"):
-            print(f"{loader:7s} heap peak during one load (massif, exact): {peaks[loader]:>10,d} bytes")
-        if peaks["libbpf"]:
-            print(f"ratio tether/libbpf heap peak: {peaks['tether'] / peaks['libbpf']:.2f}")
-        print(f"\ntether's allocation sites at its peak (top {a.top}, direct callers of the allocator):")
-        for b, site in sites["tether"][:a.top]:
+            print(f"{loader:7s} heap peak during one load, above that (massif): {peaks[loader] - base:>10,d} bytes")
+        if peaks["libbpf"] > base:
+            print(f"ratio tether/libbpf heap peak of a load: {(peaks['tether'] - base) / (peaks['libbpf'] - base):.2f}")
+        print(f"\ntether's allocation sites at its peak (top {a.top}, each at its first tether frame):")
+        # The object's bytes and static data are the baseline's, not the load's.
+        own = [x for x in sites["tether"] if "AgentObject" not in x[1] and "call_init" not in x[1]]
+        for b, site in own[:a.top]:
             print(f"  {b:>10,d} B  {site}")

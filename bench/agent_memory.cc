@@ -221,8 +221,10 @@ int main(int argc, char** argv) {
   printf("  %-8s %11ld KiB %14ld KiB %16ld bytes%s\n", "libbpf", l.rss_before_kib, l.peak_delta_kib, l.heap_held,
          l.ok ? "" : "  (load FAILED)");
   if (l.peak_delta_kib > 0 && l.heap_held > 0) {
-    printf("  ratio tether/libbpf: peak RSS growth %.2f, heap held %.2f\n",
-           double(t.peak_delta_kib) / double(l.peak_delta_kib), double(t.heap_held) / double(l.heap_held));
+    double rss_ratio = double(t.peak_delta_kib) / double(l.peak_delta_kib);
+    printf("  ratio tether/libbpf: peak RSS growth %.2f, heap held %.2f\n", rss_ratio,
+           double(t.heap_held) / double(l.heap_held));
+    printf("  goal: peak RSS growth while loading <= 1.0x libbpf: %s\n", rss_ratio <= 1.0 ? "met" : "NOT met");
   }
   printf("\ntether's own memory (heap in use, mean of %u):\n", kN);
   printf("  handle (Map/Program/Link value):       %zu bytes (one pointer)\n", sizeof(Map));

@@ -40,4 +40,6 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{loader:7s} {counts[loader]:>14,d} instructions for {a.rounds} round(s) over "
               f"{objects.group(1) if objects else '?'} objects "
               f"({counts[loader] // max(1, a.rounds):,d} per round)")
-print(f"ratio tether/libbpf: {counts['tether'] / counts['libbpf']:.3f}")
+ratio = counts['tether'] / counts['libbpf']
+print(f"ratio tether/libbpf: {ratio:.3f} (goal: fewer instructions than libbpf, < 1.0: "
+      f"{'met' if ratio < 1.0 else 'NOT met'})")

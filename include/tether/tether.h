@@ -14,6 +14,7 @@
 #include "tether/link.h"
 #include "tether/map.h"
 #include "tether/map_batch.h"
+#include "tether/map_dump.h"
 #include "tether/map_in_map.h"
 #include "tether/mmap_array.h"
 #include "tether/percpu.h"

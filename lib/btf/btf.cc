@@ -1102,6 +1102,12 @@ absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& bt
 
 std::vector<uint8_t> SanitizeBtfForKernel(const Btf& btf, const BtfFeatures& features) {
   std::vector<uint8_t> blob = btf.Marshal();
+  // A kernel with every kind rewrites nothing below: the marshalled blob
+  // is the answer, without splitting and reassembling a copy of it.
+  if (features.func && features.func_global && features.datasec && features.float_kind &&
+      features.decl_tag && features.type_tag && features.enum64) {
+    return blob;
+  }
   // The marshalled layout is ours: a 24-byte header, types, then strings.
   uint32_t type_len = Load32(&blob[12]);
   std::vector<uint8_t> types(blob.begin() + 24, blob.begin() + 24 + type_len);

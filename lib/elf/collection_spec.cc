@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/types/optional.h"
 
 namespace tether {
 
@@ -131,6 +132,18 @@ absl::StatusOr<absl::Span<const uint8_t>> CollectionSpec::GetVariable(absl::stri
 
 // --- LinkProgram -----------------------------------------------------------------
 
+namespace {
+
+// Rebased copies of a function's BTF.ext records, appended in one go.
+template <typename Records>
+void AppendRebased(Records& to, const Records& from, uint32_t base) {
+  size_t old = to.size();
+  to.insert(to.end(), from.begin(), from.end());
+  for (size_t i = old; i < to.size(); ++i) to[i].insn_off += base;
+}
+
+}  // namespace
+
 absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
                                           absl::string_view program_name) {
   auto pit = spec.programs.find(std::string(program_name));
@@ -141,31 +154,39 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
   LinkedProgram out;
   out.name = prog.name;
 
+  // Functions appended so far are out.layout (name, base); `queue` holds
+  // indices into it still to scan. A program without sub-programs, the
+  // common case, then costs no hash map and no copied names.
   struct Placed {
-    std::string name;
     const FunctionCode* code;
     uint32_t base;
+    size_t layout_index;
   };
   std::deque<Placed> queue;
-  absl::flat_hash_map<std::string, uint32_t> placed;
+  absl::flat_hash_map<absl::string_view, uint32_t> placed;  // once layout grows past a few
+  auto placed_base = [&](const std::string& name) -> absl::optional<uint32_t> {
+    if (out.layout.size() <= 8) {
+      for (const auto& [n, base] : out.layout)
+        if (n == name) return base;
+      return absl::nullopt;
+    }
+    if (placed.empty()) {
+      for (const auto& [n, base] : out.layout) placed.emplace(n, base);
+    }
+    auto it = placed.find(name);
+    if (it == placed.end()) return absl::nullopt;
+    return it->second;
+  };
   auto place = [&](const std::string& name, const FunctionCode& code) {
     uint32_t base = static_cast<uint32_t>(out.insns.size());
     out.insns.insert(out.insns.end(), code.insns.begin(), code.insns.end());
-    for (FuncInfo fi : code.func_info) {
-      fi.insn_off += base;
-      out.func_info.push_back(fi);
-    }
-    for (LineInfo li : code.line_info) {
-      li.insn_off += base;
-      out.line_info.push_back(li);
-    }
-    for (CoreRelo cr : code.core_relos) {
-      cr.insn_off += base;
-      out.core_relos.push_back(cr);
-    }
-    placed[name] = base;
+    AppendRebased(out.func_info, code.func_info, base);
+    AppendRebased(out.line_info, code.line_info, base);
+    AppendRebased(out.core_relos, code.core_relos, base);
     out.layout.emplace_back(name, base);
-    queue.push_back({name, &code, base});
+    // layout's strings may move as it grows: the index map is rebuilt.
+    placed.clear();
+    queue.push_back({&code, base, out.layout.size() - 1});
     return base;
   };
   place(prog.name, prog.code);
@@ -175,7 +196,7 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
     queue.pop_front();
     for (const InsnReference& ref : cur.code->references) {
       auto where = [&]() {
-        return absl::StrCat("program '", prog.name, "': function '", cur.name, "' insn ", ref.insn);
+        return absl::StrCat("program '", prog.name, "': function '", out.layout[cur.layout_index].first, "' insn ", ref.insn);
       };
       if (ref.insn >= cur.code->insns.size()) {
         return absl::InvalidArgumentError(absl::StrCat(where(), ": reference past the end"));
@@ -202,7 +223,7 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
           insn.src_reg = BPF_PSEUDO_MAP_FD;
           insn.imm = 0;
           fx.kind = Fixup::Kind::kMapFd;
-          out.fixups.push_back(fx);
+          out.fixups.push_back(std::move(fx));
           break;
         }
         case ReferenceKind::kMapValue:
@@ -249,9 +270,8 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
         case ReferenceKind::kCall:
         case ReferenceKind::kFuncAddr: {
           uint32_t target;
-          auto done = placed.find(ref.name);
-          if (done != placed.end()) {
-            target = done->second;
+          if (auto done = placed_base(ref.name)) {
+            target = *done;
           } else if (auto f = spec.functions.find(ref.name); f != spec.functions.end()) {
             target = place(ref.name, f->second.code);
           } else if (auto p = spec.programs.find(ref.name); p != spec.programs.end()) {

@@ -1,12 +1,15 @@
 // Reads a BPF ELF relocatable object into a CollectionSpec.
 //
-// The image is checked by hand before libelf sees it: section headers,
-// symbol and string tables must lie inside the file, string tables must
-// end in NUL and every relocation must name an existing symbol and land on
-// an instruction. After that, nothing reads outside the copy we own.
+// The image is checked by hand: section headers, symbol and string tables
+// must lie inside the file, string tables must end in NUL and every
+// relocation must name an existing symbol and land on an instruction.
+// After that, nothing reads outside the caller's image, which is read in
+// place (every multi-byte field through memcpy, so its alignment does not
+// matter) and never copied: a BPF object is a 64-bit little-endian ELF
+// file whose section headers are all the reader needs, so libelf (which
+// would copy and convert them again) is not used here.
+#include <elf.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,15 +39,15 @@ constexpr uint32_t kBpfFLink = 1u << 13;  // BPF_F_LINK, for .struct_ops.link ma
 
 struct Section {
   uint32_t index = 0;
-  std::string name;
-  GElf_Shdr hdr{};
+  absl::string_view name;  // into the section name table of the caller's image
+  Elf64_Shdr hdr{};
   absl::Span<const uint8_t> data;  // empty for NOBITS
   bool exec() const { return hdr.sh_type == SHT_PROGBITS && (hdr.sh_flags & SHF_EXECINSTR); }
 };
 
 struct Symbol {
   uint32_t index = 0;
-  std::string name;
+  absl::string_view name;  // into the caller's string table, or a section name
   uint64_t value = 0;
   uint64_t size = 0;
   uint8_t type = 0;
@@ -114,10 +117,7 @@ void DefaultMapSizes(MapSpec* m) {
 class ElfReader {
  public:
   ElfReader(absl::Span<const uint8_t> image, absl::string_view what)
-      : image_(image.begin(), image.end()), what_(what) {}
-  ~ElfReader() {
-    if (elf_ != nullptr) elf_end(elf_);
-  }
+      : image_(image), what_(what) {}
 
   absl::StatusOr<CollectionSpec> Read();
 
@@ -160,12 +160,32 @@ class ElfReader {
   absl::optional<uint32_t> Datasec(absl::string_view name);
   const Section* FindSection(absl::string_view name) const;
   const Section* RelSectionFor(uint32_t target) const;
+  // Calls fn(symbol) for each symbol named `name` in section `shndx`, in
+  // symbol-table order, until fn returns false. One index built with the
+  // symbol table replaces a scan of every symbol per BTF variable (an
+  // object with N maps scanned N x symbols).
+  template <typename Fn>
+  void ForEachNamed(uint32_t shndx, absl::string_view name, Fn&& fn) const {
+    if (!names_indexed_) IndexSymbolNames();
+    if (shndx + 1 >= section_start_.size()) return;
+    for (uint32_t k = section_start_[shndx]; k < section_start_[shndx + 1]; ++k) {
+      const Symbol& sym = symbols_[by_section_[k]];
+      if (sym.name == name && !fn(sym)) return;
+    }
+  }
+  void IndexSymbolNames() const;
 
-  std::vector<uint8_t> image_;
+  absl::Span<const uint8_t> image_;  // the caller's, alive for the whole Read()
   std::string what_;
-  Elf* elf_ = nullptr;
   std::vector<Section> sections_;
   std::vector<Symbol> symbols_;
+  // Symbol indices grouped by section (a counting sort, built on first
+  // use): symbols of section i are by_section_[section_start_[i] ..
+  // section_start_[i + 1]), in symbol-table order. Symbols in code
+  // sections are left out: they are never looked up by name this way.
+  mutable bool names_indexed_ = false;
+  mutable std::vector<uint32_t> section_start_;
+  mutable std::vector<uint32_t> by_section_;
   // Symbols the file lacks but old toolchains implied: a code section
   // without a function symbol is one program, a maps/<name> section without
   // an object symbol is one map. A deque, so FuncRange and map_syms_ can
@@ -176,7 +196,7 @@ class ElfReader {
   // Legacy and BTF map sections: offset of each definition -> map name.
   absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
   CollectionSpec spec_;
-  absl::optional<absl::flat_hash_map<std::string, uint32_t>> datasecs_;
+  absl::optional<std::vector<std::pair<absl::string_view, uint32_t>>> datasecs_;
   absl::optional<BtfExt> ext_;
 };
 
@@ -213,36 +233,28 @@ absl::Status ElfReader::ReadHeaders() {
                " sections)");
   }
   // Check every section's extent and the name table before libelf reads.
-  std::vector<Elf64_Shdr> raw(eh.e_shnum);
-  memcpy(raw.data(), image_.data() + eh.e_shoff, eh.e_shnum * sizeof(Elf64_Shdr));
+  sections_.resize(eh.e_shnum);
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
-    const Elf64_Shdr& s = raw[i];
+    memcpy(&sections_[i].hdr, image_.data() + eh.e_shoff + uint64_t{i} * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
+  }
+  for (uint32_t i = 0; i < eh.e_shnum; ++i) {
+    const Elf64_Shdr& s = sections_[i].hdr;
     if (s.sh_type == SHT_NOBITS || s.sh_type == SHT_NULL) continue;
     if (s.sh_offset > image_.size() || s.sh_size > image_.size() - s.sh_offset) {
       return Err("section #", i, ": data [", s.sh_offset, ", +", s.sh_size,
                  ") extends past the end of the ", image_.size(), "-byte file");
     }
   }
-  const Elf64_Shdr& strh = raw[eh.e_shstrndx];
+  const Elf64_Shdr& strh = sections_[eh.e_shstrndx].hdr;
   if (strh.sh_type != SHT_STRTAB) return Err("section name table #", eh.e_shstrndx, " is not SHT_STRTAB");
   absl::Span<const uint8_t> shstr(image_.data() + strh.sh_offset, strh.sh_size);
   if (shstr.empty() || shstr.back() != 0) {
     return Err("section name table #", eh.e_shstrndx, " is not NUL-terminated");
   }
 
-  elf_version(EV_CURRENT);
-  elf_ = elf_memory(reinterpret_cast<char*>(image_.data()), image_.size());
-  if (elf_ == nullptr || elf_kind(elf_) != ELF_K_ELF) {
-    return Err("libelf refuses the file: ", elf_errmsg(-1));
-  }
-  sections_.resize(eh.e_shnum);
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
     Section& sec = sections_[i];
     sec.index = i;
-    Elf_Scn* scn = elf_getscn(elf_, i);
-    if (scn == nullptr || gelf_getshdr(scn, &sec.hdr) == nullptr) {
-      return Err("section #", i, ": cannot read header: ", elf_errmsg(-1));
-    }
     if (sec.hdr.sh_name >= shstr.size()) {
       return Err("section #", i, ": name offset ", sec.hdr.sh_name,
                  " is outside the section name table");
@@ -317,6 +329,22 @@ absl::Status ElfReader::ReadSymbols() {
   return absl::OkStatus();
 }
 
+void ElfReader::IndexSymbolNames() const {
+  names_indexed_ = true;
+  auto wanted = [&](const Symbol& sym) {
+    return sym.shndx < sections_.size() && sym.type != STT_SECTION && sym.type != STT_FILE &&
+           (sym.shndx == SHN_UNDEF || !sections_[sym.shndx].exec());
+  };
+  section_start_.assign(sections_.size() + 1, 0);
+  for (const Symbol& sym : symbols_)
+    if (wanted(sym)) ++section_start_[sym.shndx + 1];
+  for (size_t i = 1; i < section_start_.size(); ++i) section_start_[i] += section_start_[i - 1];
+  by_section_.resize(section_start_.back());
+  std::vector<uint32_t> fill(section_start_.begin(), section_start_.end() - 1);
+  for (const Symbol& sym : symbols_)
+    if (wanted(sym)) by_section_[fill[sym.shndx]++] = sym.index;
+}
+
 const Section* ElfReader::FindSection(absl::string_view name) const {
   for (const Section& s : sections_) {
     if (s.name == name && s.hdr.sh_type != SHT_NULL) return &s;
@@ -380,12 +408,11 @@ absl::Status ElfReader::ReadBtf() {
       const BtfType* var = b.TypeById(vsi.type);
       if (var == nullptr || var->kind != BtfKind::kVar) continue;
       absl::string_view vname = b.Name(*var);
-      for (const Symbol& sym : symbols_) {
-        if (sym.shndx == sec->index && sym.name == vname && sym.type == STT_OBJECT) {
-          vsi.offset = static_cast<uint32_t>(sym.value);
-          break;
-        }
-      }
+      ForEachNamed(sec->index, vname, [&](const Symbol& sym) {
+        if (sym.type != STT_OBJECT) return true;
+        vsi.offset = static_cast<uint32_t>(sym.value);
+        return false;
+      });
     }
   }
   return absl::OkStatus();
@@ -438,8 +465,8 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec, std::vector<std::stri
     if (sec.data.empty()) return Err(where, ": has no data");
     const uint8_t* p = sec.data.data() + s->value;
     MapSpec m;
-    m.name = s->name;
-    m.section = sec.name;
+    m.name = std::string(s->name);
+    m.section = std::string(sec.name);
     m.type = Load32(p);
     m.key_size = Load32(p + 4);
     m.value_size = Load32(p + 8);
@@ -584,7 +611,7 @@ absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember
           return err("'values' slot ", key, " (symbol '", sym.name, "') is past max_entries ",
                      m->max_entries);
         }
-        m->init.push_back({key, sym.name});
+        m->init.push_back({key, std::string(sym.name)});
       }
     }
   }
@@ -605,7 +632,7 @@ absl::StatusOr<MapSpec> ElfReader::ReadBtfMapDef(absl::string_view name, uint32_
   }
   MapSpec m;
   m.name = std::string(name);
-  m.section = sec.name;
+  m.section = std::string(sec.name);
   bool key_set = false, value_set = false;
   // __uint(name, N) is `int (*name)[N]`; __ulong is an enum with one value.
   auto uint_of = [&](const BtfMember& mem) -> absl::StatusOr<uint64_t> {
@@ -722,9 +749,10 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
     }
     std::string name(b.Name(*var));
     const Symbol* sym = nullptr;
-    for (const Symbol& s : symbols_) {
-      if (s.shndx == sec.index && s.name == name && s.type == STT_OBJECT) sym = &s;
-    }
+    ForEachNamed(sec.index, name, [&](const Symbol& s) {
+      if (s.type == STT_OBJECT) sym = &s;
+      return true;
+    });
     if (sym == nullptr) return Err("section .maps: map '", name, "' has no ELF symbol");
     uint64_t size = sym->size ? sym->size : vsi.size;
     if (sym->value > sec.hdr.sh_size || size > sec.hdr.sh_size - sym->value) {
@@ -763,8 +791,8 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
                                                    sec.hdr.sh_size));
   }
   MapSpec m;
-  m.name = sec.name;
-  m.section = sec.name;
+  m.name = std::string(sec.name);
+  m.section = std::string(sec.name);
   m.type = BPF_MAP_TYPE_ARRAY;
   m.key_size = 4;
   m.value_size = static_cast<uint32_t>(sec.hdr.sh_size);
@@ -790,17 +818,16 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
         // libbpf skeletons.
         if (var->var_linkage() == BtfLinkage::kStatic) continue;
         bool hidden = false;
-        for (const Symbol& sym : symbols_) {
-          if (sym.shndx == sec.index && sym.name == b.Name(*var)) {
-            hidden = sym.visibility == STV_HIDDEN || sym.bind == STB_LOCAL;
-          }
-        }
+        ForEachNamed(sec.index, b.Name(*var), [&](const Symbol& sym) {
+          hidden = sym.visibility == STV_HIDDEN || sym.bind == STB_LOCAL;
+          return true;
+        });
         if (hidden) continue;
         if (uint64_t{vsi.offset} + vsi.size > m.value_size) {
           return Err(SecName(sec.index), ": variable '", b.Name(*var), "' at offset ", vsi.offset,
                      " size ", vsi.size, " is outside the section");
         }
-        VariableSpec v{std::string(b.Name(*var)), sec.name, vsi.offset, vsi.size, var->type(),
+        VariableSpec v{std::string(b.Name(*var)), std::string(sec.name), vsi.offset, vsi.size, var->type(),
                        rodata};
         spec_.variables[v.name] = std::move(v);
       }
@@ -812,7 +839,7 @@ absl::Status ElfReader::ReadDataSection(const Section& sec) {
         continue;
       }
       if (s.value > m.value_size || s.size > m.value_size - s.value) continue;
-      spec_.variables[s.name] = VariableSpec{s.name, sec.name, static_cast<uint32_t>(s.value),
+      spec_.variables[std::string(s.name)] = VariableSpec{std::string(s.name), std::string(sec.name), static_cast<uint32_t>(s.value),
                                              static_cast<uint32_t>(s.size), 0, rodata};
     }
   }
@@ -839,7 +866,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
     }
     MapSpec m;
     m.name = std::string(b.Name(*var));
-    m.section = sec.name;
+    m.section = std::string(sec.name);
     m.type = BPF_MAP_TYPE_STRUCT_OPS;
     m.key_size = 4;
     m.value_size = vsi.size;
@@ -854,7 +881,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
     }
     for (const Reloc& r : relocs) {
       if (r.offset >= vsi.offset && r.offset < uint64_t{vsi.offset} + vsi.size) {
-        m.init.push_back({static_cast<uint32_t>(r.offset - vsi.offset), symbols_[r.sym].name});
+        m.init.push_back({static_cast<uint32_t>(r.offset - vsi.offset), std::string(symbols_[r.sym].name)});
       }
     }
     spec_.maps.emplace(m.name, std::move(m));
@@ -866,10 +893,12 @@ absl::Status ElfReader::ReadExterns() {
   if (!spec_.btf) return absl::OkStatus();
   Btf& b = *spec_.btf;
   auto weak = [&](absl::string_view name) {
-    for (const Symbol& s : symbols_) {
-      if (s.shndx == SHN_UNDEF && s.name == name) return s.bind == STB_WEAK;
-    }
-    return false;
+    bool is_weak = false;
+    ForEachNamed(SHN_UNDEF, name, [&](const Symbol& s) {
+      is_weak = s.bind == STB_WEAK;
+      return false;
+    });
+    return is_weak;
   };
   if (auto ks = Datasec(".ksyms")) {
     for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ks))) {
@@ -934,16 +963,19 @@ absl::Status ElfReader::ReadExterns() {
 absl::optional<uint32_t> ElfReader::Datasec(absl::string_view name) {
   if (!spec_.btf) return absl::nullopt;
   if (!datasecs_) {
+    // An object has a handful of DATASECs: a list of views into the BTF
+    // string section beats a hash map of copied names.
     datasecs_.emplace();
     const Btf& b = *spec_.btf;
     for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
       const BtfType* t = b.TypeById(id);
-      if (t->kind == BtfKind::kDatasec) datasecs_->emplace(std::string(b.Name(*t)), id);  // first wins
+      if (t->kind == BtfKind::kDatasec) datasecs_->emplace_back(b.Name(*t), id);
     }
   }
-  auto it = datasecs_->find(name);
-  if (it == datasecs_->end()) return absl::nullopt;
-  return it->second;
+  for (const auto& [n, id] : *datasecs_) {
+    if (n == name) return id;  // the first of a name wins
+  }
+  return absl::nullopt;
 }
 
 const FuncRange* ElfReader::FuncAt(uint32_t shndx, uint32_t insn) const {
@@ -1000,10 +1032,10 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
                absl::StrFormat("0x%02x", insn.code), ", which is neither ld_imm64 nor call");
   }
   if (sym.shndx == SHN_UNDEF) {
-    auto ext = spec_.externs.find(sym.name);
+    auto ext = spec_.externs.find(std::string(sym.name));
     if (ext == spec_.externs.end()) {
       if (call) {
-        code->references.push_back({idx, ReferenceKind::kUnresolved, sym.name, 0});
+        code->references.push_back({idx, ReferenceKind::kUnresolved, std::string(sym.name), 0});
       } else {
         // An ld_imm64 of a symbol nobody defines (inline asm constants):
         // the immediate the compiler wrote, usually 0, stays.
@@ -1017,17 +1049,17 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (!e.is_func) return Err(where(), ": call of extern '", sym.name, "', which is not a function");
       insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
       insn.imm = 0;
-      code->references.push_back({idx, ReferenceKind::kKfunc, sym.name, 0});
+      code->references.push_back({idx, ReferenceKind::kKfunc, std::string(sym.name), 0});
     } else if (e.kind == ExternSpec::Kind::kKconfig) {
       int64_t off = int64_t{e.offset} + insn.imm;
       insn.src_reg = BPF_PSEUDO_MAP_VALUE;
       insn.imm = 0;
       code->insns[idx + 1].imm = static_cast<int32_t>(off);
-      code->references.push_back({idx, ReferenceKind::kKconfig, sym.name, static_cast<uint32_t>(off)});
+      code->references.push_back({idx, ReferenceKind::kKconfig, std::string(sym.name), static_cast<uint32_t>(off)});
     } else {
       // Also for a kfunc whose address is taken: the loader resolves both
       // through kernel BTF or kallsyms.
-      code->references.push_back({idx, ReferenceKind::kKsym, sym.name, 0});
+      code->references.push_back({idx, ReferenceKind::kKsym, std::string(sym.name), 0});
     }
     return absl::OkStatus();
   }
@@ -1077,10 +1109,10 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     }
     insn.src_reg = BPF_PSEUDO_MAP_FD;
     insn.imm = 0;
-    code->references.push_back({idx, ReferenceKind::kMap, ms->name, 0});
+    code->references.push_back({idx, ReferenceKind::kMap, std::string(ms->name), 0});
     return absl::OkStatus();
   }
-  auto data_map = spec_.maps.find(tsec.name);
+  auto data_map = spec_.maps.find(std::string(tsec.name));
   if (data_map != spec_.maps.end() && data_map->second.is_data_section()) {
     int64_t off = int64_t(sym.value) + insn.imm;
     if (off < 0 || uint64_t(off) > tsec.hdr.sh_size) {
@@ -1090,7 +1122,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     insn.src_reg = BPF_PSEUDO_MAP_VALUE;
     insn.imm = 0;
     code->insns[idx + 1].imm = static_cast<int32_t>(off);
-    code->references.push_back({idx, ReferenceKind::kMapValue, tsec.name, static_cast<uint32_t>(off)});
+    code->references.push_back({idx, ReferenceKind::kMapValue, std::string(tsec.name), static_cast<uint32_t>(off)});
     return absl::OkStatus();
   }
   return Err(where(), ": reference to '", sym.name, "' in ", SecName(sym.shndx),
@@ -1163,7 +1195,7 @@ absl::Status ElfReader::FindFunctions() {
       uint64_t sized_end = fs[i].start + fs[i].sym->size / 8;
       if (fs[i].sym->size > 0 && sized_end < fs[i].end) fs[i].end = static_cast<uint32_t>(sized_end);
       fs[i].is_program = program_section && fs[i].sym->bind != STB_LOCAL;
-      std::string key = fs[i].sym->name;
+      std::string key(fs[i].sym->name);
       if (used.count(key)) key = absl::StrCat(key, "@", sec.name);
       while (used.count(key)) key = absl::StrCat(key, "+", fs[i].start);
       used[key] = 1;
@@ -1183,13 +1215,15 @@ absl::Status ElfReader::ReadFunctionCode() {
     if (const Section* rel = RelSectionFor(shndx)) {
       TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
     }
-    absl::flat_hash_map<uint64_t, const Reloc*> by_off;
+    // The relocation at each instruction of the section (the last one listed
+    // wins), indexed directly: one lookup per instruction, no hashing.
+    std::vector<const Reloc*> reloc_at(sec.hdr.sh_size / 8, nullptr);
     for (const Reloc& r : relocs) {
       if (r.offset % 8 != 0) {
         return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
                    " in ", SecName(shndx), " is not on an instruction boundary");
       }
-      by_off[r.offset] = &r;
+      if (r.offset / 8 < reloc_at.size()) reloc_at[r.offset / 8] = &r;
     }
     const BtfExtSection* ext = nullptr;
     if (ext_) {
@@ -1213,11 +1247,10 @@ absl::Status ElfReader::ReadFunctionCode() {
         memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
       }
       for (uint32_t i = 0; i < code.insns.size(); ++i) {
-        auto r = by_off.find((uint64_t{f.start} + i) * 8);
-        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, r == by_off.end() ? nullptr : r->second, &code));
+        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc_at[f.start + i], &code));
         if (code.insns[i].code == kLdImm64) {
           ++i;
-          if (by_off.count((uint64_t{f.start} + i) * 8)) {
+          if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
             return Err(SecName(shndx), " offset ", (uint64_t{f.start} + i) * 8,
                        ": relocation on the second half of an ld_imm64");
           }
@@ -1248,7 +1281,7 @@ absl::Status ElfReader::ReadFunctionCode() {
       if (f.is_program) {
         ProgramSpec p;
         p.name = f.key;
-        p.section = sec.name;
+        p.section = std::string(sec.name);
         p.section_offset = f.start;
         p.type = info.prog_type;
         p.expected_attach_type = info.expected_attach_type;
@@ -1262,7 +1295,7 @@ absl::Status ElfReader::ReadFunctionCode() {
       } else {
         FunctionSpec fn;
         fn.name = f.key;
-        fn.section = sec.name;
+        fn.section = std::string(sec.name);
         fn.section_offset = f.start;
         fn.global = f.sym->bind != STB_LOCAL;
         fn.code = std::move(code);

@@ -3,6 +3,7 @@
 #include <linux/bpf.h>
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "sys/uapi_compat.h"
@@ -186,25 +187,32 @@ SectionInfo Make(const SecDef& d, absl::string_view target) {
 }  // namespace
 
 SectionInfo ParseSectionName(absl::string_view section) {
-  for (const SecDef& d : kSecDefs) {
-    absl::string_view name = d.name;
+  // The table's names with their lengths, measured once: the two passes
+  // below would otherwise strlen every name for every code section.
+  static const std::vector<absl::string_view>* const names = [] {
+    auto* v = new std::vector<absl::string_view>();
+    for (const SecDef& d : kSecDefs) v->push_back(d.name);
+    return v;
+  }();
+  const size_t n = names->size();
+  for (size_t i = 0; i < n; ++i) {
+    const SecDef& d = kSecDefs[i];
+    absl::string_view name = (*names)[i];
     if (section == name) return Make(d, "");
-    if (d.match == Match::kTarget && absl::StartsWith(section, name) &&
-        section.size() > name.size() && section[name.size()] == '/') {
+    if (d.match == Match::kTarget && section.size() > name.size() && section[name.size()] == '/' &&
+        absl::StartsWith(section, name)) {
       return Make(d, section.substr(name.size() + 1));
     }
   }
   // Older objects used free-form suffixes: "socket1", "socket/http",
   // "classifier/ingress", "xdp_drop", "kprobe__sys_open". The longest
   // table name that is a prefix of the section decides, without a target.
-  const SecDef* best = nullptr;
-  for (const SecDef& d : kSecDefs) {
-    absl::string_view name = d.name;
-    if (absl::StartsWith(section, name) && (best == nullptr || name.size() > strlen(best->name))) {
-      best = &d;
-    }
+  size_t best = n;
+  for (size_t i = 0; i < n; ++i) {
+    absl::string_view name = (*names)[i];
+    if (absl::StartsWith(section, name) && (best == n || name.size() > (*names)[best].size())) best = i;
   }
-  if (best != nullptr) return Make(*best, "");
+  if (best != n) return Make(kSecDefs[best], "");
   return SectionInfo{};
 }
 

@@ -34,9 +34,7 @@ std::vector<std::pair<uint32_t, bpf_map_info>> FetchMapInfos(const std::vector<u
   return fetched;
 }
 
-void CollectAll(Store& store, const std::vector<NodeRef>& refs) {
-  for (NodeRef r : refs) store.Collect(r);
-}
+void CollectAll(Store& store, const std::vector<NodeRef>& refs) { store.Collect(refs); }
 
 // Runs `fn` on the locked store, then re-checks the deferred verdicts that
 // the change may settle (a program died, or gained a pin, a link, a hook).

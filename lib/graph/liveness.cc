@@ -99,7 +99,7 @@ void ClearIfLastUserRefGone(Store& store, NodeRef ref) {
   a->node.cleared_by_kernel = true;
   auto touched =
       store.RemoveEdges(ref, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
-  for (NodeRef t : touched) store.Collect(t);
+  store.Collect(touched);
 }
 
 }  // namespace tether::detail

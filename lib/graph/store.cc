@@ -84,6 +84,34 @@ NodeRef Store::PinNode(const std::string& path) {
 }
 
 void Store::Collect(NodeRef ref) {
+  std::vector<NodeRef> gone;
+  CollectInto(ref, &gone);
+  DropCyclesThrough(gone);
+}
+
+void Store::Collect(const std::vector<NodeRef>& refs) {
+  std::vector<NodeRef> gone;
+  for (NodeRef r : refs) CollectInto(r, &gone);
+  DropCyclesThrough(gone);
+}
+
+// A cycle through a node that is gone is gone too. Dropping it here keeps
+// the list at the live cycles: an agent that reloads its collections would
+// otherwise pile up stale ones, and every AddCycle compares against the
+// whole list. One pass for everything a collection removed, not one per
+// node.
+void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
+  if (gone.empty() || s_.cycles.empty()) return;
+  s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
+                                 [&](const Cycle& c) {
+                                   for (NodeRef n : c.nodes)
+                                     if (std::find(gone.begin(), gone.end(), n) != gone.end()) return true;
+                                   return false;
+                                 }),
+                  s_.cycles.end());
+}
+
+void Store::CollectInto(NodeRef ref, std::vector<NodeRef>* gone) {
   NodeData* n = Find(ref);
   if (!n) return;
   if (n->node.handles > 0 || n->kept_fd >= 0 || n->deferred_fd >= 0 || !n->node.legacy_hooks.empty())
@@ -91,19 +119,8 @@ void Store::Collect(NodeRef ref) {
   if (!n->in.empty()) return;
   auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
   s_.nodes.erase(ref);
-  // A cycle through a node that is gone is gone too. Dropping it here
-  // keeps the list at the live cycles: an agent that reloads its
-  // collections would otherwise pile up stale ones, and every AddCycle
-  // compares against the whole list.
-  if (!s_.cycles.empty()) {
-    s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
-                                   [&](const Cycle& c) {
-                                     return std::find(c.nodes.begin(), c.nodes.end(), ref) !=
-                                            c.nodes.end();
-                                   }),
-                    s_.cycles.end());
-  }
-  for (NodeRef t : touched) Collect(t);
+  gone->push_back(ref);
+  for (NodeRef t : touched) CollectInto(t, gone);
 }
 
 }  // namespace tether::detail

@@ -100,11 +100,16 @@ class Store {
 
   // Drops `ref` when nothing holds it any more, and then what only it held.
   void Collect(NodeRef ref);
+  // The same for each of `refs`, with one pass over the cycle list for all.
+  void Collect(const std::vector<NodeRef>& refs);
 
  protected:
   explicit Store(GraphState& s) : s_(s) {}
 
  private:
+  void CollectInto(NodeRef ref, std::vector<NodeRef>* gone);
+  void DropCyclesThrough(const std::vector<NodeRef>& gone);
+
   GraphState& s_;
 };
 

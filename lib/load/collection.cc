@@ -189,6 +189,11 @@ class CollectionLoader {
   absl::Status Resolve(const std::set<std::string>* want_programs,
                        const std::set<std::string>* want_maps) {
     std::deque<std::pair<bool, std::string>> work;  // (is_program, name)
+    // A name joins its set when first seen, so that the worklist holds
+    // each object once however many programs reference it.
+    auto want = [&](bool is_program, const std::string& name) {
+      if ((is_program ? programs_wanted_ : maps_wanted_).insert(name).second) work.emplace_back(is_program, name);
+    };
     if (want_programs == nullptr && want_maps == nullptr) {
       for (const auto& [name, p] : spec_.programs) {
         // A function in a section that names no program type (cilium's
@@ -198,44 +203,37 @@ class CollectionLoader {
           result_.skipped_programs_.push_back(name);
           continue;
         }
-        work.emplace_back(true, name);
+        want(true, name);
       }
-      for (const auto& [name, m] : spec_.maps) work.emplace_back(false, name);
+      for (const auto& [name, m] : spec_.maps) want(false, name);
     } else {
       if (want_programs)
-        for (const auto& n : *want_programs) work.emplace_back(true, n);
+        for (const auto& n : *want_programs) want(true, n);
       if (want_maps)
-        for (const auto& n : *want_maps) work.emplace_back(false, n);
+        for (const auto& n : *want_maps) want(false, n);
     }
     while (!work.empty()) {
-      auto [is_program, name] = work.front();
+      auto [is_program, name] = std::move(work.front());
       work.pop_front();
       if (is_program) {
-        if (!programs_wanted_.insert(name).second) continue;
         if (!spec_.programs.count(name)) {
           return absl::NotFoundError(absl::StrCat("collection: no program '", name, "' in the object"));
         }
         auto linked = LinkProgram(spec_, name);
         if (!linked.ok()) return Annotate(linked.status(), absl::StrCat("program '", name, "'"));
         for (const Fixup& f : linked->fixups) {
-          if (f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
-              f.kind == Fixup::Kind::kKconfig) {
-            work.emplace_back(false, f.name);
-            users_[f.name].insert(name);
-          }
+          if (UsesMap(f)) want(false, f.name);
         }
         linked_.emplace(name, std::move(*linked));
       } else {
-        if (!maps_wanted_.insert(name).second) continue;
         auto it = spec_.maps.find(name);
         if (it == spec_.maps.end()) {
           return absl::NotFoundError(absl::StrCat("collection: no map '", name, "' in the object"));
         }
         for (const MapInitEntry& e : it->second.init) {
           // Program arrays and struct_ops maps name programs, map-in-maps maps.
-          work.emplace_back(it->second.type == BPF_MAP_TYPE_PROG_ARRAY ||
-                                it->second.type == BPF_MAP_TYPE_STRUCT_OPS,
-                            e.name);
+          want(it->second.type == BPF_MAP_TYPE_PROG_ARRAY || it->second.type == BPF_MAP_TYPE_STRUCT_OPS,
+               e.name);
         }
       }
     }
@@ -252,8 +250,7 @@ class CollectionLoader {
       if (m.pinning == PinType::kByName && !opt_.pin_dir.empty()) continue;
       std::vector<std::string> slots;
       for (const MapInitEntry& e : m.init) slots.push_back(absl::StrCat("[", e.key, "]=", e.name));
-      std::vector<std::string> callers;
-      if (auto it = users_.find(name); it != users_.end()) callers.assign(it->second.begin(), it->second.end());
+      std::vector<std::string> callers = UsersOf(name);
       return absl::FailedPreconditionError(absl::StrFormat(
           "LoadAndAssign: program array '%s' has static entries %s but would have no user "
           "reference after the load (not assigned, not pinned, not replaced), so the kernel "
@@ -387,6 +384,27 @@ class CollectionLoader {
   }
 
  private:
+  static bool UsesMap(const Fixup& f) {
+    return f.kind == Fixup::Kind::kMapFd || f.kind == Fixup::Kind::kMapValue ||
+           f.kind == Fixup::Kind::kKconfig;
+  }
+
+  // The programs that reference map `map`, in name order. Only an error
+  // message needs them, so they are found when asked rather than recorded
+  // for every reference of every load.
+  std::vector<std::string> UsersOf(const std::string& map) const {
+    std::vector<std::string> users;
+    for (const auto& [prog, linked] : linked_) {
+      for (const Fixup& f : linked.fixups) {
+        if (UsesMap(f) && f.name == map) {
+          users.push_back(prog);
+          break;
+        }
+      }
+    }
+    return users;
+  }
+
   uint32_t EffectiveType(const std::string& name) const {
     if (auto it = opt_.program_types.find(name); it != opt_.program_types.end()) return it->second;
     uint32_t type = spec_.programs.at(name).type;
@@ -588,7 +606,19 @@ class CollectionLoader {
     }
     result_.programs_.emplace(name, *prog);
     if (!log.empty()) result_.verifier_logs_.emplace(name, std::move(log));
+    ReleaseCode(lp);
     return absl::OkStatus();
+  }
+
+  // The kernel has its own copy of a loaded program's code: the linked
+  // copy goes now rather than with the loader, so that a load's heap peak
+  // holds the code of the programs still to load, not of all of them.
+  // Fixups and layout (names) stay for whoever asks about references.
+  static void ReleaseCode(LinkedProgram& lp) {
+    std::vector<bpf_insn>().swap(lp.insns);
+    std::vector<FuncInfo>().swap(lp.func_info);
+    std::vector<LineInfo>().swap(lp.line_info);
+    std::vector<CoreRelo>().swap(lp.core_relos);
   }
 
   // CO-RE against CollectionOptions::core_target, or the running kernel.
@@ -631,7 +661,6 @@ class CollectionLoader {
   std::set<std::string> programs_wanted_;
   std::set<std::string> maps_wanted_;
   std::map<std::string, LinkedProgram> linked_;
-  std::map<std::string, std::set<std::string>> users_;  // map -> programs using it
   std::set<std::string> reused_;                         // replaced or pinned before
   std::map<std::string, std::string> pin_paths_;         // by-name map -> checked pin path
   std::vector<std::string> missing_dirs_;                // the pin directory's, if it had to be made

@@ -23,6 +23,7 @@
 #include "tether/program.h"
 #include "tether/queue.h"
 #include "tether/ref_counted.h"
+#include "tether/replace.h"
 #include "tether/ringbuf.h"
 #include "tether/typed_map.h"
 #include "tether/user_ringbuf.h"

@@ -24,6 +24,7 @@
 #include "tether/program.h"
 #include "tether/queue.h"
 #include "tether/ref_counted.h"
+#include "tether/replace.h"
 #include "tether/ringbuf.h"
 #include "tether/struct_ops.h"
 #include "tether/typed_map.h"

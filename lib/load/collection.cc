@@ -18,6 +18,7 @@
 #include "absl/types/optional.h"
 #include "graph/graph_internal.h"
 #include "load/externs.h"
+#include "load/miss_counters.h"
 #include "btf/kernel_btf.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
@@ -221,6 +222,11 @@ class CollectionLoader {
             users_[f.name].insert(name);
           }
         }
+        if (opt_.count_tail_call_misses) {
+          absl::Status st = detail::InsertMissCounters(name, *linked, spec_.btf ? &*spec_.btf : nullptr,
+                                                       &miss_sites_);
+          if (!st.ok()) return st;
+        }
         linked_.emplace(name, std::move(*linked));
       } else {
         if (!maps_wanted_.insert(name).second) continue;
@@ -366,8 +372,26 @@ class CollectionLoader {
     return absl::OkStatus();
   }
 
+  // One counter map for every tail-call site of the load (none without).
+  absl::Status CreateMissCounters() {
+    if (miss_sites_.empty()) return absl::OkStatus();
+    for (TailCallSite& site : miss_sites_) {
+      auto array = result_.maps_.find(site.array);
+      if (!site.array.empty() && array != result_.maps_.end()) site.array_id = array->second.id();
+    }
+    auto map = detail::CreateMissCounterMap(miss_sites_, opt_.default_map_policy);
+    if (!map.ok()) return Annotate(map.status(), "collection: creating the tail-call miss counters");
+    result_.maps_.emplace(detail::kMissCounterKey, *map);
+    return absl::OkStatus();
+  }
+
   Collection Commit() {
     committed_ = true;
+    if (auto counters = result_.maps_.find(detail::kMissCounterKey); counters != result_.maps_.end()) {
+      result_.miss_counters_ = counters->second;
+      result_.miss_sites_ = std::move(miss_sites_);
+      result_.maps_.erase(counters);
+    }
     return std::move(result_);
   }
 
@@ -602,6 +626,7 @@ class CollectionLoader {
   sys::Fd btf_fd_;
   std::string btf_warning_;
   std::unique_ptr<CoreTarget> custom_target_;
+  std::vector<TailCallSite> miss_sites_;  // in counter order
   Collection result_;
   detail::ExternResolver externs_;
   bool committed_ = false;
@@ -611,7 +636,7 @@ namespace {
 
 absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
   for (auto step : {&CollectionLoader::CheckPinPaths, &CollectionLoader::LoadBtf, &CollectionLoader::CreateMaps,
-                    &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
+                    &CollectionLoader::CreateMissCounters, &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps}) {
     TETHER_RETURN_IF_ERROR((loader.*step)());
   }
   return loader.Commit();
@@ -639,6 +664,25 @@ const std::string& Collection::verifier_log(absl::string_view name) const {
   static const std::string* const kNone = new std::string();
   auto it = verifier_logs_.find(name);
   return it == verifier_logs_.end() ? *kNone : it->second;
+}
+
+absl::StatusOr<std::vector<TailCallSite>> Collection::TailCallMisses() const {
+  if (!miss_counters_) return std::vector<TailCallSite>();
+  std::vector<uint64_t> counts(miss_counters_.value_size() / 8);
+  uint32_t zero = 0;
+  int ret = sys::MapLookupElem(miss_counters_.fd(), &zero, counts.data(), 0);
+  if (ret < 0) {
+    return sys::ErrnoStatus(-ret, absl::StrFormat("tail-call counter map (id %u)", miss_counters_.id()),
+                            "BPF_MAP_LOOKUP_ELEM");
+  }
+  std::vector<TailCallSite> out = miss_sites_;
+  for (TailCallSite& s : out) s.misses = s.index < counts.size() ? counts[s.index] : 0;
+  return out;
+}
+
+absl::StatusOr<std::vector<TailCallSite>> TailCallMisses(const Program& program) {
+  if (!program) return absl::InvalidArgumentError("TailCallMisses: the program handle is empty");
+  return detail::ReadProgramMisses(program.fd());
 }
 
 absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,

@@ -24,6 +24,7 @@
 #include "tether/queue.h"
 #include "tether/ref_counted.h"
 #include "tether/ringbuf.h"
+#include "tether/tail_call_site.h"
 #include "tether/typed_map.h"
 #include "tether/user_ringbuf.h"
 #include "tether/usdt.h"

@@ -203,8 +203,25 @@ TEST_CASE("each site knows its program, function, array and source line", "[tail
     CHECK(s.array == w.array);
     CHECK(s.array_id == c.map(w.array).id());
   }
+  // The kernel took the shifted func_info and line_info: the programs carry BTF.
+  CHECK(c.program("tcm_sub").info().btf_id != 0);
   // Every index once, in order.
   for (size_t i = 0; i < sites->size(); ++i) CHECK((*sites)[i].index == i);
+}
+
+TEST_CASE("the verifier log still maps instructions to the right source lines", "[tail_call_misses]") {
+  CollectionOptions o;
+  o.log_level = 2;
+  Collection c = LoadMisses(o);
+  const std::string& log = c.verifier_log("tcm_range");
+  INFO(log);
+  size_t call = log.find("SITE:range");
+  size_t counter = log.find("lock *(u64 *)(r1 +0) += r2", call);
+  size_t after = log.find("return 8;", call);
+  REQUIRE(call != std::string::npos);
+  CHECK(counter != std::string::npos);
+  CHECK(after != std::string::npos);
+  CHECK(counter < after);  // the counter runs under the call's line, then "return 8"
 }
 
 TEST_CASE("the inserted code is four instructions per site and touches only R1 and R2", "[tail_call_misses]") {

@@ -448,6 +448,8 @@ TEST_CASE("site names survive hostile text", "[tail_call_misses]") {
   for (const char* bad : {"", "site", "site_q", "site_z1_z2", "nope_za_zb_z1_z2_zc_zd", "site_za_"}) {
     CHECK_FALSE(detail::DecodeSiteName(bad).ok());
   }
+  auto empty = TailCallMisses(Program());
+  CHECK(empty.status().code() == absl::StatusCode::kInvalidArgument);
   TailCallSite long_one;
   long_one.program = std::string(300, 'p');
   long_one.function = std::string(300, '.');

@@ -16,6 +16,7 @@
 #include "test_support.h"
 #include "tether/collection.h"
 #include "tether/graph.h"
+#include "tether/graph_metrics.h"
 #include "tether/insn.h"
 #include "tether/lifetime.h"
 #include "tether/prog_array.h"
@@ -424,6 +425,23 @@ TEST_CASE("tether graph and explain show the counts of a program this process lo
   CHECK_THAT(explain.out, Catch::Contains("tail-call misses") &&
                               Catch::Contains("through tcm_table (id " + std::to_string(table) +
                                               "): 13 miss(es)"));
+}
+
+TEST_CASE("the process graph shows the counts of this process's programs", "[tail_call_misses][graph]") {
+  Collection c = LoadMisses();
+  REQUIRE(RunRepeated(c.program("tcm_range"), 17) == 8);
+  uint32_t prog = c.program("tcm_range").id();
+  uint32_t table = c.map("tcm_table").id();
+  std::string text = graph().ToText();
+  std::string block = testing::BlockOf(text, "program 'tcm_range' (id " + std::to_string(prog) + ")");
+  INFO(text);
+  CHECK_THAT(block, Catch::Contains("(id " + std::to_string(table) + ") [17 tail-call miss(es)]") &&
+                        Catch::Contains("through tcm_table: 17 miss(es)"));
+  CHECK_THAT(graph().ToJson(), Catch::Contains("\"to\": \"map:" + std::to_string(table) +
+                                               "\", \"kind\": \"uses_map\", \"slot\": 0, \"tail_call_misses\": 17}"));
+  CHECK_THAT(ToOpenMetrics(graph()),
+             Catch::Contains("tether_tail_call_misses_total{program=\"tcm_range\",program_id=\"" +
+                             std::to_string(prog) + "\""));
 }
 
 TEST_CASE("site names survive hostile text", "[tail_call_misses]") {

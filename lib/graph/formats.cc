@@ -7,6 +7,7 @@
 #include "base/json_internal.h"
 #include "graph/explain.h"
 #include "graph/store.h"
+#include "graph/tail_call_counts.h"
 #include "base/printable.h"
 #include "sys/uapi_names.h"
 #include "tether/graph.h"
@@ -48,6 +49,7 @@ std::string SiteText(const TailCallSite& s) {
 
 std::string ObjectGraph::ToText() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   detail::LockedStore store(*state_);
@@ -86,6 +88,7 @@ std::string ObjectGraph::ToText() const {
 
 std::string ObjectGraph::ToDot() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   absl::flat_hash_set<NodeRef> in_cycle;
@@ -144,6 +147,7 @@ std::string ObjectGraph::ToDot() const {
 
 std::string ObjectGraph::ToJson() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   std::string out = "{\n  \"version\": 1,\n  \"nodes\": [";

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "graph/tail_call_counts.h"
 #include "tether/graph.h"
 #include "tether/graph_metrics.h"
 
@@ -132,6 +133,7 @@ std::vector<Hazard> FindHazards(const ObjectGraph& graph) {
 
 std::string ToOpenMetrics(const ObjectGraph& graph) {
   std::vector<GraphNode> nodes = graph.Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = graph.Edges();
   std::string out;
 

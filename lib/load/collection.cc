@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/types/optional.h"
 #include "graph/graph_internal.h"
+#include "graph/tail_call_counts.h"
 #include "load/externs.h"
 #include "load/miss_counters.h"
 #include "btf/kernel_btf.h"
@@ -391,6 +392,14 @@ class CollectionLoader {
       result_.miss_counters_ = counters->second;
       result_.miss_sites_ = std::move(miss_sites_);
       result_.maps_.erase(counters);
+      // The process graph's writers show the counts of these programs.
+      for (const auto& [name, prog] : result_.programs_) {
+        std::vector<TailCallSite> mine;
+        for (const TailCallSite& s : result_.miss_sites_)
+          if (s.program == name) mine.push_back(s);
+        if (!mine.empty())
+          detail::GraphRegisterTailCallSites(prog.id(), result_.miss_counters_.id(), std::move(mine));
+      }
     }
     return std::move(result_);
   }

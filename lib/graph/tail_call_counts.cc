@@ -24,8 +24,8 @@ absl::flat_hash_map<uint32_t, Registered>& Registry() {
 
 }  // namespace
 
-void GraphRegisterTailCallSites(uint32_t prog_id, uint32_t counter_map_id,
-                                std::vector<TailCallSite> sites) {
+void GraphRegisterTailCallSites(uint32_t counter_map_id,
+                                std::vector<std::pair<uint32_t, std::vector<TailCallSite>>> programs) {
   std::vector<uint32_t> ids;
   {
     MutexLock lock(&registry_mu);
@@ -39,7 +39,8 @@ void GraphRegisterTailCallSites(uint32_t prog_id, uint32_t counter_map_id,
   }
   MutexLock lock(&registry_mu);
   for (uint32_t id : gone) Registry().erase(id);
-  Registry()[prog_id] = Registered{counter_map_id, std::move(sites)};
+  for (auto& [prog_id, sites] : programs)
+    Registry()[prog_id] = Registered{counter_map_id, std::move(sites)};
 }
 
 void AddTailCallCounts(std::vector<GraphNode>* nodes) {

@@ -7,6 +7,7 @@
 #define TETHER_LIB_GRAPH_TAIL_CALL_COUNTS_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "tether/graph.h"
@@ -14,10 +15,11 @@
 
 namespace tether::detail {
 
-// Program `prog_id` counts its tail-call misses in map `counter_map_id`,
-// at the slots of `sites`. Forgets programs the kernel has freed.
-void GraphRegisterTailCallSites(uint32_t prog_id, uint32_t counter_map_id,
-                                std::vector<TailCallSite> sites);
+// The programs of one load count their tail-call misses in map
+// `counter_map_id`, at the slots of their sites (program id -> sites).
+// Forgets programs the kernel has freed since the last call.
+void GraphRegisterTailCallSites(uint32_t counter_map_id,
+                                std::vector<std::pair<uint32_t, std::vector<TailCallSite>>> programs);
 
 // Fills GraphNode::tail_call_sites, with the counts read now, of the
 // registered program nodes that have none. The counter map is opened by id

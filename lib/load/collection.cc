@@ -393,13 +393,14 @@ class CollectionLoader {
       result_.miss_sites_ = std::move(miss_sites_);
       result_.maps_.erase(counters);
       // The process graph's writers show the counts of these programs.
-      for (const auto& [name, prog] : result_.programs_) {
-        std::vector<TailCallSite> mine;
-        for (const TailCallSite& s : result_.miss_sites_)
-          if (s.program == name) mine.push_back(s);
-        if (!mine.empty())
-          detail::GraphRegisterTailCallSites(prog.id(), result_.miss_counters_.id(), std::move(mine));
+      std::map<std::string, std::vector<TailCallSite>> by_program;
+      for (const TailCallSite& s : result_.miss_sites_) by_program[s.program].push_back(s);
+      std::vector<std::pair<uint32_t, std::vector<TailCallSite>>> registered;
+      for (auto& [name, sites] : by_program) {
+        auto prog = result_.programs_.find(name);
+        if (prog != result_.programs_.end()) registered.emplace_back(prog->second.id(), std::move(sites));
       }
+      detail::GraphRegisterTailCallSites(result_.miss_counters_.id(), std::move(registered));
     }
     return std::move(result_);
   }

@@ -57,8 +57,8 @@ const char kUsageText[] =
     "        processes holding fds and the hooks without a link (cgroup, XDP, tc);\n"
     "        hazards are marked with !!; the filters show matching objects with\n"
     "        their neighbours; unreachable maps are one line unless --all;\n"
-    "        openmetrics writes the counts (objects, edges, hazards by kind) for a\n"
-    "        textfile collector\n"
+    "        openmetrics writes the counts (objects, edges, hazards by kind, tail-call\n"
+    "        misses per site) for a textfile collector\n"
     "  explain map|prog|link ID [--pinned DIR]\n"
     "        why the object is alive, and what breaks if each reference goes\n"
     "  inspect FILE.o [--json]\n"
@@ -259,6 +259,19 @@ int Explain(const std::vector<std::string>& args) {
   Explanation ex = g.Explain(ref);
   printf("%s\n", base::PrintableText(ex.ToString()).c_str());
   for (const auto& note : node->notes) printf("  !! %s\n", base::PrintableText(note).c_str());
+  if (!node->tail_call_sites.empty()) {
+    printf("\ntail-call misses (tether's counters):\n");
+    for (const TailCallSite& t : node->tail_call_sites) {
+      std::string where = t.line ? absl::StrFormat(" (%s:%u)", t.file, t.line) : "";
+      std::string fn = t.function != t.program ? absl::StrCat(" in ", t.function) : "";
+      std::string array = t.array.empty() ? std::string("an unknown array")
+                          : t.array_id ? absl::StrFormat("%s (id %u)", t.array, t.array_id)
+                                       : t.array;
+      printf("  site %u: insn %u%s%s through %s: %s miss(es)\n", t.index, t.insn,
+             base::Printable(fn).c_str(), base::Printable(where).c_str(),
+             base::Printable(array).c_str(), absl::StrCat(t.misses).c_str());
+    }
+  }
 
   // What breaks if a given reference went: a reference that is not the
   // last user reference costs nothing; the last one costs what the graph

@@ -136,6 +136,16 @@ int main(int argc, char** argv) {
     ret = Run(entry);
   }
   printf("\n  entry returned %u: %s\n", ret, Describe(ret).c_str());
+  // Nothing in the kernel counts a miss; the counter the loader put after
+  // each bpf_tail_call does (CollectionOptions::count_tail_call_misses).
+  for (int i = 0; i < 9; ++i) Run(entry);
+  printf("  ran entry 9 more times; tether's miss counters for entry's call sites:\n");
+  auto sites = TailCallMisses(entry);
+  if (!sites.ok()) printf("  (cannot read them: %s)\n", sites.status().ToString().c_str());
+  for (const TailCallSite& s : sites.ok() ? *sites : std::vector<TailCallSite>()) {
+    printf("    %s:%u, bpf_tail_call through %s: %s MISSED\n", s.file.c_str(), s.line,
+           s.array.c_str(), std::to_string(s.misses).c_str());
+  }
   printf("\n== 5. the graph after the drop\n%s", graph().ToText().c_str());
   Render(graph().ToDot(), out_dir, "graph-after");
   printf("\nThe fix: keep a handle, pin the array (Map::Pin), or choose\n"

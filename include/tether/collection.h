@@ -25,6 +25,7 @@
 #include "tether/link.h"
 #include "tether/map.h"
 #include "tether/program.h"
+#include "tether/tail_call_site.h"
 
 namespace tether {
 
@@ -53,6 +54,12 @@ struct CollectionOptions {
   // Btf::LoadKernel("/path/to/other/vmlinux") or another object's
   // CollectionSpec::btf; it must outlive the load.
   const Btf* core_target = nullptr;
+  // Count the misses of every bpf_tail_call: the loader inserts a counter
+  // increment after each call site (it runs only when the call missed) and
+  // creates one counter map, "tether_misses", for the collection. Nothing
+  // is inserted or created for programs without tail calls. See
+  // docs/lifecycle.md, "Tail-call miss counters".
+  bool count_tail_call_misses = true;
 };
 
 // Distinct error for a pinned map that does not match its spec. The
@@ -87,6 +94,14 @@ class Collection {
   // CollectionOptions::log_level > 0; empty otherwise. With BTF, its
   // "; <source line>" comments come from the object's line_info.
   const std::string& verifier_log(absl::string_view program) const;
+  // Every bpf_tail_call site of the loaded programs (sub-programs included,
+  // once per program that contains them) with its current miss count, in
+  // counter order. Empty when no program has a tail call or the option
+  // count_tail_call_misses was off.
+  absl::StatusOr<std::vector<TailCallSite>> TailCallMisses() const;
+  // The counter map behind TailCallMisses(); an empty handle if none. It
+  // is not in maps(): the object did not ask for it.
+  const Map& tail_call_miss_map() const { return miss_counters_; }
 
  private:
   friend class CollectionLoader;
@@ -96,7 +111,15 @@ class Collection {
   std::vector<std::string> created_pins_;
   std::vector<std::string> skipped_programs_;
   std::map<std::string, std::string, std::less<>> verifier_logs_;
+  Map miss_counters_;
+  std::vector<TailCallSite> miss_sites_;
 };
+
+// The tail-call sites of `program` with their miss counts, for any
+// program loaded with counters, by this process or another: found from the
+// program's code and maps alone (the counter map's BTF holds the site
+// table). Empty when the program has no counters.
+absl::StatusOr<std::vector<TailCallSite>> TailCallMisses(const Program& program);
 
 // LoadAndAssign: load only what the caller asks for, plus what it needs.
 //

@@ -21,6 +21,7 @@
 
 #include "absl/types/optional.h"
 #include "tether/lifetime.h"
+#include "tether/tail_call_site.h"
 
 namespace tether {
 
@@ -80,6 +81,10 @@ struct GraphNode {
   // "pid 812 (agent) fd 7", and hazards found, one sentence each.
   std::vector<std::string> holders;
   std::vector<std::string> notes;
+  // Programs loaded with tail-call miss counters: each bpf_tail_call site
+  // and its misses, as system scans read them (ScanSystem). The writers
+  // show the counts on the program -> program array edges.
+  std::vector<TailCallSite> tail_call_sites;
   bool is_program_array() const;
 };
 

@@ -9,8 +9,12 @@
 //   tether_edges{kind}     references by kind: tail_call, uses_map, ...
 //   tether_cycles          program -> array -> program cycles still closed
 //   tether_hazards{kind}   nodes with each HazardKind (every kind, 0 included)
-// Tail-call misses are not exported: the kernel keeps no per-array miss
-// counter, so the family is absent rather than a made-up 0.
+// and one counter family:
+//   tether_tail_call_misses_total{program,program_id,site,function,insn,
+//     file,line,array,array_id}   misses of each bpf_tail_call site of the
+//     programs loaded with tether's miss counters (GraphNode::tail_call_sites;
+//     the kernel itself counts no misses, so programs loaded without the
+//     counters have no samples)
 #ifndef TETHER_GRAPH_METRICS_H_
 #define TETHER_GRAPH_METRICS_H_
 

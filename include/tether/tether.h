@@ -27,6 +27,7 @@
 #include "tether/replace.h"
 #include "tether/ringbuf.h"
 #include "tether/struct_ops.h"
+#include "tether/tail_call_site.h"
 #include "tether/typed_map.h"
 #include "tether/user_ringbuf.h"
 #include "tether/usdt.h"

@@ -7,6 +7,7 @@
 #include "base/json_internal.h"
 #include "graph/explain.h"
 #include "graph/store.h"
+#include "graph/tail_call_counts.h"
 #include "base/printable.h"
 #include "sys/uapi_names.h"
 #include "tether/graph.h"
@@ -20,10 +21,35 @@ using sys::ProgramTypeName;
 
 std::string NodeKey(NodeRef r) { return absl::StrCat(NodeKindName(r.kind), ":", r.id); }
 
+// The counted misses of a program's tail calls through map `array_id`:
+// nullopt when the program has no counted site through it.
+absl::optional<uint64_t> MissesThrough(const GraphNode* program, uint32_t array_id) {
+  if (program == nullptr) return absl::nullopt;
+  absl::optional<uint64_t> total;
+  for (const TailCallSite& s : program->tail_call_sites)
+    if (s.array_id == array_id) total = total.value_or(0) + s.misses;
+  return total;
+}
+
+const GraphNode* Find(const std::vector<GraphNode>& nodes, NodeRef ref) {
+  for (const GraphNode& n : nodes)
+    if (n.ref == ref) return &n;
+  return nullptr;
+}
+
+std::string SiteText(const TailCallSite& s) {
+  std::string where = s.line ? absl::StrCat(" (", s.file, ":", s.line, ")") : "";
+  std::string fn = s.function != s.program ? absl::StrCat(" in ", s.function) : "";
+  return absl::StrCat("tail call at insn ", s.insn, fn, where, " through ",
+                      s.array.empty() ? std::string("an unknown array") : s.array, ": ", s.misses,
+                      " miss(es)");
+}
+
 }  // namespace
 
 std::string ObjectGraph::ToText() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   detail::LockedStore store(*state_);
@@ -48,8 +74,13 @@ std::string ObjectGraph::ToText() const {
                          e.kind == EdgeKind::kStructOps)
                              ? absl::StrCat("[", e.slot, "] ")
                              : "";
-      absl::StrAppend(&out, "  ", EdgeKindName(e.kind), " ", slot, "-> ", g.Label(e.to), "\n");
+      absl::optional<uint64_t> misses =
+          e.kind == EdgeKind::kUsesMap ? MissesThrough(&n, e.to.id) : absl::nullopt;
+      absl::StrAppend(&out, "  ", EdgeKindName(e.kind), " ", slot, "-> ", g.Label(e.to),
+                      misses ? absl::StrCat(" [", *misses, " tail-call miss(es)]") : "", "\n");
     }
+    for (const TailCallSite& s : n.tail_call_sites)
+      absl::StrAppend(&out, "  ", base::Printable(SiteText(s)), "\n");
     for (const auto& note : n.notes) absl::StrAppend(&out, "  !! ", base::PrintableText(note), "\n");
   }
   for (const Cycle& c : cycles) absl::StrAppend(&out, "cycle: ", c.ToString(), "\n");
@@ -58,6 +89,7 @@ std::string ObjectGraph::ToText() const {
 
 std::string ObjectGraph::ToDot() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   absl::flat_hash_set<NodeRef> in_cycle;
@@ -102,6 +134,12 @@ std::string ObjectGraph::ToDot() const {
       label = absl::StrCat("[", e.slot, "]");
     if (e.kind == EdgeKind::kStructOps) label = absl::StrCat("struct_ops [", e.slot, "]");
     std::string style = e.kind == EdgeKind::kUsesMap ? ", style=dashed" : "";
+    absl::optional<uint64_t> misses =
+        e.kind == EdgeKind::kUsesMap ? MissesThrough(Find(nodes, e.from), e.to.id) : absl::nullopt;
+    if (misses) {
+      label = absl::StrCat(*misses, " miss(es)");
+      if (*misses) style += ", color=red, fontcolor=red";
+    }
     absl::StrAppend(&out, "  \"", NodeKey(e.from), "\" -> \"", NodeKey(e.to), "\" [label=\"",
                     label, "\"", style, "];\n");
   }
@@ -111,6 +149,7 @@ std::string ObjectGraph::ToDot() const {
 
 std::string ObjectGraph::ToJson() const {
   std::vector<GraphNode> nodes = Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = Edges();
   std::vector<Cycle> cycles = Cycles();
   std::string out = "{\n  \"version\": 1,\n  \"nodes\": [";
@@ -130,14 +169,30 @@ std::string ObjectGraph::ToJson() const {
                     ", \"kept_alive\": ", n.kept_alive ? "true" : "false",
                     ", \"cleared_by_kernel\": ", n.cleared_by_kernel ? "true" : "false",
                     ", \"legacy_hooks\": ", json_list(n.legacy_hooks),
-                    ", \"holders\": ", json_list(n.holders), ", \"notes\": ", json_list(n.notes), "}");
+                    ", \"holders\": ", json_list(n.holders), ", \"notes\": ", json_list(n.notes));
+    if (!n.tail_call_sites.empty()) {
+      std::vector<std::string> sites;
+      for (const TailCallSite& t : n.tail_call_sites) {
+        sites.push_back(absl::StrFormat(
+            "{\"site\": %u, \"function\": \"%s\", \"insn\": %u, \"file\": \"%s\", \"line\": %u, "
+            "\"array\": \"%s\", \"array_id\": %u, \"misses\": %u}",
+            t.index, JsonEscape(t.function), t.insn, JsonEscape(t.file), t.line, JsonEscape(t.array),
+            t.array_id, t.misses));
+      }
+      absl::StrAppend(&out, ", \"tail_call_sites\": [", absl::StrJoin(sites, ", "), "]");
+    }
+    out += "}";
   }
   out += "\n  ],\n  \"edges\": [";
   for (size_t i = 0; i < edges.size(); ++i) {
     const GraphEdge& e = edges[i];
     absl::StrAppend(&out, i ? "," : "", "\n    {\"from\": \"", NodeKey(e.from), "\", \"to\": \"",
                     NodeKey(e.to), "\", \"kind\": \"", EdgeKindName(e.kind), "\", \"slot\": ",
-                    e.slot, "}");
+                    e.slot);
+    absl::optional<uint64_t> misses =
+        e.kind == EdgeKind::kUsesMap ? MissesThrough(Find(nodes, e.from), e.to.id) : absl::nullopt;
+    if (misses) absl::StrAppend(&out, ", \"tail_call_misses\": ", *misses);
+    out += "}";
   }
   out += "\n  ],\n  \"cycles\": [";
   for (size_t i = 0; i < cycles.size(); ++i) {

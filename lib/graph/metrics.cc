@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "graph/tail_call_counts.h"
 #include "tether/graph.h"
 #include "tether/graph_metrics.h"
 
@@ -66,8 +67,40 @@ absl::optional<HazardKind> Classify(const GraphNode& n, const InEdges& in) {
   return absl::nullopt;
 }
 
-void AppendFamily(std::string* out, absl::string_view name, absl::string_view help) {
-  absl::StrAppend(out, "# TYPE ", name, " gauge\n# HELP ", name, " ", help, "\n");
+void AppendFamily(std::string* out, absl::string_view name, absl::string_view help,
+                  absl::string_view type = "gauge") {
+  absl::StrAppend(out, "# TYPE ", name, " ", type, "\n# HELP ", name, " ", help, "\n");
+}
+
+// A label value: OpenMetrics escapes backslash, double quote and newline.
+// Names come from the objects, so they are untrusted text.
+std::string LabelValue(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+// One sample per counted tail-call site: a counter, since it only grows
+// while the program lives.
+void AppendTailCallMisses(std::string* out, const std::vector<GraphNode>& nodes) {
+  AppendFamily(out, "tether_tail_call_misses",
+               "Tail calls that fell through, per bpf_tail_call site of programs loaded with "
+               "tether's miss counters.",
+               "counter");
+  for (const GraphNode& n : nodes) {
+    for (const TailCallSite& s : n.tail_call_sites) {
+      absl::StrAppend(out, "tether_tail_call_misses_total{program=\"", LabelValue(n.name),
+                      "\",program_id=\"", n.ref.id, "\",site=\"", s.index, "\",function=\"",
+                      LabelValue(s.function), "\",insn=\"", s.insn, "\",file=\"", LabelValue(s.file),
+                      "\",line=\"", s.line, "\",array=\"", LabelValue(s.array), "\",array_id=\"",
+                      s.array_id, "\"} ", s.misses, "\n");
+    }
+  }
 }
 
 }  // namespace
@@ -100,6 +133,7 @@ std::vector<Hazard> FindHazards(const ObjectGraph& graph) {
 
 std::string ToOpenMetrics(const ObjectGraph& graph) {
   std::vector<GraphNode> nodes = graph.Nodes();
+  detail::AddTailCallCounts(&nodes);
   std::vector<GraphEdge> edges = graph.Edges();
   std::string out;
 
@@ -128,6 +162,7 @@ std::string ToOpenMetrics(const ObjectGraph& graph) {
     for (const Hazard& h : hazards) n += h.kind == kind;
     absl::StrAppend(&out, "tether_hazards{kind=\"", HazardKindName(kind), "\"} ", n, "\n");
   }
+  AppendTailCallMisses(&out, nodes);
   absl::StrAppend(&out, "# EOF\n");
   return out;
 }

@@ -24,6 +24,7 @@
 #include "btf/kernel_btf.h"
 #include "graph/explain.h"
 #include "inspect/scan_internal.h"
+#include "load/miss_counters.h"
 #include "sys/bpf.h"
 #include "tether/pin.h"
 
@@ -127,6 +128,7 @@ class SystemScan {
     ScanPrograms();
     ScanLinks();  // before the maps: sockmap attachments made by links are theirs
     ScanMaps();
+    ReadTailCallMisses();
     if (nodes.empty() && any_denied) {
       return absl::PermissionDeniedError(
           "scanning BPF objects: opening them by id needs CAP_SYS_ADMIN (run as root)");
@@ -172,6 +174,7 @@ class SystemScan {
   void ScanMaps();
   void ReadMap(uint32_t id);
   void ReadStructOps(int fd, const bpf_map_info& info, GraphNode& n);
+  void ReadTailCallMisses();
   void ScanLinks();
   void NoteHazards();
   void NoteProgram(GraphNode& n);
@@ -397,6 +400,32 @@ void SystemScan::ReadStructOps(int fd, const bpf_map_info& info, GraphNode& n) {
   if (state == kStateInUse && (info.map_flags & sys::uapi::kMapFLink) == 0)
     n.legacy_hooks.push_back("struct_ops registration (map update): the kernel holds it until "
                              "it is deleted");
+}
+
+// The miss counts of programs loaded with tether's tail-call counters: a
+// program that uses a counter map gets its sites read from its code and the
+// map's BTF. A program whose table cannot be read is noted, not fatal.
+void SystemScan::ReadTailCallMisses() {
+  absl::flat_hash_set<uint32_t> with_counters;
+  for (const GraphEdge& e : edges) {
+    if (e.kind != EdgeKind::kUsesMap) continue;
+    auto m = nodes.find({NodeKind::kMap, e.to.id});
+    if (m != nodes.end() && m->second.type == BPF_MAP_TYPE_ARRAY &&
+        m->second.name == detail::kMissCounterMapName)
+      with_counters.insert(e.from.id);
+  }
+  for (uint32_t id : with_counters) {
+    auto fd = sys::GetFdById(ObjectKind::kProgram, id);
+    if (!fd.ok()) continue;  // freed meanwhile
+    auto sites = detail::ReadProgramMisses(fd->get());
+    GraphNode& n = node({NodeKind::kProgram, id});
+    if (!sites.ok()) {
+      n.notes.push_back(absl::StrCat("its tail-call miss counters cannot be read: ",
+                                     sites.status().message()));
+      continue;
+    }
+    n.tail_call_sites = *std::move(sites);
+  }
 }
 
 // Links, the program each one holds, and the attachment each one made.

@@ -17,8 +17,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/types/optional.h"
 #include "graph/graph_internal.h"
+#include "graph/tail_call_counts.h"
 #include "load/externs.h"
 #include "load/struct_ops.h"
+#include "load/miss_counters.h"
 #include "btf/kernel_btf.h"
 #include "handles/pin_internal.h"
 #include "sys/bpf.h"
@@ -224,6 +226,11 @@ class CollectionLoader {
         for (const Fixup& f : linked->fixups) {
           if (UsesMap(f)) want(false, f.name);
         }
+        if (opt_.count_tail_call_misses) {
+          absl::Status st = detail::InsertMissCounters(name, *linked, spec_.btf ? &*spec_.btf : nullptr,
+                                                       &miss_sites_);
+          if (!st.ok()) return st;
+        }
         linked_.emplace(name, std::move(*linked));
       } else {
         auto it = spec_.maps.find(name);
@@ -378,8 +385,35 @@ class CollectionLoader {
     return absl::OkStatus();
   }
 
+  // One counter map for every tail-call site of the load (none without).
+  absl::Status CreateMissCounters() {
+    if (miss_sites_.empty()) return absl::OkStatus();
+    for (TailCallSite& site : miss_sites_) {
+      auto array = result_.maps_.find(site.array);
+      if (!site.array.empty() && array != result_.maps_.end()) site.array_id = array->second.id();
+    }
+    auto map = detail::CreateMissCounterMap(miss_sites_, opt_.default_map_policy);
+    if (!map.ok()) return Annotate(map.status(), "collection: creating the tail-call miss counters");
+    result_.maps_.emplace(detail::kMissCounterKey, *map);
+    return absl::OkStatus();
+  }
+
   Collection Commit() {
     committed_ = true;
+    if (auto counters = result_.maps_.find(detail::kMissCounterKey); counters != result_.maps_.end()) {
+      result_.miss_counters_ = counters->second;
+      result_.miss_sites_ = std::move(miss_sites_);
+      result_.maps_.erase(counters);
+      // The process graph's writers show the counts of these programs.
+      std::map<std::string, std::vector<TailCallSite>> by_program;
+      for (const TailCallSite& s : result_.miss_sites_) by_program[s.program].push_back(s);
+      std::vector<std::pair<uint32_t, std::vector<TailCallSite>>> registered;
+      for (auto& [name, sites] : by_program) {
+        auto prog = result_.programs_.find(name);
+        if (prog != result_.programs_.end()) registered.emplace_back(prog->second.id(), std::move(sites));
+      }
+      detail::GraphRegisterTailCallSites(result_.miss_counters_.id(), std::move(registered));
+    }
     return std::move(result_);
   }
 
@@ -667,6 +701,7 @@ class CollectionLoader {
   sys::Fd btf_fd_;
   std::string btf_warning_;
   std::unique_ptr<CoreTarget> custom_target_;
+  std::vector<TailCallSite> miss_sites_;  // in counter order
   Collection result_;
   detail::ExternResolver externs_;
   detail::StructOpsLoader struct_ops_;
@@ -678,8 +713,8 @@ namespace {
 absl::StatusOr<Collection> LoadResolved(CollectionLoader& loader) {
   for (auto step : {&CollectionLoader::CheckPinPaths, &CollectionLoader::LoadBtf,
                     &CollectionLoader::PlanStructOps, &CollectionLoader::CreateMaps,
-                    &CollectionLoader::LoadPrograms, &CollectionLoader::InitialiseMaps,
-                    &CollectionLoader::RegisterStructOps}) {
+                    &CollectionLoader::CreateMissCounters, &CollectionLoader::LoadPrograms,
+                    &CollectionLoader::InitialiseMaps, &CollectionLoader::RegisterStructOps}) {
     TETHER_RETURN_IF_ERROR((loader.*step)());
   }
   return loader.Commit();
@@ -712,6 +747,25 @@ const std::string& Collection::verifier_log(absl::string_view name) const {
   static const std::string* const kNone = new std::string();
   auto it = verifier_logs_.find(name);
   return it == verifier_logs_.end() ? *kNone : it->second;
+}
+
+absl::StatusOr<std::vector<TailCallSite>> Collection::TailCallMisses() const {
+  if (!miss_counters_) return std::vector<TailCallSite>();
+  std::vector<uint64_t> counts(miss_counters_.value_size() / 8);
+  uint32_t zero = 0;
+  int ret = sys::MapLookupElem(miss_counters_.fd(), &zero, counts.data(), 0);
+  if (ret < 0) {
+    return sys::ErrnoStatus(-ret, absl::StrFormat("tail-call counter map (id %u)", miss_counters_.id()),
+                            "BPF_MAP_LOOKUP_ELEM");
+  }
+  std::vector<TailCallSite> out = miss_sites_;
+  for (TailCallSite& s : out) s.misses = s.index < counts.size() ? counts[s.index] : 0;
+  return out;
+}
+
+absl::StatusOr<std::vector<TailCallSite>> TailCallMisses(const Program& program) {
+  if (!program) return absl::InvalidArgumentError("TailCallMisses: the program handle is empty");
+  return detail::ReadProgramMisses(program.fd());
 }
 
 absl::Status LoadAndAssign(const CollectionSpec& spec, const Assignment& assignment,

@@ -359,3 +359,24 @@ TEST_CASE("struct_ops: a type the kernel lacks and a member it lacks are refused
   CHECK_FALSE(CongestionControlRegistered("tether_bad"));
   CHECK(testing::CountOpenFds() == fds);
 }
+
+TEST_CASE("struct_ops: a whole-object load registers its map and skips a struct_ops program "
+          "no map uses",
+          "[struct_ops][collection]") {
+  TETHER_REQUIRE_FEATURE("struct_ops", probe::HaveStructOps());
+  CollectionSpec spec = LoadSpec("struct_ops_full");
+  REQUIRE_FALSE(CongestionControlRegistered("tether_ca_full"));
+  size_t fds = testing::CountOpenFds();
+  {
+    auto coll = Collection::Load(spec);
+    INFO(coll.status().ToString());
+    REQUIRE(coll.ok());
+    CHECK(coll->skipped_programs() == std::vector<std::string>{"full_unused"});
+    CHECK_FALSE(coll->program("full_unused"));
+    CHECK(coll->programs().size() == 3);
+    CHECK(CongestionControlRegistered("tether_ca_full"));
+    CHECK(coll->links().empty());  // a .struct_ops map needs no link
+  }
+  CHECK(testing::Eventually([] { return !CongestionControlRegistered("tether_ca_full"); }));
+  CHECK(testing::CountOpenFds() == fds);
+}

@@ -334,6 +334,19 @@ TEST_CASE("struct_ops: a type the kernel lacks and a member it lacks are refused
   CHECK_FALSE(init);
   CHECK(testing::CountOpenFds() == fds);
 
+  // Before 6.4, a .struct_ops.link map says which release it needs.
+  if (absl::IsUnimplemented(probe::HaveLinkKind(probe::LinkKind::kStructOps))) {
+    Map l1;
+    Assignment link_map;
+    link_map.maps = {{"tether_ca_l1", &l1}};
+    st = LoadAndAssign(good, link_map);
+    CHECK(absl::IsUnimplemented(st));
+    CHECK_THAT(std::string(st.message()),
+               Catch::Contains("struct_ops map 'tether_ca_l1' is in .struct_ops.link") &&
+                   Catch::Contains("6.4"));
+    CHECK(testing::CountOpenFds() == fds);
+  }
+
   // A whole load fails the same way, on the first bad map.
   auto whole = Collection::Load(spec);
   CHECK_FALSE(whole.ok());

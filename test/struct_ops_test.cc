@@ -334,6 +334,19 @@ TEST_CASE("struct_ops: a type the kernel lacks and a member it lacks are refused
   CHECK_FALSE(init);
   CHECK(testing::CountOpenFds() == fds);
 
+  // Before 6.4, a .struct_ops.link map says which release it needs.
+  if (absl::IsUnimplemented(probe::HaveLinkKind(probe::LinkKind::kStructOps))) {
+    Map l1;
+    Assignment link_map;
+    link_map.maps = {{"tether_ca_l1", &l1}};
+    st = LoadAndAssign(good, link_map);
+    CHECK(absl::IsUnimplemented(st));
+    CHECK_THAT(std::string(st.message()),
+               Catch::Contains("struct_ops map 'tether_ca_l1' is in .struct_ops.link") &&
+                   Catch::Contains("6.4"));
+    CHECK(testing::CountOpenFds() == fds);
+  }
+
   // A whole load fails the same way, on the first bad map.
   auto whole = Collection::Load(spec);
   CHECK_FALSE(whole.ok());
@@ -357,5 +370,26 @@ TEST_CASE("struct_ops: a type the kernel lacks and a member it lacks are refused
                  Catch::Contains("tcp_congestion_ops"));
   CHECK_FALSE(map);
   CHECK_FALSE(CongestionControlRegistered("tether_bad"));
+  CHECK(testing::CountOpenFds() == fds);
+}
+
+TEST_CASE("struct_ops: a whole-object load registers its map and skips a struct_ops program "
+          "no map uses",
+          "[struct_ops][collection]") {
+  TETHER_REQUIRE_FEATURE("struct_ops", probe::HaveStructOps());
+  CollectionSpec spec = LoadSpec("struct_ops_full");
+  REQUIRE_FALSE(CongestionControlRegistered("tether_ca_full"));
+  size_t fds = testing::CountOpenFds();
+  {
+    auto coll = Collection::Load(spec);
+    INFO(coll.status().ToString());
+    REQUIRE(coll.ok());
+    CHECK(coll->skipped_programs() == std::vector<std::string>{"full_unused"});
+    CHECK_FALSE(coll->program("full_unused"));
+    CHECK(coll->programs().size() == 3);
+    CHECK(CongestionControlRegistered("tether_ca_full"));
+    CHECK(coll->links().empty());  // a .struct_ops map needs no link
+  }
+  CHECK(testing::Eventually([] { return !CongestionControlRegistered("tether_ca_full"); }));
   CHECK(testing::CountOpenFds() == fds);
 }

@@ -12,6 +12,7 @@
 #include "handles/map_internal.h"
 #include "sys/bpf.h"
 #include "sys/uapi_compat.h"
+#include "tether/probe.h"
 #include "tether/struct_ops.h"
 
 namespace tether::detail {
@@ -186,6 +187,14 @@ absl::Status StructOpsLoader::Plan(const CollectionSpec& spec, const std::set<st
       kernel = *vmlinux;
     }
     TETHER_ASSIGN_OR_RETURN(StructOpsPlan plan, PlanStructOps(spec, m, *kernel));
+    if (plan.link) {
+      // Before 6.4 MAP_CREATE would only say EINVAL about the flag.
+      absl::Status links = probe::HaveLinkKind(probe::LinkKind::kStructOps);
+      if (absl::IsUnimplemented(links)) {
+        return absl::UnimplementedError(absl::StrCat(
+            Label(m), " is in .struct_ops.link, to be registered by a link: ", links.message()));
+      }
+    }
     plans_[name] = std::move(plan);
   }
   for (const auto& [name, plan] : plans_) {

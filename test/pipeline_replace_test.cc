@@ -24,8 +24,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <future>
 #include <string>
 #include <thread>
@@ -256,6 +258,62 @@ uint32_t Scaled(uint32_t full, double first_replacement_ms) {
   return full / 10;
 }
 
+// The loader's own counters (the tether_misses map each build carries),
+// summed over `programs`: an independent count of the same event the
+// hand-written misses[] counts. `sites` gets how many sites were read, so a
+// caller can require counters were there at all.
+uint64_t LoaderMisses(const std::vector<Program>& programs, size_t* sites = nullptr) {
+  uint64_t sum = 0;
+  for (const Program& prog : programs) {
+    auto read = TailCallMisses(prog);
+    INFO(prog.name() << ": " << read.status().ToString());
+    REQUIRE(read.ok());
+    for (const TailCallSite& site : *read) sum += site.misses;
+    if (sites != nullptr) *sites += read->size();
+  }
+  return sum;
+}
+
+std::vector<Program> ProgramsOf(const std::map<std::string, Program>& programs) {
+  std::vector<Program> out;
+  for (const auto& [name, prog] : programs) out.push_back(prog);
+  return out;
+}
+
+// The programs of the build a pinned pipeline runs now: the link's program
+// and every entry of its program arrays (as the agent opens them).
+std::vector<Program> OpenPinnedBuild(const CollectionSpec& spec, const std::string& dir) {
+  auto adopted = Pipeline::AdoptPinned(spec, dir, "entry");
+  INFO(adopted.status().ToString());
+  REQUIRE(adopted.ok());
+  auto entry_id = adopted->link.ProgramId();
+  REQUIRE(entry_id.ok());
+  auto entry = Program::FromId(*entry_id);
+  REQUIRE(entry.ok());
+  std::vector<Program> out{*entry};
+  for (const auto& [name, map] : adopted->maps) {
+    if (map.info().type != BPF_MAP_TYPE_PROG_ARRAY) continue;
+    auto array = ProgramArray::FromMap(map, false);
+    REQUIRE(array.ok());
+    for (uint32_t slot = 0; slot < map.info().max_entries; ++slot) {
+      auto id = array->Get(slot);
+      REQUIRE(id.ok());
+      if (!id->has_value()) continue;
+      auto prog = Program::FromId(**id);
+      REQUIRE(prog.ok());
+      out.push_back(*prog);
+    }
+  }
+  return out;
+}
+
+// The loader_misses=<n> an agent printed on its "ok" line; -1 if absent.
+int64_t AgentLoaderMisses(const std::string& line) {
+  size_t at = line.find("loader_misses=");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(line.c_str() + at + strlen("loader_misses="), nullptr, 10);
+}
+
 }  // namespace
 
 TEST_CASE("pipeline: 1000 in-process replacements under traffic miss nothing", "[replace][traffic]") {
@@ -266,14 +324,20 @@ TEST_CASE("pipeline: 1000 in-process replacements under traffic miss nothing", "
   s.first = Collection();  // from here the pipeline holds the build
 
   auto t0 = Clock::now();
+  uint64_t loader_misses = 0;
   uint32_t replacements = 1000;
   for (uint32_t v = 2; v < 2 + replacements; ++v) {
     auto spec = Build(base, v);
     REQUIRE(spec.ok());
     ReplaceStats stats;
+    std::vector<Program> old = ProgramsOf(running.programs);
     absl::Status st = ReplacePipeline(running, *spec, {}, &stats);
     INFO("replacement to version " << v << ": " << st.ToString());
     REQUIRE(st.ok());
+    // The old build is switched away from and drained: its counters are final.
+    size_t sites = 0;
+    loader_misses += LoaderMisses(old, &sites);
+    CHECK(sites == 3);  // entry, stage_one, stage_two each have one site
     if (v == 2) {
       CHECK(stats.maps_kept == 3);  // counters, misses, seen
       CHECK(stats.arrays_new == 2);
@@ -285,12 +349,16 @@ TEST_CASE("pipeline: 1000 in-process replacements under traffic miss nothing", "
   double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   s.traffic->Stop();
   Counts c = Settle(seen, counters, misses);
+  loader_misses += LoaderMisses(ProgramsOf(running.programs));
   printf("pipeline in-process: %u replacements in %.2f s, %llu frames seen by the entry, "
-         "%llu counted, %u versions counted frames, %llu misses\n",
+         "%llu counted, %u versions counted frames, %llu misses (hand-written), "
+         "%llu misses (loader)\n",
          replacements, seconds, static_cast<unsigned long long>(c.seen),
          static_cast<unsigned long long>(c.counted), c.versions,
-         static_cast<unsigned long long>(c.misses));
+         static_cast<unsigned long long>(c.misses),
+         static_cast<unsigned long long>(loader_misses));
   CHECK(c.misses == 0);
+  CHECK(loader_misses == 0);
   CHECK(c.counted == c.seen);
   // Traffic flowed all along: many builds counted frames.
   CHECK(c.seen > replacements);
@@ -318,6 +386,7 @@ TEST_CASE("pipeline: 100 replacements across processes under traffic miss nothin
 
   auto t0 = Clock::now();
   uint32_t replacements = 100;
+  uint64_t loader_misses = 0;
   Agent previous;
   for (uint32_t v = 2; v < 2 + replacements; ++v) {
     Agent next = SpawnAgent(dir.path(), v);
@@ -328,6 +397,12 @@ TEST_CASE("pipeline: 100 replacements across processes under traffic miss nothin
                             std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / 4);
     }
     bool ok = next.line.rfind("ok", 0) == 0;
+    // The agent summed the loader's counters of the build it replaced.
+    if (ok) {
+      int64_t agent_misses = AgentLoaderMisses(next.line);
+      CHECK(agent_misses == 0);
+      if (agent_misses > 0) loader_misses += static_cast<uint64_t>(agent_misses);
+    }
     if (previous.pid > 0) Retire(previous.pid, previous.stdin_fd);  // the old agent exits
     previous = next;
     REQUIRE(ok);
@@ -339,12 +414,19 @@ TEST_CASE("pipeline: 100 replacements across processes under traffic miss nothin
   CHECK(Eventually([&] { return Read(seen, 0) > before + 100; }));
   s.traffic->Stop();
   Counts c = Settle(seen, counters, misses);
+  // The last agent's build, still held by the pins: read the same way.
+  size_t sites = 0;
+  loader_misses += LoaderMisses(OpenPinnedBuild(base, dir.path()), &sites);
+  CHECK(sites == 3);
   printf("pipeline across processes: %u replacements in %.2f s, %llu frames seen by the entry, "
-         "%llu counted, %u versions counted frames, %llu misses\n",
+         "%llu counted, %u versions counted frames, %llu misses (hand-written), "
+         "%llu misses (loader)\n",
          replacements, seconds, static_cast<unsigned long long>(c.seen),
          static_cast<unsigned long long>(c.counted), c.versions,
-         static_cast<unsigned long long>(c.misses));
+         static_cast<unsigned long long>(c.misses),
+         static_cast<unsigned long long>(loader_misses));
   CHECK(c.misses == 0);
+  CHECK(loader_misses == 0);
   CHECK(c.counted == c.seen);
   CHECK(c.versions > replacements / 2);
   CHECK(Read(counters, 1 + replacements) > 0);  // the last agent's build runs
@@ -386,10 +468,21 @@ TEST_CASE("pipeline: switching before the arrays are filled misses, and the plan
   REQUIRE(finals->Set(0, next.program("stage_three")).ok());
   s.traffic->Stop();
   Counts c = Settle(seen, counters, misses);
-  printf("pipeline, switch before fill: %llu frames, %llu misses\n",
-         static_cast<unsigned long long>(c.seen), static_cast<unsigned long long>(c.misses));
+  size_t sites = 0;
+  std::vector<Program> both = ProgramsOf(s.first.programs());
+  for (const Program& p : ProgramsOf(next.programs())) both.push_back(p);
+  uint64_t loader_misses = LoaderMisses(both, &sites);
+  printf("pipeline, switch before fill: %llu frames, %llu misses (hand-written), "
+         "%llu misses (loader)\n",
+         static_cast<unsigned long long>(c.seen), static_cast<unsigned long long>(c.misses),
+         static_cast<unsigned long long>(loader_misses));
+  CHECK(sites == 6);  // three sites per build: the loader counted
   CHECK(c.misses > 0);
   CHECK(Read(misses, 2) == c.misses);  // all at stage_two's call into finals
+  // The loader's counter sits right after the same bpf_tail_call as the
+  // hand-written one: the two counts agree exactly.
+  CHECK(loader_misses == c.misses);
+  CHECK(LoaderMisses({next.program("stage_two")}) == c.misses);
 }
 
 TEST_CASE("pipeline: releasing the old build before the switch misses", "[replace][traffic]") {
@@ -397,6 +490,10 @@ TEST_CASE("pipeline: releasing the old build before the switch misses", "[replac
   Started s = Start(base);
   Map seen = s.first.map("seen"), counters = s.first.map("counters"), misses = s.first.map("misses");
   Program old_entry = s.first.program("entry");
+  // Program handles hold no user reference on the arrays, so keeping them
+  // does not change what the kernel clears; they keep the old build's
+  // loader counters readable.
+  std::vector<Program> old = ProgramsOf(s.first.programs());
   // The naive way: close the old collection, then load the new one and
   // attach it. The old entry still runs meanwhile; the kernel cleared its
   // arrays with their last user reference.
@@ -416,10 +513,19 @@ TEST_CASE("pipeline: releasing the old build before the switch misses", "[replac
   REQUIRE(s.traffic->link().Update(next->program("entry"), old_entry).ok());
   s.traffic->Stop();
   Counts c = Settle(seen, counters, misses);
-  printf("pipeline, release before switch: %llu frames, %llu misses\n",
-         static_cast<unsigned long long>(c.seen), static_cast<unsigned long long>(c.misses));
+  size_t sites = 0;
+  std::vector<Program> both = old;
+  for (const Program& p : ProgramsOf(next->programs())) both.push_back(p);
+  uint64_t loader_misses = LoaderMisses(both, &sites);
+  printf("pipeline, release before switch: %llu frames, %llu misses (hand-written), "
+         "%llu misses (loader)\n",
+         static_cast<unsigned long long>(c.seen), static_cast<unsigned long long>(c.misses),
+         static_cast<unsigned long long>(loader_misses));
+  CHECK(sites == 6);
   CHECK(c.misses > 0);
   CHECK(c.counted + c.misses == c.seen);
+  CHECK(loader_misses > 0);
+  CHECK(loader_misses == c.misses);  // same event, counted independently
 }
 
 TEST_CASE("pipeline: a changed map is refused without a migration, carried with one", "[replace]") {

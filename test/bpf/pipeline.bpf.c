@@ -5,22 +5,36 @@
 // it at run time, so a replacement must carry the running build's slots
 // over. Each tail call that falls through counts a miss at its call site,
 // by hand, as Cilium does.
+//
+// Built twice: as XDP (pipeline.bpf.o), and with PIPELINE_TCX defined as
+// tcx ingress programs (pipeline_tcx.bpf.o), which the test uses where
+// XDP program swaps are unsafe to run at its rate (see the test).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+
+#ifdef PIPELINE_TCX
+#define PIPELINE_SEC "tcx/ingress"
+#define PIPELINE_CTX struct __sk_buff
+#define PIPELINE_DROP 2 /* TC_ACT_SHOT */
+#else
+#define PIPELINE_SEC "xdp"
+#define PIPELINE_CTX struct xdp_md
+#define PIPELINE_DROP XDP_DROP
+#endif
 
 #define MAX_VERSIONS 4096
 
 // Set per build with CollectionSpec::SetVariable.
 const volatile __u32 version = 0;
 
-int stage_one(struct xdp_md *ctx);
-int stage_two(struct xdp_md *ctx);
+int stage_one(PIPELINE_CTX *ctx);
+int stage_two(PIPELINE_CTX *ctx);
 
 struct {
   __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
   __uint(max_entries, 4);
   __uint(key_size, sizeof(__u32));
-  __array(values, int(struct xdp_md *));
+  __array(values, int(PIPELINE_CTX *));
 } stages SEC(".maps") = {
     .values = {[0] = (void *)&stage_one, [1] = (void *)&stage_two},
 };
@@ -61,33 +75,33 @@ static __always_inline void bump(void *map, __u32 key) {
   if (v) __sync_fetch_and_add(v, 1);
 }
 
-SEC("xdp")
-int entry(struct xdp_md *ctx) {
+SEC(PIPELINE_SEC)
+int entry(PIPELINE_CTX *ctx) {
   bump(&seen, 0);
   bpf_tail_call(ctx, &stages, 0);
   bump(&misses, 0);
-  return XDP_DROP;
+  return PIPELINE_DROP;
 }
 
-SEC("xdp")
-int stage_one(struct xdp_md *ctx) {
+SEC(PIPELINE_SEC)
+int stage_one(PIPELINE_CTX *ctx) {
   bpf_tail_call(ctx, &stages, 1);
   bump(&misses, 1);
-  return XDP_DROP;
+  return PIPELINE_DROP;
 }
 
-SEC("xdp")
-int stage_two(struct xdp_md *ctx) {
+SEC(PIPELINE_SEC)
+int stage_two(PIPELINE_CTX *ctx) {
   bpf_tail_call(ctx, &finals, 0);
   bump(&misses, 2);
-  return XDP_DROP;
+  return PIPELINE_DROP;
 }
 
-SEC("xdp")
-int stage_three(struct xdp_md *ctx) {
+SEC(PIPELINE_SEC)
+int stage_three(PIPELINE_CTX *ctx) {
   __u32 v = version;
   bump(&counters, v < MAX_VERSIONS ? v : MAX_VERSIONS - 1);
-  return XDP_DROP;
+  return PIPELINE_DROP;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -303,17 +303,6 @@ while read -r d; do
     RWDIRS+=("$d")
 done < <(for d in $rw_wanted; do realpath -e -- "$d" || fail "no such dir $d"; done | LC_ALL=C sort -u)
 
-{
-    printf 'TVM_KVER=%q\n' "$KVER"
-    printf 'TVM_RWDIRS=%q\n' "${RWDIRS[*]}"
-    if [ -t 1 ]; then echo TVM_TTY=1; else echo TVM_TTY=0; fi
-} > "$RUN/conf"
-{
-    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|HOSTNAME|_)(=|$)'
-    printf 'cd -- %q || exit 125\n' "$PWD"
-    printf 'exec'; printf ' %q' "$@"; echo
-} > "$RUN/cmd"
-
 ACCEL=${TETHER_VM_ACCEL:-auto}
 if [ "$ACCEL" = auto ]; then
     ACCEL=tcg
@@ -324,6 +313,21 @@ case "$ACCEL" in
     kvm) ACCEL_ARGS=(-accel kvm -cpu host) ;;
     *) fail "TETHER_VM_ACCEL must be auto, tcg or kvm" ;;
 esac
+
+{
+    printf 'TVM_KVER=%q\n' "$KVER"
+    printf 'TVM_RWDIRS=%q\n' "${RWDIRS[*]}"
+    if [ -t 1 ]; then echo TVM_TTY=1; else echo TVM_TTY=0; fi
+} > "$RUN/conf"
+{
+    export -p | grep -vE '^declare -x (PWD|OLDPWD|SHLVL|HOSTNAME|_)(=|$)'
+    # Tests that patch live kernel text at a high rate (XDP program
+    # swaps re-patch the XDP dispatcher) need to know they run under TCG.
+    printf 'export TETHER_VM_ACCEL_USED=%q\n' "$ACCEL"
+    printf 'cd -- %q || exit 125\n' "$PWD"
+    printf 'exec'; printf ' %q' "$@"; echo
+} > "$RUN/cmd"
+
 FIRMWARE=()
 # qboot skips SeaBIOS's device scan: a second less per boot under TCG.
 [ -f /usr/share/qemu/qboot.rom ] && FIRMWARE=(-bios /usr/share/qemu/qboot.rom)

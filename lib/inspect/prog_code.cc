@@ -6,23 +6,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/status_macros.h"
 #include "inspect/scan_internal.h"
 #include "sys/bpf.h"
 
 namespace tether::inspect {
 
 absl::StatusOr<std::vector<uint32_t>> TailCallMapIds(int prog_fd, uint32_t xlated_len) {
-  std::vector<bpf_insn> code(xlated_len / sizeof(bpf_insn));
-  bpf_prog_info info;
-  memset(&info, 0, sizeof(info));
-  info.xlated_prog_len = static_cast<uint32_t>(code.size() * sizeof(bpf_insn));
-  info.xlated_prog_insns = reinterpret_cast<uintptr_t>(code.data());
-  uint32_t len = sizeof(info);
-  int err = sys::ObjGetInfoByFd(prog_fd, &info, &len);
-  if (err < 0) return sys::ErrnoStatus(-err, "program", "BPF_OBJ_GET_INFO_BY_FD (xlated code)");
-  if (info.xlated_prog_len == 0 && !code.empty())
-    return absl::PermissionDeniedError("program: the kernel gave no translated code");
-  code.resize(std::min<size_t>(code.size(), info.xlated_prog_len / sizeof(bpf_insn)));
+  TETHER_ASSIGN_OR_RETURN(std::vector<bpf_insn> code, sys::GetTranslatedCode(prog_fd, xlated_len));
   // The map each register holds, followed straight through the code: the
   // compiler loads a tail call's array into R2 right before the call.
   uint32_t reg_map[MAX_BPF_REG] = {0};

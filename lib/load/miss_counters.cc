@@ -442,22 +442,6 @@ absl::StatusOr<std::vector<TailCallSite>> ReadMissCounterMap(int map_fd) {
 
 namespace {
 
-// The program's code as the kernel keeps it (map references as map ids).
-absl::StatusOr<std::vector<bpf_insn>> TranslatedCode(int prog_fd, uint32_t xlated_len) {
-  std::vector<bpf_insn> code(xlated_len / sizeof(bpf_insn));
-  bpf_prog_info info;
-  memset(&info, 0, sizeof(info));
-  info.xlated_prog_len = static_cast<uint32_t>(code.size() * sizeof(bpf_insn));
-  info.xlated_prog_insns = reinterpret_cast<uintptr_t>(code.data());
-  uint32_t len = sizeof(info);
-  int err = sys::ObjGetInfoByFd(prog_fd, &info, &len);
-  if (err < 0) return sys::ErrnoStatus(-err, "program", "BPF_OBJ_GET_INFO_BY_FD (xlated code)");
-  if (info.xlated_prog_len == 0 && !code.empty())
-    return absl::PermissionDeniedError("program: the kernel gave no translated code");
-  code.resize(std::min<size_t>(code.size(), info.xlated_prog_len / sizeof(bpf_insn)));
-  return code;
-}
-
 // A counter the loader inserted, found in translated code: the counter
 // map's id and the slot. The pattern is exactly AppendCounter's.
 // A dump shows the verifier's internal tail-call opcode as the helper call,
@@ -514,7 +498,7 @@ absl::StatusOr<std::vector<TailCallSite>> ReadProgramMisses(int prog_fd) {
                                      base::Printable(absl::string_view(
                                          info->name, strnlen(info->name, sizeof(info->name)))),
                                      info->id);
-  auto code = TranslatedCode(prog_fd, info->xlated_prog_len);
+  auto code = sys::GetTranslatedCode(prog_fd, info->xlated_prog_len);
   if (!code.ok()) return base::Annotate(code.status(), what);
   std::vector<CounterRef> refs = CountersIn(*code);
   absl::flat_hash_map<uint32_t, std::vector<TailCallSite>> tables;  // counter map id -> sites

@@ -645,6 +645,21 @@ int ObjGetInfoByFd(int fd, void* info, uint32_t* info_len) {
   return 0;
 }
 
+absl::StatusOr<std::vector<bpf_insn>> GetTranslatedCode(int prog_fd, uint32_t xlated_len) {
+  std::vector<bpf_insn> code(xlated_len / sizeof(bpf_insn));
+  bpf_prog_info info;
+  memset(&info, 0, sizeof(info));
+  info.xlated_prog_len = static_cast<uint32_t>(code.size() * sizeof(bpf_insn));
+  info.xlated_prog_insns = Ptr(code.data());
+  uint32_t len = sizeof(info);
+  int err = ObjGetInfoByFd(prog_fd, &info, &len);
+  if (err < 0) return ErrnoStatus(-err, "program", "BPF_OBJ_GET_INFO_BY_FD (xlated code)");
+  if (info.xlated_prog_len == 0 && !code.empty())
+    return absl::PermissionDeniedError("program: the kernel gave no translated code");
+  code.resize(std::min<size_t>(code.size(), info.xlated_prog_len / sizeof(bpf_insn)));
+  return code;
+}
+
 namespace {
 template <typename Info>
 absl::StatusOr<Info> GetInfo(int fd, absl::string_view what) {

@@ -203,6 +203,11 @@ int ObjGetInfoByFd(int fd, void* info, uint32_t* info_len);
 
 absl::StatusOr<bpf_map_info> GetMapInfo(int fd);
 absl::StatusOr<bpf_prog_info> GetProgInfo(int fd);
+// The program's code as the kernel keeps it after the verifier (map
+// references as map ids), for a program whose xlated_prog_len is
+// `xlated_len`. PermissionDenied when the kernel hides it (no
+// CAP_SYS_ADMIN, or a lockdown).
+absl::StatusOr<std::vector<bpf_insn>> GetTranslatedCode(int prog_fd, uint32_t xlated_len);
 // GetProgInfo and the ids of the maps the program uses, in one syscall
 // when it uses at most 16 maps.
 absl::StatusOr<bpf_prog_info> GetProgInfoAndMapIds(int fd, std::vector<uint32_t>* ids);

@@ -8,16 +8,13 @@
 //   agent_load/*          the agent-scale object (bench/gen_agent.py:
 //                         100 programs, 50 maps, 5 program arrays)
 //   agent_outside_verifier/*
-//   agent_user_cpu/*      the agent load's user CPU time (getrusage of the
-//                         loading thread): the verifier runs in the kernel,
-//                         as system time, so this is each loader's own work
 //   agent_{explain,what_breaks,to_dot,cycles}/tether: graph queries with
 //                         the agent object loaded
 // Memory figures (RSS, bytes per handle, node and edge) are printed by
-// agent_memory, which forks a child per loader.
+// agent_memory, which forks a child per loader; user-space instructions
+// per load (the loaders' CPU outside the kernel) by
+// bench/profile_agent_load.py under callgrind.
 #include <benchmark/benchmark.h>
-
-#include <sys/resource.h>
 
 #include <chrono>
 
@@ -102,40 +99,6 @@ BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoad, false)->Name("agent_load/tether
 BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, false)->Name("agent_load/libbpf")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoad, true)->Name("agent_outside_verifier/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, true)->Name("agent_outside_verifier/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
-
-uint64_t ThreadMicros(bool user) {
-  rusage ru;
-  getrusage(RUSAGE_THREAD, &ru);
-  const timeval& tv = user ? ru.ru_utime : ru.ru_stime;
-  return uint64_t(tv.tv_sec) * 1000000u + uint64_t(tv.tv_usec);
-}
-
-// User CPU of the loading thread per load. The kernel splits a thread's
-// run time into user and system by tick samples, so one load (tens of ms)
-// reads coarsely; the time reported is the sum over the repetition's
-// iterations divided by their number, which averages the sampling out.
-void AgentUserCpu(benchmark::State& state, Loader load) {
-  const BenchObject& agent = AgentObject();
-  std::string dir = MakePinDir();
-  uint64_t user_us = 0, sys_us = 0;
-  for (auto _ : state) {
-    uint64_t u0 = ThreadMicros(true), s0 = ThreadMicros(false);
-    absl::Status st = load(agent, dir);
-    uint64_t u = ThreadMicros(true) - u0;
-    sys_us += ThreadMicros(false) - s0;
-    user_us += u;
-    if (!st.ok()) {
-      RemovePinDir(dir);
-      return Fail(state, st);
-    }
-    state.SetIterationTime(double(u) * 1e-6);
-  }
-  RemovePinDir(dir);
-  state.counters["user_ms"] = benchmark::Counter(double(user_us) / 1e3, benchmark::Counter::kAvgIterations);
-  state.counters["sys_ms"] = benchmark::Counter(double(sys_us) / 1e3, benchmark::Counter::kAvgIterations);
-}
-BENCHMARK_CAPTURE(AgentUserCpu, tether, TetherLoad)->Name("agent_user_cpu/tether")->UseManualTime()->Iterations(30)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentUserCpu, libbpf, LibbpfLoad)->Name("agent_user_cpu/libbpf")->UseManualTime()->Iterations(30)->Unit(benchmark::kMillisecond);
 
 // The agent object, loaded for one benchmark run and dropped after it, so
 // that it does not weigh on the other graph benchmarks. The counters say

@@ -8,11 +8,13 @@ side by side:
   massif     the heap peak during a load, and tether's top allocation sites
              at that peak.
 
-usage: bench/profile_agent_load.py [BUILD_DIR] [--rounds N] [--top N]
+usage: bench/profile_agent_load.py [BUILD_DIR] [--rounds N] [--top N] [--json FILE]
+--json writes the figures for bench/report.py's goal table.
 Needs valgrind (and ms_print, which comes with it). Collection is on only
 inside bench_agent_load_<loader> (agent_load_once.cc).
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ p = argparse.ArgumentParser()
 p.add_argument("build", nargs="?", default=os.path.join(ROOT, "build"))
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--top", type=int, default=8)
+p.add_argument("--json", default="")
 a = p.parse_args()
 binary = os.path.join(a.build, "bench", "agent_load_once")
 if not os.path.exists(binary):
@@ -123,3 +126,7 @@ with tempfile.TemporaryDirectory() as tmp:
         own = [x for x in sites["tether"] if "AgentObject" not in x[1] and "call_init" not in x[1]]
         for b, site in own[:a.top]:
             print(f"  {b:>10,d} B  {site}")
+if a.json:
+    with open(a.json, "w") as f:
+        json.dump({"instructions_per_load": {k: v // max(1, a.rounds) for k, v in counts.items()},
+                   "heap_peak_bytes": {k: v - base for k, v in peaks.items()} if peaks else {}}, f)

@@ -14,7 +14,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,39 +55,45 @@ bool JumpUsesImm(const bpf_insn& in) {
 // the file gets what the other fields leave of 127 bytes.
 constexpr size_t kProgramBudget = 24, kFunctionBudget = 20, kArrayBudget = 20, kNameLimit = 127;
 
+// Appends escaped `text`, at most `budget` bytes of it, byte by byte into
+// `out`: one name per site, so no string per character.
 void AppendEscaped(std::string* out, absl::string_view text, size_t budget) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
   size_t used = 0;
   for (unsigned char c : text) {
-    std::string piece;
-    if (isalnum(c)) {
-      piece.assign(1, static_cast<char>(c));
+    if (absl::ascii_isalnum(c)) {
+      if (used + 1 > budget) break;
+      out->push_back(static_cast<char>(c));
+      used += 1;
     } else if (c == '_') {
-      piece = "__";
+      if (used + 2 > budget) break;
+      out->append("__", 2);
+      used += 2;
     } else {
-      piece = absl::StrFormat("_%02X", c);
+      if (used + 3 > budget) break;
+      const char piece[3] = {'_', kHex[c >> 4], kHex[c & 15]};
+      out->append(piece, 3);
+      used += 3;
     }
-    if (used + piece.size() > budget) break;
-    used += piece.size();
-    out->append(piece);
   }
 }
 
-std::string BaseName(absl::string_view path) {
+absl::string_view BaseName(absl::string_view path) {
   size_t slash = path.rfind('/');
-  return std::string(slash == absl::string_view::npos ? path : path.substr(slash + 1));
+  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
 }
 
 // Which function of the layout holds instruction `at`.
-std::string FunctionAt(const LinkedProgram& lp, uint32_t at) {
-  std::string name = lp.name;
+const std::string& FunctionAt(const LinkedProgram& lp, uint32_t at) {
+  const std::string* name = &lp.name;
   uint32_t best = 0;
   for (const auto& [fn, start] : lp.layout) {
     if (start <= at && start >= best) {
       best = start;
-      name = fn;
+      name = &fn;
     }
   }
-  return name;
+  return *name;
 }
 
 // The source line of instruction `at`: the last line_info record at or
@@ -99,15 +105,25 @@ void SourceOf(const LinkedProgram& lp, const Btf* btf, uint32_t at, TailCallSite
   }
   if (best == nullptr || btf == nullptr) return;
   site->line = best->line_col >> 10;
-  site->file = BaseName(btf->String(best->file_name_off));
+  absl::string_view file = BaseName(btf->String(best->file_name_off));
+  site->file.assign(file.data(), file.size());
 }
 
-// The map each call site's R2 holds, followed forward through straight-line
-// code: a jump target may be reached with other values, so it forgets all.
-absl::flat_hash_map<uint32_t, std::string> ArraysAtTailCalls(const LinkedProgram& lp) {
-  absl::flat_hash_set<uint32_t> starts;
-  for (const auto& [fn, start] : lp.layout) starts.insert(start);
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
+// The map each call site's R2 holds (one entry per element of `calls`,
+// null when unknown), followed forward through straight-line code: a jump
+// target may be reached with other values, so it forgets all. One table
+// indexed by instruction, no hashing: this runs for every program loaded.
+std::vector<const std::string*> ArraysAtTailCalls(const LinkedProgram& lp,
+                                                  const std::vector<uint32_t>& calls) {
+  struct InsnFacts {
+    const std::string* map_fd = nullptr;  // a kMapFd fixup's map at this ld_imm64
+    bool starts_block = false;            // a function start or a jump target
+  };
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  std::vector<InsnFacts> facts(n);
+  for (const auto& [fn, start] : lp.layout)
+    if (start < n) facts[start].starts_block = true;
+  for (uint32_t i = 0; i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
     if (IsLdImm64(in)) {
       ++i;
@@ -115,26 +131,28 @@ absl::flat_hash_map<uint32_t, std::string> ArraysAtTailCalls(const LinkedProgram
     }
     if (!IsJump(in)) continue;
     int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
-    if (target >= 0) starts.insert(static_cast<uint32_t>(target));
+    if (target >= 0 && target < n) facts[target].starts_block = true;
   }
-  absl::flat_hash_map<uint32_t, const std::string*> map_fd_at;
   for (const Fixup& f : lp.fixups)
-    if (f.kind == Fixup::Kind::kMapFd) map_fd_at[f.insn] = &f.name;
-  absl::flat_hash_map<uint32_t, std::string> out;
+    if (f.kind == Fixup::Kind::kMapFd && f.insn < n) facts[f.insn].map_fd = &f.name;
+  std::vector<const std::string*> out(calls.size(), nullptr);
+  size_t next_call = 0;
   const std::string* reg[MAX_BPF_REG] = {nullptr};
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
-    if (starts.contains(i)) std::fill(std::begin(reg), std::end(reg), nullptr);
+    if (facts[i].starts_block) std::fill(std::begin(reg), std::end(reg), nullptr);
     if (in.dst_reg >= MAX_BPF_REG || in.src_reg >= MAX_BPF_REG) continue;
     uint8_t cls = BPF_CLASS(in.code);
     if (IsLdImm64(in)) {
-      auto f = map_fd_at.find(i);
-      reg[in.dst_reg] = f != map_fd_at.end() ? f->second : nullptr;
+      reg[in.dst_reg] = facts[i].map_fd;
       ++i;
     } else if (in.code == (BPF_ALU64 | BPF_MOV | BPF_X) && in.off == 0) {
       reg[in.dst_reg] = reg[in.src_reg];
     } else if (in.code == (BPF_JMP | BPF_CALL)) {
-      if (IsTailCall(in) && reg[BPF_REG_2] != nullptr) out[i] = *reg[BPF_REG_2];
+      if (IsTailCall(in)) {
+        while (next_call < calls.size() && calls[next_call] < i) ++next_call;
+        if (next_call < calls.size() && calls[next_call] == i) out[next_call] = reg[BPF_REG_2];
+      }
       for (int r = BPF_REG_0; r <= BPF_REG_5; ++r) reg[r] = nullptr;
     } else if (cls == BPF_ALU || cls == BPF_ALU64 || cls == BPF_LDX || cls == BPF_LD) {
       reg[in.dst_reg] = nullptr;
@@ -194,19 +212,32 @@ absl::Status Retarget(bpf_insn& in, uint32_t old_at, uint32_t new_at, const NewP
 
 }  // namespace
 
-std::string EncodeSiteName(const TailCallSite& site) {
-  std::string out = "site";
+namespace {
+
+// EncodeSiteName, appended to `out` (the site table's string section):
+// the budgets count from where this name starts.
+void AppendSiteName(std::string* out, const TailCallSite& site) {
+  const size_t begin = out->size();
+  out->append("site", 4);
   auto field = [&](absl::string_view text, size_t budget) {
-    out += "_z";
-    AppendEscaped(&out, text, budget);
+    out->append("_z", 2);
+    AppendEscaped(out, text, budget);
   };
   field(site.program, kProgramBudget);
   field(site.function, kFunctionBudget);
-  field(absl::StrCat(site.insn), 10);
-  field(absl::StrCat(site.line), 10);
+  field(absl::AlphaNum(site.insn).Piece(), 10);
+  field(absl::AlphaNum(site.line).Piece(), 10);
   field(site.array, kArrayBudget);
-  out += "_z";
-  AppendEscaped(&out, site.file, out.size() < kNameLimit ? kNameLimit - out.size() : 0);
+  out->append("_z", 2);
+  size_t used = out->size() - begin;
+  AppendEscaped(out, site.file, used < kNameLimit ? kNameLimit - used : 0);
+}
+
+}  // namespace
+
+std::string EncodeSiteName(const TailCallSite& site) {
+  std::string out;
+  AppendSiteName(&out, site);
   return out;
 }
 
@@ -274,7 +305,11 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
         "collection; load with CollectionOptions::count_tail_call_misses = false",
         base::Printable(program), kMaxMissSites));
   }
-  absl::flat_hash_map<uint32_t, std::string> arrays = ArraysAtTailCalls(lp);
+  // The counters' fixups go at the end of lp.fixups; room first, since
+  // `arrays` points at names in it.
+  const size_t old_fixups = lp.fixups.size();
+  lp.fixups.reserve(old_fixups + calls.size());
+  std::vector<const std::string*> arrays = ArraysAtTailCalls(lp, calls);
   // An instruction at old index x moves down by the counters of the calls
   // before it: a jump to the instruction after a call lands after that
   // call's counter, so it does not count a miss.
@@ -284,29 +319,30 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
   };
   std::vector<bpf_insn> out;
   out.reserve(lp.insns.size() + kCounterInsns * calls.size());
-  size_t next_call = 0;
-  std::vector<Fixup> counter_fixups;
+  size_t next_call = 0;  // also: how many calls come before instruction i
   for (uint32_t i = 0; i < lp.insns.size(); ++i) {
     bpf_insn in = lp.insns[i];
-    absl::Status st = Retarget(in, i, new_pos(i), new_pos, program);
-    if (!st.ok()) return st;
+    const uint32_t at = static_cast<uint32_t>(i + kCounterInsns * next_call);
+    absl::Status st = Retarget(in, i, at, new_pos, program);
+    if (!st.ok()) {
+      lp.fixups.resize(old_fixups);  // lp stays as it was
+      return st;
+    }
     out.push_back(in);
     if (next_call < calls.size() && calls[next_call] == i) {
-      TailCallSite site;
+      TailCallSite& site = sites->emplace_back();
       site.program = program;
       site.function = FunctionAt(lp, i);
-      site.insn = new_pos(i);
+      site.insn = at;
       SourceOf(lp, btf, i, &site);
-      if (auto a = arrays.find(i); a != arrays.end()) site.array = a->second;
-      site.index = static_cast<uint32_t>(sites->size());
-      Fixup fx;
+      if (arrays[next_call] != nullptr) site.array = *arrays[next_call];
+      site.index = static_cast<uint32_t>(sites->size() - 1);
+      Fixup& fx = lp.fixups.emplace_back();
       fx.insn = static_cast<uint32_t>(out.size());
       fx.kind = Fixup::Kind::kMapValue;
       fx.name = kMissCounterKey;
       fx.offset = site.index * 8;
-      counter_fixups.push_back(fx);
       AppendCounter(&out, site.index);
-      sites->push_back(std::move(site));
       ++next_call;
     }
   }
@@ -314,9 +350,9 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
   for (FuncInfo& fi : lp.func_info) fi.insn_off = new_pos(fi.insn_off);
   for (LineInfo& li : lp.line_info) li.insn_off = new_pos(li.insn_off);
   for (CoreRelo& cr : lp.core_relos) cr.insn_off = new_pos(cr.insn_off);
-  for (Fixup& f : lp.fixups) f.insn = new_pos(f.insn);
+  // The counters' own fixups, appended above, already have their places.
+  for (size_t f = 0; f < old_fixups; ++f) lp.fixups[f].insn = new_pos(lp.fixups[f].insn);
   for (auto& [fn, start] : lp.layout) start = new_pos(start);
-  lp.fixups.insert(lp.fixups.end(), counter_fixups.begin(), counter_fixups.end());
   return absl::OkStatus();
 }
 
@@ -328,7 +364,9 @@ namespace {
 // site, named after it (EncodeSiteName), at byte offset 8 * site.
 std::vector<uint8_t> SiteTableBtf(const std::vector<TailCallSite>& sites) {
   std::vector<uint8_t> types;
+  types.reserve(12 * (3 + sites.size()) + 4 * 4);
   std::string strings(1, '\0');
+  strings.reserve(64 + sites.size() * 96);
   auto str = [&strings](absl::string_view s) {
     uint32_t off = static_cast<uint32_t>(strings.size());
     strings.append(s.data(), s.size());
@@ -349,7 +387,10 @@ std::vector<uint8_t> SiteTableBtf(const std::vector<TailCallSite>& sites) {
   word(btf::TypeInfo(BtfKind::kStruct, false, static_cast<uint32_t>(sites.size())));
   word(static_cast<uint32_t>(sites.size() * 8));
   for (size_t i = 0; i < sites.size(); ++i) {
-    word(str(EncodeSiteName(sites[i])));
+    // Each name straight into the string section: no string per site.
+    word(static_cast<uint32_t>(strings.size()));
+    AppendSiteName(&strings, sites[i]);
+    strings.push_back('\0');
     word(2);
     word(static_cast<uint32_t>(i * 64));
   }

@@ -23,7 +23,19 @@ bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
 }
 
 void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
-  if (!Follows(kind, to)) return;
+  const NodeData* f = store_.Find(from);
+  const NodeData* t = store_.Find(to);
+  if (f && t) {
+    OnNewEdge(*f, *t, kind);
+  } else if (kind == EdgeKind::kTailCall && from == to) {
+    AddCycle(Cycle{{from}});
+  }
+}
+
+void CycleFinder::OnNewEdge(const NodeData& f, const NodeData& t, EdgeKind kind) {
+  NodeRef from = f.node.ref, to = t.node.ref;
+  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.node.type)))
+    return;
   if (from == to) {
     AddCycle(Cycle{{from}});
     return;
@@ -32,37 +44,33 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
   // the search follows. Most new edges start at a node nothing enters
   // that way (a program just loaded, its array not filled yet), and then
   // the search, which can cover the whole graph, is skipped.
-  if (!EnterableAlongCycle(from)) return;
+  if (!EnterableAlongCycle(f)) return;
   if (store_.state().incremental_cycles) {
     // Another edge from -> to already closed every cycle this one would:
     // cycles are lists of nodes, so they are the ones recorded then.
-    if (HasParallelCycleEdge(from, to)) return;
+    if (HasParallelCycleEdge(f, to)) return;
     // No cycle anywhere: then this edge closes none either.
     if (OrderProvesAcyclic(store_)) return;
   }
-  Search(from, to);
+  Search(from, t);
 }
 
-bool CycleFinder::HasParallelCycleEdge(NodeRef from, NodeRef to) const {
-  const NodeData* n = store_.Find(from);
-  if (!n) return false;
+bool CycleFinder::HasParallelCycleEdge(const NodeData& n, NodeRef to) const {
   int count = 0;
-  for (const Edge& e : n->out)
+  for (const Edge& e : n.out)
     if (e.to == to && Follows(e.kind, to)) ++count;
   return count > 1;
 }
 
-bool CycleFinder::EnterableAlongCycle(NodeRef node) const {
-  const NodeData* start = store_.Find(node);
-  if (!start) return false;
-  bool is_array = IsProgArrayType(start->node.type);
-  for (const Edge& e : start->in) {
+bool CycleFinder::EnterableAlongCycle(const NodeData& start) const {
+  bool is_array = IsProgArrayType(start.node.type);
+  for (const Edge& e : start.in) {
     if (e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && is_array)) return true;
   }
   return false;
 }
 
-void CycleFinder::Search(NodeRef from, NodeRef to) {
+void CycleFinder::Search(NodeRef from, const NodeData& to_node) {
   // Every simple path to ~> from, depth first. The stack is explicit: a
   // chain of tail calls can be as long as the graph, deeper than the
   // thread's stack would allow a recursion to go.
@@ -70,8 +78,8 @@ void CycleFinder::Search(NodeRef from, NodeRef to) {
     const NodeData* node;
     size_t next_edge;
   };
-  const NodeData* start = store_.Find(to);
-  if (!start) return;
+  const NodeData* start = &to_node;
+  NodeRef to = to_node.node.ref;
   std::vector<NodeRef> path{to};
   absl::flat_hash_set<NodeRef> on_path{to};
   std::vector<Frame> stack{{start, 0}};

@@ -98,7 +98,7 @@ void ClearIfLastUserRefGone(Store& store, NodeRef ref) {
   if (Liveness(store).ArrayHasUserRef(*a)) return;
   a->node.cleared_by_kernel = true;
   auto touched =
-      store.RemoveEdges(ref, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
+      store.RemoveEdges(*a, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
   store.Collect(touched);
 }
 

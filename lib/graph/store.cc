@@ -35,19 +35,27 @@ NodeData& Store::Ensure(NodeRef ref) {
 }
 
 void Store::AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot) {
-  Edge e{from, to, kind, slot};
-  Ensure(from).out.push_back(e);
-  Ensure(to).in.push_back(e);
-  ++s_.edge_count;
-  if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, from, to);
+  NodeData& f = Ensure(from);
+  AddEdge(f, Ensure(to), kind, slot);
 }
 
-std::vector<NodeRef> Store::RemoveEdges(NodeRef from,
-                                        const std::function<bool(const Edge&)>& match) {
-  std::vector<NodeRef> touched;
+void Store::AddEdge(NodeData& from, NodeData& to, EdgeKind kind, uint32_t slot) {
+  Edge e{from.node.ref, to.node.ref, kind, slot};
+  from.out.push_back(e);
+  to.in.push_back(e);
+  ++s_.edge_count;
+  if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, &from, &to);
+}
+
+std::vector<NodeRef> Store::RemoveEdges(NodeRef from, absl::FunctionRef<bool(const Edge&)> match) {
   NodeData* n = Find(from);
-  if (!n) return touched;
-  auto& out = n->out;
+  if (!n) return {};
+  return RemoveEdges(*n, match);
+}
+
+std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(const Edge&)> match) {
+  std::vector<NodeRef> touched;
+  auto& out = n.out;
   for (size_t i = 0; i < out.size();) {
     if (!match(out[i])) {
       ++i;
@@ -117,7 +125,7 @@ void Store::CollectInto(NodeRef ref, std::vector<NodeRef>* gone) {
   if (n->node.handles > 0 || n->kept_fd >= 0 || n->deferred_fd >= 0 || !n->node.legacy_hooks.empty())
     return;
   if (!n->in.empty()) return;
-  auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
+  auto touched = RemoveEdges(*n, [](const Edge&) { return true; });
   s_.nodes.erase(ref);
   gone->push_back(ref);
   for (NodeRef t : touched) CollectInto(t, gone);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "graph/order.h"
 
 namespace tether::detail {
@@ -24,7 +25,7 @@ bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
 
 void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
   const NodeData* f = store_.Find(from);
-  const NodeData* t = store_.Find(to);
+  NodeData* t = store_.Find(to);
   if (f && t) {
     OnNewEdge(*f, *t, kind);
   } else if (kind == EdgeKind::kTailCall && from == to) {
@@ -32,7 +33,7 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
   }
 }
 
-void CycleFinder::OnNewEdge(const NodeData& f, const NodeData& t, EdgeKind kind) {
+void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
   NodeRef from = f.node.ref, to = t.node.ref;
   if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.node.type)))
     return;
@@ -70,32 +71,38 @@ bool CycleFinder::EnterableAlongCycle(const NodeData& start) const {
   return false;
 }
 
-void CycleFinder::Search(NodeRef from, const NodeData& to_node) {
+void CycleFinder::Search(NodeRef from, NodeData& to_node) {
   // Every simple path to ~> from, depth first. The stack is explicit: a
   // chain of tail calls can be as long as the graph, deeper than the
-  // thread's stack would allow a recursion to go.
+  // thread's stack would allow a recursion to go. The nodes on the path
+  // carry this search's mark (no set to allocate), and the short paths
+  // of the usual graph fit the inline vectors.
   struct Frame {
-    const NodeData* node;
+    NodeData* node;
     size_t next_edge;
   };
-  const NodeData* start = &to_node;
+  const uint64_t on_path = ++store_.state().mark_epoch;
   NodeRef to = to_node.node.ref;
-  std::vector<NodeRef> path{to};
-  absl::flat_hash_set<NodeRef> on_path{to};
-  std::vector<Frame> stack{{start, 0}};
+  absl::InlinedVector<NodeRef, 16> path{to};
+  absl::InlinedVector<Frame, 16> stack{{&to_node, 0}};
+  to_node.mark = on_path;
   size_t found = 0;
   while (!stack.empty()) {
     Frame& f = stack.back();
     if (f.next_edge == f.node->out.size()) {
-      on_path.erase(path.back());
+      f.node->mark = 0;
       path.pop_back();
       stack.pop_back();
       continue;
     }
     const Edge& e = f.node->out[f.next_edge++];
-    if (!Follows(e.kind, e.to)) continue;
+    // Follows(), with the one lookup the step needs anyway.
+    if (e.kind != EdgeKind::kTailCall && e.kind != EdgeKind::kUsesMap) continue;
+    NodeData* next = store_.Find(e.to);
+    if (e.kind == EdgeKind::kUsesMap && !(next && IsProgArrayType(next->node.type))) continue;
     if (e.to == from) {
       Cycle c;
+      c.nodes.reserve(path.size() + 1);
       c.nodes.push_back(from);
       c.nodes.insert(c.nodes.end(), path.begin(), path.end());
       AddCycle(std::move(c));
@@ -104,11 +111,9 @@ void CycleFinder::Search(NodeRef from, const NodeData& to_node) {
     }
     // Past the limit, the paths under way still report the cycles they
     // close with their own edges, but go no deeper.
-    if (found >= kMaxCyclesPerEdge || on_path.contains(e.to)) continue;
-    const NodeData* next = store_.Find(e.to);
-    if (!next) continue;
+    if (found >= kMaxCyclesPerEdge || !next || next->mark == on_path) continue;
     path.push_back(e.to);
-    on_path.insert(e.to);
+    next->mark = on_path;
     stack.push_back(Frame{next, 0});
   }
 }
@@ -122,19 +127,30 @@ void CycleFinder::AddCycle(Cycle c) {
     if (a.kind == NodeKind::kProgram && (b.kind != NodeKind::kProgram || a.id < b.id)) best = i;
   }
   std::rotate(c.nodes.begin(), c.nodes.begin() + best, c.nodes.end());
-  std::vector<Cycle>& cycles = store_.state().cycles;
-  for (const Cycle& existing : cycles)
-    if (existing.nodes == c.nodes) return;
+  GraphState& s = store_.state();
+  std::vector<Cycle>& cycles = s.cycles;
+  size_t hash = CycleHash(c);
+  if (s.cycle_hashes.contains(hash)) {
+    for (const Cycle& existing : cycles)
+      if (existing.nodes == c.nodes) return;
+  }
   // Edges overwritten in place (a slot set again) leave cycles that no
   // longer close; make room from those before giving up on this one.
   if (cycles.size() >= kMaxCyclesKept) DropOpenCycles();
-  if (cycles.size() < kMaxCyclesKept) cycles.push_back(std::move(c));
+  if (cycles.size() < kMaxCyclesKept) {
+    ++s.cycle_hashes[hash];
+    cycles.push_back(std::move(c));
+  }
 }
 
 void CycleFinder::DropOpenCycles() {
   std::vector<Cycle>& cycles = store_.state().cycles;
   cycles.erase(std::remove_if(cycles.begin(), cycles.end(),
-                              [&](const Cycle& c) { return !Closed(c); }),
+                              [&](const Cycle& c) {
+                                if (Closed(c)) return false;
+                                ForgetCycleHash(store_.state(), c);
+                                return true;
+                              }),
                cycles.end());
 }
 

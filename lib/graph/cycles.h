@@ -16,7 +16,7 @@ class CycleFinder {
   // to ~> from over tail-call and uses-array edges.
   void OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind);
   // The same for nodes already at hand.
-  void OnNewEdge(const NodeData& from, const NodeData& to, EdgeKind kind);
+  void OnNewEdge(const NodeData& from, NodeData& to, EdgeKind kind);
   // Drops the recorded cycles that an edge removal has opened since.
   void DropOpenCycles();
 
@@ -28,7 +28,7 @@ class CycleFinder {
   // Whether from -> to is there twice (two slots of one array holding the
   // same program), the new edge counted.
   bool HasParallelCycleEdge(const NodeData& from, NodeRef to) const;
-  void Search(NodeRef from, const NodeData& to);
+  void Search(NodeRef from, NodeData& to);
   void AddCycle(Cycle c);
   bool HasCycleEdge(NodeRef from, NodeRef to) const;
   bool Closed(const Cycle& c) const;

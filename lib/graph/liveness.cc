@@ -32,6 +32,10 @@ bool Liveness::HasOwnHolder(const NodeData& n) const {
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
+  // The usual answer, a holder of its own, needs no walk and no set.
+  const NodeData* n = store_.Find(ref);
+  if (!n) return false;
+  if (HasOwnHolder(*n)) return true;
   absl::flat_hash_set<NodeRef> seen;
   return Live(ref, excluded_array, &seen);
 }
@@ -87,7 +91,9 @@ bool Liveness::OrphanHazard(const NodeData& a, std::vector<NodeRef>* users) cons
   if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0 || a.deferred_fd >= 0 ||
       !a.node.holders.empty())
     return false;
-  if (Slots(a).empty()) return false;
+  bool has_slots = false;
+  for (const Edge& e : a.out) has_slots = has_slots || e.kind == EdgeKind::kTailCall;
+  if (!has_slots) return false;
   *users = LiveUsers(a.node.ref);
   return !users->empty();
 }

@@ -15,6 +15,13 @@ GraphState& State() {
   return *state;
 }
 
+size_t CycleHash(const Cycle& c) { return absl::Hash<std::vector<NodeRef>>{}(c.nodes); }
+
+void ForgetCycleHash(GraphState& s, const Cycle& c) {
+  auto it = s.cycle_hashes.find(CycleHash(c));
+  if (it != s.cycle_hashes.end() && --it->second == 0) s.cycle_hashes.erase(it);
+}
+
 NodeData* Store::Find(NodeRef ref) {
   auto it = s_.nodes.find(ref);
   return it == s_.nodes.end() ? nullptr : &it->second;
@@ -56,6 +63,7 @@ std::vector<NodeRef> Store::RemoveEdges(NodeRef from, absl::FunctionRef<bool(con
 std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(const Edge&)> match) {
   std::vector<NodeRef> touched;
   auto& out = n.out;
+  touched.reserve(out.size());
   for (size_t i = 0; i < out.size();) {
     if (!match(out[i])) {
       ++i;
@@ -110,10 +118,23 @@ void Store::Collect(const std::vector<NodeRef>& refs) {
 // node.
 void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
   if (gone.empty() || s_.cycles.empty()) return;
+  // Sorted once, so each cycle node is a binary search, not a scan of all
+  // that went (a collection's teardown removes hundreds at once).
+  auto less = [](NodeRef a, NodeRef b) { return a.kind != b.kind ? a.kind < b.kind : a.id < b.id; };
+  std::vector<NodeRef> sorted(gone);
+  std::sort(sorted.begin(), sorted.end(), less);
+  auto is_gone = [&](NodeRef n) {
+    if (sorted.size() <= 16) return std::find(sorted.begin(), sorted.end(), n) != sorted.end();
+    return std::binary_search(sorted.begin(), sorted.end(), n, less);
+  };
   s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
                                  [&](const Cycle& c) {
-                                   for (NodeRef n : c.nodes)
-                                     if (std::find(gone.begin(), gone.end(), n) != gone.end()) return true;
+                                   for (NodeRef n : c.nodes) {
+                                     if (is_gone(n)) {
+                                       ForgetCycleHash(s_, c);
+                                       return true;
+                                     }
+                                   }
                                    return false;
                                  }),
                   s_.cycles.end());
@@ -126,8 +147,14 @@ void Store::CollectInto(NodeRef ref, std::vector<NodeRef>* gone) {
     return;
   if (!n->in.empty()) return;
   auto touched = RemoveEdges(*n, [](const Edge&) { return true; });
+  // Cycles run through programs and program arrays only (a map whose
+  // type is not known yet counts as one): other nodes leave no cycle to
+  // drop, and most Collect calls then skip the list.
+  uint32_t type = n->node.type;
+  if (ref.kind == NodeKind::kProgram ||
+      (ref.kind == NodeKind::kMap && (type == BPF_MAP_TYPE_UNSPEC || IsProgArrayType(type))))
+    gone->push_back(ref);
   s_.nodes.erase(ref);
-  gone->push_back(ref);
   for (NodeRef t : touched) CollectInto(t, gone);
 }
 

@@ -51,6 +51,10 @@ class GraphState {
   absl::flat_hash_map<std::string, uint32_t> pin_ids ABSL_GUARDED_BY(mu);
   uint32_t next_pin_id ABSL_GUARDED_BY(mu) = 1;
   std::vector<Cycle> cycles ABSL_GUARDED_BY(mu);
+  // How many of `cycles` have each CycleHash: a new cycle is compared with
+  // the list only when its hash is there already (AddCycle ran once per
+  // recorded cycle, comparing it with every other).
+  absl::flat_hash_map<size_t, uint32_t> cycle_hashes ABSL_GUARDED_BY(mu);
   LifetimePolicy default_policy ABSL_GUARDED_BY(mu) = LifetimePolicy::kWarn;
   std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
   size_t edge_count ABSL_GUARDED_BY(mu) = 0;
@@ -73,6 +77,10 @@ class GraphState {
   detail::Mutex sink_mu;
   DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);
 };
+
+size_t CycleHash(const Cycle& c);
+// A cycle leaves `cycles`: its hash's count goes down.
+void ForgetCycleHash(GraphState& s, const Cycle& c);
 
 // The process-wide graph's state.
 GraphState& State();

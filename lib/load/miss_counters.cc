@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -109,33 +110,61 @@ void SourceOf(const LinkedProgram& lp, const Btf* btf, uint32_t at, TailCallSite
   site->file.assign(file.data(), file.size());
 }
 
-// The map each call site's R2 holds (one entry per element of `calls`,
+// What InsertMissCounters needs from one pass over the program.
+// Inline vectors: a program's few calls and jumps need no allocation.
+struct ProgramScan {
+  absl::InlinedVector<uint32_t, 8> calls;      // the bpf_tail_calls, in order
+  absl::InlinedVector<uint32_t, 32> relative;  // every instruction Retarget may have to move
+  absl::InlinedVector<uint32_t, 32> targets;   // jump targets (block starts), unsorted
+};
+
+// A bpf-to-bpf call, a callback's ld_imm64 or a jump: an offset relative
+// to the next instruction.
+bool IsRelative(const bpf_insn& in) {
+  return (in.code == (BPF_JMP | BPF_CALL) && in.src_reg == BPF_PSEUDO_CALL) ||
+         (IsLdImm64(in) && in.src_reg == BPF_PSEUDO_FUNC) || IsJump(in);
+}
+
+ProgramScan Scan(const LinkedProgram& lp) {
+  ProgramScan scan;
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  for (uint32_t i = 0; i < n; ++i) {
+    const bpf_insn& in = lp.insns[i];
+    if (IsRelative(in)) scan.relative.push_back(i);
+    if (IsLdImm64(in)) {
+      // Its second half is no instruction of its own, except to Retarget,
+      // which looks at every slot as the rewrite always did.
+      if (i + 1 < n && IsRelative(lp.insns[i + 1])) scan.relative.push_back(i + 1);
+      ++i;
+    } else if (IsTailCall(in)) {
+      scan.calls.push_back(i);
+    } else if (IsJump(in)) {
+      int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
+      if (target >= 0 && target < n) scan.targets.push_back(static_cast<uint32_t>(target));
+    }
+  }
+  return scan;
+}
+
+// The map each call site's R2 holds (one entry per element of scan.calls,
 // null when unknown), followed forward through straight-line code: a jump
 // target may be reached with other values, so it forgets all. One table
 // indexed by instruction, no hashing: this runs for every program loaded.
-std::vector<const std::string*> ArraysAtTailCalls(const LinkedProgram& lp,
-                                                  const std::vector<uint32_t>& calls) {
+absl::InlinedVector<const std::string*, 8> ArraysAtTailCalls(const LinkedProgram& lp,
+                                                             const ProgramScan& scan) {
   struct InsnFacts {
     const std::string* map_fd = nullptr;  // a kMapFd fixup's map at this ld_imm64
     bool starts_block = false;            // a function start or a jump target
   };
+  const auto& calls = scan.calls;
   const uint32_t n = static_cast<uint32_t>(lp.insns.size());
-  std::vector<InsnFacts> facts(n);
+  absl::InlinedVector<InsnFacts, 128> facts(n);
   for (const auto& [fn, start] : lp.layout)
     if (start < n) facts[start].starts_block = true;
-  for (uint32_t i = 0; i < n; ++i) {
-    const bpf_insn& in = lp.insns[i];
-    if (IsLdImm64(in)) {
-      ++i;
-      continue;
-    }
-    if (!IsJump(in)) continue;
-    int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
-    if (target >= 0 && target < n) facts[target].starts_block = true;
-  }
+  for (uint32_t t : scan.targets) facts[t].starts_block = true;
   for (const Fixup& f : lp.fixups)
     if (f.kind == Fixup::Kind::kMapFd && f.insn < n) facts[f.insn].map_fd = &f.name;
-  std::vector<const std::string*> out(calls.size(), nullptr);
+  absl::InlinedVector<const std::string*, 8> out(calls.size(), nullptr);
   size_t next_call = 0;
   const std::string* reg[MAX_BPF_REG] = {nullptr};
   for (uint32_t i = 0; i < n; ++i) {
@@ -164,8 +193,9 @@ std::vector<const std::string*> ArraysAtTailCalls(const LinkedProgram& lp,
   return out;
 }
 
-// `lock *(u64 *)(counter map value + 8 * slot) += 1`, using R1 and R2.
-void AppendCounter(std::vector<bpf_insn>* out, uint32_t slot) {
+// `lock *(u64 *)(counter map value + 8 * slot) += 1`, using R1 and R2,
+// written at `at`[0..kCounterInsns).
+void WriteCounter(bpf_insn* at, uint32_t slot) {
   bpf_insn ld{};
   ld.code = BPF_LD | BPF_IMM | BPF_DW;
   ld.dst_reg = BPF_REG_1;
@@ -181,7 +211,10 @@ void AppendCounter(std::vector<bpf_insn>* out, uint32_t slot) {
   add.dst_reg = BPF_REG_1;
   add.src_reg = BPF_REG_2;
   add.imm = BPF_ADD;
-  out->insert(out->end(), {ld, ld_hi, one, add});
+  at[0] = ld;
+  at[1] = ld_hi;
+  at[2] = one;
+  at[3] = add;
 }
 
 // Rewrites the relative offset of the instruction that sat at `old_at`
@@ -290,14 +323,8 @@ absl::StatusOr<TailCallSite> DecodeSiteName(absl::string_view name) {
 
 absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, const Btf* btf,
                                 std::vector<TailCallSite>* sites) {
-  std::vector<uint32_t> calls;
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
-    if (IsLdImm64(lp.insns[i])) {
-      ++i;
-    } else if (IsTailCall(lp.insns[i])) {
-      calls.push_back(i);
-    }
-  }
+  ProgramScan scan = Scan(lp);
+  const auto& calls = scan.calls;
   if (calls.empty()) return absl::OkStatus();
   if (sites->size() + calls.size() > kMaxMissSites) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -305,11 +332,6 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
         "collection; load with CollectionOptions::count_tail_call_misses = false",
         base::Printable(program), kMaxMissSites));
   }
-  // The counters' fixups go at the end of lp.fixups; room first, since
-  // `arrays` points at names in it.
-  const size_t old_fixups = lp.fixups.size();
-  lp.fixups.reserve(old_fixups + calls.size());
-  std::vector<const std::string*> arrays = ArraysAtTailCalls(lp, calls);
   // An instruction at old index x moves down by the counters of the calls
   // before it: a jump to the instruction after a call lands after that
   // call's counter, so it does not count a miss.
@@ -317,34 +339,43 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
     size_t before = std::lower_bound(calls.begin(), calls.end(), x) - calls.begin();
     return static_cast<uint32_t>(x + kCounterInsns * before);
   };
-  std::vector<bpf_insn> out;
-  out.reserve(lp.insns.size() + kCounterInsns * calls.size());
-  size_t next_call = 0;  // also: how many calls come before instruction i
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
-    bpf_insn in = lp.insns[i];
-    const uint32_t at = static_cast<uint32_t>(i + kCounterInsns * next_call);
-    absl::Status st = Retarget(in, i, at, new_pos, program);
-    if (!st.ok()) {
-      lp.fixups.resize(old_fixups);  // lp stays as it was
-      return st;
-    }
-    out.push_back(in);
-    if (next_call < calls.size() && calls[next_call] == i) {
-      TailCallSite& site = sites->emplace_back();
-      site.program = program;
-      site.function = FunctionAt(lp, i);
-      site.insn = at;
-      SourceOf(lp, btf, i, &site);
-      if (arrays[next_call] != nullptr) site.array = *arrays[next_call];
-      site.index = static_cast<uint32_t>(sites->size() - 1);
-      Fixup& fx = lp.fixups.emplace_back();
-      fx.insn = static_cast<uint32_t>(out.size());
-      fx.kind = Fixup::Kind::kMapValue;
-      fx.name = kMissCounterKey;
-      fx.offset = site.index * 8;
-      AppendCounter(&out, site.index);
-      ++next_call;
-    }
+  // The code between calls moves in blocks; only the instructions with a
+  // relative offset are looked at one by one. Retargeted before anything
+  // else changes, so a failure leaves lp and sites as they were.
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  std::vector<bpf_insn> out(n + kCounterInsns * calls.size());
+  uint32_t from = 0;
+  for (size_t k = 0; k <= calls.size(); ++k) {
+    uint32_t end = k < calls.size() ? calls[k] + 1 : n;  // the call itself comes along
+    std::copy(lp.insns.begin() + from, lp.insns.begin() + end,
+              out.begin() + from + kCounterInsns * k);
+    from = end;
+  }
+  for (uint32_t r : scan.relative) {
+    uint32_t at = new_pos(r);
+    absl::Status st = Retarget(out[at], r, at, new_pos, program);
+    if (!st.ok()) return st;
+  }
+  // Room for the counters' fixups first: `arrays` points at names in lp.fixups.
+  const size_t old_fixups = lp.fixups.size();
+  lp.fixups.reserve(old_fixups + calls.size());
+  auto arrays = ArraysAtTailCalls(lp, scan);
+  for (size_t k = 0; k < calls.size(); ++k) {
+    uint32_t at = new_pos(calls[k]);
+    TailCallSite& site = sites->emplace_back();
+    site.program = program;
+    site.function = FunctionAt(lp, calls[k]);
+    site.insn = at;
+    SourceOf(lp, btf, calls[k], &site);
+    if (arrays[k] != nullptr) site.array = *arrays[k];
+    site.index = static_cast<uint32_t>(sites->size() - 1);
+    WriteCounter(&out[at + 1], site.index);
+    Fixup fx;
+    fx.insn = at + 1;
+    fx.kind = Fixup::Kind::kMapValue;
+    fx.name = kMissCounterKey;
+    fx.offset = site.index * 8;
+    lp.fixups.push_back(std::move(fx));
   }
   lp.insns = std::move(out);
   for (FuncInfo& fi : lp.func_info) fi.insn_off = new_pos(fi.insn_off);

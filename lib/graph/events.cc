@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "graph/cycles.h"
 #include "graph/graph_internal.h"
 #include "graph/liveness.h"
@@ -16,9 +17,10 @@ namespace {
 
 // The nodes of `map_ids`, in order, when the graph has them all (one
 // lookup each); otherwise fills `unknown` with the ids it lacks.
-std::vector<NodeData*> KnownMaps(Store& store, const std::vector<uint32_t>& map_ids,
-                                 std::vector<uint32_t>* unknown) {
-  std::vector<NodeData*> known;
+using MapNodes = absl::InlinedVector<NodeData*, 8>;
+MapNodes KnownMaps(Store& store, const std::vector<uint32_t>& map_ids,
+                   std::vector<uint32_t>* unknown) {
+  MapNodes known;
   known.reserve(map_ids.size());
   for (uint32_t id : map_ids) {
     NodeData* m = store.Find(NodeRef{NodeKind::kMap, id});
@@ -30,7 +32,7 @@ std::vector<NodeData*> KnownMaps(Store& store, const std::vector<uint32_t>& map_
 }
 
 // The program's uses-map edges, with the cycles they close.
-void AddUsesEdges(Store& store, NodeData& prog, const std::vector<NodeData*>& maps) {
+void AddUsesEdges(Store& store, NodeData& prog, const MapNodes& maps) {
   prog.out.reserve(prog.out.size() + maps.size());
   CycleFinder cycles(store);
   for (NodeData* m : maps) {
@@ -89,7 +91,7 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
     bool first = n.node.handles == 0 && n.out.empty();
     n.node.handles++;
     if (!first) return;  // a second object on a known program: edges exist
-    std::vector<NodeData*> maps = KnownMaps(store, used_map_ids, &unknown);
+    MapNodes maps = KnownMaps(store, used_map_ids, &unknown);
     // The usual case (a collection's own maps): all in one lock and pass.
     if (unknown.empty()) return AddUsesEdges(store, n, maps);
   }
@@ -103,7 +105,7 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
       m.node.type = mi.type;
     }
   }
-  std::vector<NodeData*> maps;
+  MapNodes maps;
   maps.reserve(used_map_ids.size());
   for (uint32_t id : used_map_ids) maps.push_back(&store.Ensure(NodeRef{NodeKind::kMap, id}));
   AddUsesEdges(store, store.Ensure(ref), maps);

@@ -56,27 +56,27 @@ bool JumpUsesImm(const bpf_insn& in) {
 // the file gets what the other fields leave of 127 bytes.
 constexpr size_t kProgramBudget = 24, kFunctionBudget = 20, kArrayBudget = 20, kNameLimit = 127;
 
-// Appends escaped `text`, at most `budget` bytes of it, byte by byte into
-// `out`: one name per site, so no string per character.
-void AppendEscaped(std::string* out, absl::string_view text, size_t budget) {
+// Writes escaped `text`, at most `budget` bytes of it, at `dst` (room for
+// `budget` bytes); returns how many it wrote.
+size_t EscapeInto(char* dst, absl::string_view text, size_t budget) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   size_t used = 0;
   for (unsigned char c : text) {
     if (absl::ascii_isalnum(c)) {
       if (used + 1 > budget) break;
-      out->push_back(static_cast<char>(c));
-      used += 1;
+      dst[used++] = static_cast<char>(c);
     } else if (c == '_') {
       if (used + 2 > budget) break;
-      out->append("__", 2);
-      used += 2;
+      dst[used++] = '_';
+      dst[used++] = '_';
     } else {
       if (used + 3 > budget) break;
-      const char piece[3] = {'_', kHex[c >> 4], kHex[c & 15]};
-      out->append(piece, 3);
-      used += 3;
+      dst[used++] = '_';
+      dst[used++] = kHex[c >> 4];
+      dst[used++] = kHex[c & 15];
     }
   }
+  return used;
 }
 
 absl::string_view BaseName(absl::string_view path) {
@@ -247,23 +247,33 @@ absl::Status Retarget(bpf_insn& in, uint32_t old_at, uint32_t new_at, const NewP
 
 namespace {
 
-// EncodeSiteName, appended to `out` (the site table's string section):
-// the budgets count from where this name starts.
+// EncodeSiteName, appended to `out` (the site table's string section).
+// Built in a buffer on the stack, bounded by the budgets (the fields before
+// the file take at most 100 bytes, the file what is left of kNameLimit),
+// then appended at once: no string per site or per character.
 void AppendSiteName(std::string* out, const TailCallSite& site) {
-  const size_t begin = out->size();
-  out->append("site", 4);
-  auto field = [&](absl::string_view text, size_t budget) {
-    out->append("_z", 2);
-    AppendEscaped(out, text, budget);
+  static_assert(4 + 2 * 6 + kProgramBudget + kFunctionBudget + 10 + 10 + kArrayBudget <= kNameLimit,
+                "the fields before the file fit the name buffer");
+  char name[kNameLimit + 1];
+  size_t len = 0;
+  auto sep = [&] {
+    name[len++] = '_';
+    name[len++] = 'z';
   };
+  auto field = [&](absl::string_view text, size_t budget) {
+    sep();
+    len += EscapeInto(name + len, text, budget);
+  };
+  memcpy(name, "site", 4);
+  len = 4;
   field(site.program, kProgramBudget);
   field(site.function, kFunctionBudget);
   field(absl::AlphaNum(site.insn).Piece(), 10);
   field(absl::AlphaNum(site.line).Piece(), 10);
   field(site.array, kArrayBudget);
-  out->append("_z", 2);
-  size_t used = out->size() - begin;
-  AppendEscaped(out, site.file, used < kNameLimit ? kNameLimit - used : 0);
+  sep();
+  len += EscapeInto(name + len, site.file, len < kNameLimit ? kNameLimit - len : 0);
+  out->append(name, len);
 }
 
 }  // namespace

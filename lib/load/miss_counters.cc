@@ -167,7 +167,9 @@ absl::InlinedVector<const std::string*, 8> ArraysAtTailCalls(const LinkedProgram
   absl::InlinedVector<const std::string*, 8> out(calls.size(), nullptr);
   size_t next_call = 0;
   const std::string* reg[MAX_BPF_REG] = {nullptr};
-  for (uint32_t i = 0; i < n; ++i) {
+  // Nothing after the last call is asked about.
+  const uint32_t last = calls.empty() ? 0 : calls.back() + 1;
+  for (uint32_t i = 0; i < last && i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
     if (facts[i].starts_block) std::fill(std::begin(reg), std::end(reg), nullptr);
     if (in.dst_reg >= MAX_BPF_REG || in.src_reg >= MAX_BPF_REG) continue;

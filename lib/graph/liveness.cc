@@ -4,6 +4,19 @@
 
 namespace tether::detail {
 
+bool VisitedNodes::Insert(NodeRef ref) {
+  if (set_.empty()) {
+    for (NodeRef v : list_)
+      if (v == ref) return false;
+    if (list_.size() < list_.capacity()) {
+      list_.push_back(ref);
+      return true;
+    }
+    set_.insert(list_.begin(), list_.end());
+  }
+  return set_.insert(ref).second;
+}
+
 bool Liveness::Pinned(const NodeData& n) const {
   for (const Edge& e : n.in)
     if (e.kind == EdgeKind::kPinHolds) return true;
@@ -36,13 +49,13 @@ bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
   const NodeData* n = store_.Find(ref);
   if (!n) return false;
   if (HasOwnHolder(*n)) return true;
-  absl::flat_hash_set<NodeRef> seen;
+  VisitedNodes seen;
   return Live(ref, excluded_array, &seen);
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
-                    absl::flat_hash_set<NodeRef>* seen) const {
-  if (!seen->insert(ref).second) return false;
+                    VisitedNodes* seen) const {
+  if (!seen->Insert(ref)) return false;
   const NodeData* n = store_.Find(ref);
   if (!n) return false;
   if (HasOwnHolder(*n)) return true;

@@ -15,7 +15,15 @@ GraphState& State() {
   return *state;
 }
 
-size_t CycleHash(const Cycle& c) { return absl::Hash<std::vector<NodeRef>>{}(c.nodes); }
+// The leading node (the canonical rotation puts the smallest program
+// first) and the length: cheap, and distinct for the usual cycles; equal
+// hashes only mean a comparison with the list.
+size_t CycleHash(const Cycle& c) {
+  if (c.nodes.empty()) return 0;
+  const NodeRef& first = c.nodes.front();
+  uint64_t key = (uint64_t{static_cast<uint8_t>(first.kind)} << 32) | first.id;
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) ^ c.nodes.size());
+}
 
 void ForgetCycleHash(GraphState& s, const Cycle& c) {
   auto it = s.cycle_hashes.find(CycleHash(c));
@@ -121,10 +129,14 @@ void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
   // Sorted once, so each cycle node is a binary search, not a scan of all
   // that went (a collection's teardown removes hundreds at once).
   auto less = [](NodeRef a, NodeRef b) { return a.kind != b.kind ? a.kind < b.kind : a.id < b.id; };
-  std::vector<NodeRef> sorted(gone);
-  std::sort(sorted.begin(), sorted.end(), less);
+  const bool few = gone.size() <= 4;
+  std::vector<NodeRef> sorted;
+  if (!few) {
+    sorted = gone;
+    std::sort(sorted.begin(), sorted.end(), less);
+  }
   auto is_gone = [&](NodeRef n) {
-    if (sorted.size() <= 16) return std::find(sorted.begin(), sorted.end(), n) != sorted.end();
+    if (few) return std::find(gone.begin(), gone.end(), n) != gone.end();
     return std::binary_search(sorted.begin(), sorted.end(), n, less);
   };
   s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),

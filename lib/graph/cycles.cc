@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "graph/order.h"
 
 namespace tether::detail {
@@ -23,7 +24,19 @@ bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
 }
 
 void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
-  if (!Follows(kind, to)) return;
+  const NodeData* f = store_.Find(from);
+  NodeData* t = store_.Find(to);
+  if (f && t) {
+    OnNewEdge(*f, *t, kind);
+  } else if (kind == EdgeKind::kTailCall && from == to) {
+    AddCycle(Cycle{{from}});
+  }
+}
+
+void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
+  NodeRef from = f.node.ref, to = t.node.ref;
+  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.node.type)))
+    return;
   if (from == to) {
     AddCycle(Cycle{{from}});
     return;
@@ -32,62 +45,64 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
   // the search follows. Most new edges start at a node nothing enters
   // that way (a program just loaded, its array not filled yet), and then
   // the search, which can cover the whole graph, is skipped.
-  if (!EnterableAlongCycle(from)) return;
+  if (!EnterableAlongCycle(f)) return;
   if (store_.state().incremental_cycles) {
     // Another edge from -> to already closed every cycle this one would:
     // cycles are lists of nodes, so they are the ones recorded then.
-    if (HasParallelCycleEdge(from, to)) return;
+    if (HasParallelCycleEdge(f, to)) return;
     // No cycle anywhere: then this edge closes none either.
     if (OrderProvesAcyclic(store_)) return;
   }
-  Search(from, to);
+  Search(from, t);
 }
 
-bool CycleFinder::HasParallelCycleEdge(NodeRef from, NodeRef to) const {
-  const NodeData* n = store_.Find(from);
-  if (!n) return false;
+bool CycleFinder::HasParallelCycleEdge(const NodeData& n, NodeRef to) const {
   int count = 0;
-  for (const Edge& e : n->out)
+  for (const Edge& e : n.out)
     if (e.to == to && Follows(e.kind, to)) ++count;
   return count > 1;
 }
 
-bool CycleFinder::EnterableAlongCycle(NodeRef node) const {
-  const NodeData* start = store_.Find(node);
-  if (!start) return false;
-  bool is_array = IsProgArrayType(start->node.type);
-  for (const Edge& e : start->in) {
+bool CycleFinder::EnterableAlongCycle(const NodeData& start) const {
+  bool is_array = IsProgArrayType(start.node.type);
+  for (const Edge& e : start.in) {
     if (e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && is_array)) return true;
   }
   return false;
 }
 
-void CycleFinder::Search(NodeRef from, NodeRef to) {
+void CycleFinder::Search(NodeRef from, NodeData& to_node) {
   // Every simple path to ~> from, depth first. The stack is explicit: a
   // chain of tail calls can be as long as the graph, deeper than the
-  // thread's stack would allow a recursion to go.
+  // thread's stack would allow a recursion to go. The nodes on the path
+  // carry this search's mark (no set to allocate), and the short paths
+  // of the usual graph fit the inline vectors.
   struct Frame {
-    const NodeData* node;
+    NodeData* node;
     size_t next_edge;
   };
-  const NodeData* start = store_.Find(to);
-  if (!start) return;
-  std::vector<NodeRef> path{to};
-  absl::flat_hash_set<NodeRef> on_path{to};
-  std::vector<Frame> stack{{start, 0}};
+  const uint64_t on_path = ++store_.state().mark_epoch;
+  NodeRef to = to_node.node.ref;
+  absl::InlinedVector<NodeRef, 16> path{to};
+  absl::InlinedVector<Frame, 16> stack{{&to_node, 0}};
+  to_node.mark = on_path;
   size_t found = 0;
   while (!stack.empty()) {
     Frame& f = stack.back();
     if (f.next_edge == f.node->out.size()) {
-      on_path.erase(path.back());
+      f.node->mark = 0;
       path.pop_back();
       stack.pop_back();
       continue;
     }
     const Edge& e = f.node->out[f.next_edge++];
-    if (!Follows(e.kind, e.to)) continue;
+    // Follows(), with the one lookup the step needs anyway.
+    if (e.kind != EdgeKind::kTailCall && e.kind != EdgeKind::kUsesMap) continue;
+    NodeData* next = store_.Find(e.to);
+    if (e.kind == EdgeKind::kUsesMap && !(next && IsProgArrayType(next->node.type))) continue;
     if (e.to == from) {
       Cycle c;
+      c.nodes.reserve(path.size() + 1);
       c.nodes.push_back(from);
       c.nodes.insert(c.nodes.end(), path.begin(), path.end());
       AddCycle(std::move(c));
@@ -96,11 +111,9 @@ void CycleFinder::Search(NodeRef from, NodeRef to) {
     }
     // Past the limit, the paths under way still report the cycles they
     // close with their own edges, but go no deeper.
-    if (found >= kMaxCyclesPerEdge || on_path.contains(e.to)) continue;
-    const NodeData* next = store_.Find(e.to);
-    if (!next) continue;
+    if (found >= kMaxCyclesPerEdge || !next || next->mark == on_path) continue;
     path.push_back(e.to);
-    on_path.insert(e.to);
+    next->mark = on_path;
     stack.push_back(Frame{next, 0});
   }
 }
@@ -114,19 +127,30 @@ void CycleFinder::AddCycle(Cycle c) {
     if (a.kind == NodeKind::kProgram && (b.kind != NodeKind::kProgram || a.id < b.id)) best = i;
   }
   std::rotate(c.nodes.begin(), c.nodes.begin() + best, c.nodes.end());
-  std::vector<Cycle>& cycles = store_.state().cycles;
-  for (const Cycle& existing : cycles)
-    if (existing.nodes == c.nodes) return;
+  GraphState& s = store_.state();
+  std::vector<Cycle>& cycles = s.cycles;
+  size_t hash = CycleHash(c);
+  if (s.cycle_hashes.contains(hash)) {
+    for (const Cycle& existing : cycles)
+      if (existing.nodes == c.nodes) return;
+  }
   // Edges overwritten in place (a slot set again) leave cycles that no
   // longer close; make room from those before giving up on this one.
   if (cycles.size() >= kMaxCyclesKept) DropOpenCycles();
-  if (cycles.size() < kMaxCyclesKept) cycles.push_back(std::move(c));
+  if (cycles.size() < kMaxCyclesKept) {
+    ++s.cycle_hashes[hash];
+    cycles.push_back(std::move(c));
+  }
 }
 
 void CycleFinder::DropOpenCycles() {
   std::vector<Cycle>& cycles = store_.state().cycles;
   cycles.erase(std::remove_if(cycles.begin(), cycles.end(),
-                              [&](const Cycle& c) { return !Closed(c); }),
+                              [&](const Cycle& c) {
+                                if (Closed(c)) return false;
+                                ForgetCycleHash(store_.state(), c);
+                                return true;
+                              }),
                cycles.end());
 }
 

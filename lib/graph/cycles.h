@@ -15,6 +15,8 @@ class CycleFinder {
   // Records every cycle that the new edge from -> to closes: the paths
   // to ~> from over tail-call and uses-array edges.
   void OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind);
+  // The same for nodes already at hand.
+  void OnNewEdge(const NodeData& from, NodeData& to, EdgeKind kind);
   // Drops the recorded cycles that an edge removal has opened since.
   void DropOpenCycles();
 
@@ -22,11 +24,11 @@ class CycleFinder {
   // Whether an edge of this kind into `to` can be part of a cycle: a tail
   // call, or a program's use of a program array.
   bool Follows(EdgeKind kind, NodeRef to) const;
-  bool EnterableAlongCycle(NodeRef node) const;
+  bool EnterableAlongCycle(const NodeData& start) const;
   // Whether from -> to is there twice (two slots of one array holding the
   // same program), the new edge counted.
-  bool HasParallelCycleEdge(NodeRef from, NodeRef to) const;
-  void Search(NodeRef from, NodeRef to);
+  bool HasParallelCycleEdge(const NodeData& from, NodeRef to) const;
+  void Search(NodeRef from, NodeData& to);
   void AddCycle(Cycle c);
   bool HasCycleEdge(NodeRef from, NodeRef to) const;
   bool Closed(const Cycle& c) const;

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "graph/cycles.h"
 #include "graph/graph_internal.h"
 #include "graph/liveness.h"
@@ -14,12 +15,30 @@
 namespace tether::detail {
 namespace {
 
-// The maps among `map_ids` that the graph has no node for.
-std::vector<uint32_t> UnknownMaps(const Store& store, const std::vector<uint32_t>& map_ids) {
-  std::vector<uint32_t> unknown;
-  for (uint32_t id : map_ids)
-    if (!store.Find(NodeRef{NodeKind::kMap, id})) unknown.push_back(id);
-  return unknown;
+// The nodes of `map_ids`, in order, when the graph has them all (one
+// lookup each); otherwise fills `unknown` with the ids it lacks.
+using MapNodes = absl::InlinedVector<NodeData*, 8>;
+MapNodes KnownMaps(Store& store, const std::vector<uint32_t>& map_ids,
+                   std::vector<uint32_t>* unknown) {
+  MapNodes known;
+  known.reserve(map_ids.size());
+  for (uint32_t id : map_ids) {
+    NodeData* m = store.Find(NodeRef{NodeKind::kMap, id});
+    if (m == nullptr) unknown->push_back(id);
+    known.push_back(m);
+  }
+  if (!unknown->empty()) known.clear();
+  return known;
+}
+
+// The program's uses-map edges, with the cycles they close.
+void AddUsesEdges(Store& store, NodeData& prog, const MapNodes& maps) {
+  prog.out.reserve(prog.out.size() + maps.size());
+  CycleFinder cycles(store);
+  for (NodeData* m : maps) {
+    store.AddEdge(prog, *m, EdgeKind::kUsesMap, 0);
+    cycles.OnNewEdge(prog, *m, EdgeKind::kUsesMap);
+  }
 }
 
 // Names and types of maps no handle of ours owns, from the kernel.
@@ -72,7 +91,9 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
     bool first = n.node.handles == 0 && n.out.empty();
     n.node.handles++;
     if (!first) return;  // a second object on a known program: edges exist
-    unknown = UnknownMaps(store, used_map_ids);
+    MapNodes maps = KnownMaps(store, used_map_ids, &unknown);
+    // The usual case (a collection's own maps): all in one lock and pass.
+    if (unknown.empty()) return AddUsesEdges(store, n, maps);
   }
   // Without the lock: these are syscalls.
   std::vector<std::pair<uint32_t, bpf_map_info>> fetched = FetchMapInfos(unknown);
@@ -84,12 +105,10 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
       m.node.type = mi.type;
     }
   }
-  CycleFinder cycles(store);
-  for (uint32_t id : used_map_ids) {
-    NodeRef map_ref{NodeKind::kMap, id};
-    store.AddEdge(ref, map_ref, EdgeKind::kUsesMap, 0);
-    cycles.OnNewEdge(ref, map_ref, EdgeKind::kUsesMap);
-  }
+  MapNodes maps;
+  maps.reserve(used_map_ids.size());
+  for (uint32_t id : used_map_ids) maps.push_back(&store.Ensure(NodeRef{NodeKind::kMap, id}));
+  AddUsesEdges(store, store.Ensure(ref), maps);
 }
 
 void GraphOnProgramReleased(uint32_t prog_id) {
@@ -107,17 +126,18 @@ void GraphOnProgramReleased(uint32_t prog_id) {
 void GraphSetTailCall(uint32_t array_id, uint32_t slot, uint32_t prog_id,
                       const std::string& prog_name, uint32_t prog_type) {
   WithSettle([&](Store& store) {
-    NodeRef a{NodeKind::kMap, array_id};
-    NodeRef p{NodeKind::kProgram, prog_id};
-    auto replaced = store.RemoveEntry(a, EdgeKind::kTailCall, slot);
-    NodeData& pn = store.Ensure(p);
+    // Each node looked up once: nodes stay put while others are added.
+    NodeData& an = store.Ensure(NodeRef{NodeKind::kMap, array_id});
+    auto replaced = store.RemoveEdges(
+        an, [slot](const Edge& e) { return e.kind == EdgeKind::kTailCall && e.slot == slot; });
+    NodeData& pn = store.Ensure(NodeRef{NodeKind::kProgram, prog_id});
     if (pn.node.name.empty()) {
       pn.node.name = prog_name;
       pn.node.type = prog_type;
     }
-    store.Ensure(a).node.cleared_by_kernel = false;
-    store.AddEdge(a, p, EdgeKind::kTailCall, slot);
-    CycleFinder(store).OnNewEdge(a, p, EdgeKind::kTailCall);
+    an.node.cleared_by_kernel = false;
+    store.AddEdge(an, pn, EdgeKind::kTailCall, slot);
+    CycleFinder(store).OnNewEdge(an, pn, EdgeKind::kTailCall);
     CollectAll(store, replaced);
   });
 }

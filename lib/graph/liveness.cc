@@ -4,6 +4,19 @@
 
 namespace tether::detail {
 
+bool VisitedNodes::Insert(NodeRef ref) {
+  if (set_.empty()) {
+    for (NodeRef v : list_)
+      if (v == ref) return false;
+    if (list_.size() < list_.capacity()) {
+      list_.push_back(ref);
+      return true;
+    }
+    set_.insert(list_.begin(), list_.end());
+  }
+  return set_.insert(ref).second;
+}
+
 bool Liveness::Pinned(const NodeData& n) const {
   for (const Edge& e : n.in)
     if (e.kind == EdgeKind::kPinHolds) return true;
@@ -32,13 +45,17 @@ bool Liveness::HasOwnHolder(const NodeData& n) const {
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
-  absl::flat_hash_set<NodeRef> seen;
+  // The usual answer, a holder of its own, needs no walk and no set.
+  const NodeData* n = store_.Find(ref);
+  if (!n) return false;
+  if (HasOwnHolder(*n)) return true;
+  VisitedNodes seen;
   return Live(ref, excluded_array, &seen);
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
-                    absl::flat_hash_set<NodeRef>* seen) const {
-  if (!seen->insert(ref).second) return false;
+                    VisitedNodes* seen) const {
+  if (!seen->Insert(ref)) return false;
   const NodeData* n = store_.Find(ref);
   if (!n) return false;
   if (HasOwnHolder(*n)) return true;
@@ -87,7 +104,9 @@ bool Liveness::OrphanHazard(const NodeData& a, std::vector<NodeRef>* users) cons
   if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0 || a.deferred_fd >= 0 ||
       !a.node.holders.empty())
     return false;
-  if (Slots(a).empty()) return false;
+  bool has_slots = false;
+  for (const Edge& e : a.out) has_slots = has_slots || e.kind == EdgeKind::kTailCall;
+  if (!has_slots) return false;
   *users = LiveUsers(a.node.ref);
   return !users->empty();
 }
@@ -98,7 +117,7 @@ void ClearIfLastUserRefGone(Store& store, NodeRef ref) {
   if (Liveness(store).ArrayHasUserRef(*a)) return;
   a->node.cleared_by_kernel = true;
   auto touched =
-      store.RemoveEdges(ref, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
+      store.RemoveEdges(*a, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
   store.Collect(touched);
 }
 

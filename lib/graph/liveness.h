@@ -8,10 +8,23 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "graph/store.h"
 #include "tether/graph.h"
 
 namespace tether::detail {
+
+// The nodes a liveness walk has visited: a short list, since the usual
+// walk visits a few (no allocation), and a hash set once it grows.
+class VisitedNodes {
+ public:
+  // False when `ref` was visited already.
+  bool Insert(NodeRef ref);
+
+ private:
+  absl::InlinedVector<NodeRef, 16> list_;
+  absl::flat_hash_set<NodeRef> set_;  // all of them, once list_ is full
+};
 
 class Liveness {
  public:
@@ -46,7 +59,7 @@ class Liveness {
   bool OrphanHazard(const NodeData& array, std::vector<NodeRef>* users) const;
 
  private:
-  bool Live(NodeRef ref, NodeRef excluded_array, absl::flat_hash_set<NodeRef>* seen) const;
+  bool Live(NodeRef ref, NodeRef excluded_array, VisitedNodes* seen) const;
 
   const Store& store_;
   Count count_;

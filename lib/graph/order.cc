@@ -93,12 +93,9 @@ bool IsOrderedEdge(EdgeKind kind) {
   return kind == EdgeKind::kTailCall || kind == EdgeKind::kUsesMap;
 }
 
-void OrderOnEdgeAdded(Store& store, NodeRef from, NodeRef to) {
+void OrderOnEdgeAdded(Store& store, NodeData* f, NodeData* t) {
   GraphState& s = store.state();
   if (!s.order_valid) return;
-  NodeData* f = store.Find(from);
-  NodeData* t = store.Find(to);
-  if (!f || !t) return;
   if (f->order < t->order) return;  // already in order: the common case
   if (f == t) {
     s.order_valid = false;

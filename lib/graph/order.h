@@ -21,7 +21,7 @@ bool IsOrderedEdge(EdgeKind kind);
 // the nodes ordered between to and from; when the edge closes a cycle (or
 // would reorder more than a few thousand nodes), the order becomes invalid
 // until an edge removal lets a rebuild find the graph acyclic again.
-void OrderOnEdgeAdded(Store& store, NodeRef from, NodeRef to);
+void OrderOnEdgeAdded(Store& store, NodeData* from, NodeData* to);
 
 // An ordered edge went: an invalid order may be rebuilt valid now.
 void OrderOnEdgeRemoved(GraphState& s);

@@ -15,6 +15,21 @@ GraphState& State() {
   return *state;
 }
 
+// The leading node (the canonical rotation puts the smallest program
+// first) and the length: cheap, and distinct for the usual cycles; equal
+// hashes only mean a comparison with the list.
+size_t CycleHash(const Cycle& c) {
+  if (c.nodes.empty()) return 0;
+  const NodeRef& first = c.nodes.front();
+  uint64_t key = (uint64_t{static_cast<uint8_t>(first.kind)} << 32) | first.id;
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) ^ c.nodes.size());
+}
+
+void ForgetCycleHash(GraphState& s, const Cycle& c) {
+  auto it = s.cycle_hashes.find(CycleHash(c));
+  if (it != s.cycle_hashes.end() && --it->second == 0) s.cycle_hashes.erase(it);
+}
+
 NodeData* Store::Find(NodeRef ref) {
   auto it = s_.nodes.find(ref);
   return it == s_.nodes.end() ? nullptr : &it->second;
@@ -35,19 +50,28 @@ NodeData& Store::Ensure(NodeRef ref) {
 }
 
 void Store::AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot) {
-  Edge e{from, to, kind, slot};
-  Ensure(from).out.push_back(e);
-  Ensure(to).in.push_back(e);
-  ++s_.edge_count;
-  if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, from, to);
+  NodeData& f = Ensure(from);
+  AddEdge(f, Ensure(to), kind, slot);
 }
 
-std::vector<NodeRef> Store::RemoveEdges(NodeRef from,
-                                        const std::function<bool(const Edge&)>& match) {
-  std::vector<NodeRef> touched;
+void Store::AddEdge(NodeData& from, NodeData& to, EdgeKind kind, uint32_t slot) {
+  Edge e{from.node.ref, to.node.ref, kind, slot};
+  from.out.push_back(e);
+  to.in.push_back(e);
+  ++s_.edge_count;
+  if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, &from, &to);
+}
+
+std::vector<NodeRef> Store::RemoveEdges(NodeRef from, absl::FunctionRef<bool(const Edge&)> match) {
   NodeData* n = Find(from);
-  if (!n) return touched;
-  auto& out = n->out;
+  if (!n) return {};
+  return RemoveEdges(*n, match);
+}
+
+std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(const Edge&)> match) {
+  std::vector<NodeRef> touched;
+  auto& out = n.out;
+  touched.reserve(out.size());
   for (size_t i = 0; i < out.size();) {
     if (!match(out[i])) {
       ++i;
@@ -102,10 +126,27 @@ void Store::Collect(const std::vector<NodeRef>& refs) {
 // node.
 void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
   if (gone.empty() || s_.cycles.empty()) return;
+  // Sorted once, so each cycle node is a binary search, not a scan of all
+  // that went (a collection's teardown removes hundreds at once).
+  auto less = [](NodeRef a, NodeRef b) { return a.kind != b.kind ? a.kind < b.kind : a.id < b.id; };
+  const bool few = gone.size() <= 4;
+  std::vector<NodeRef> sorted;
+  if (!few) {
+    sorted = gone;
+    std::sort(sorted.begin(), sorted.end(), less);
+  }
+  auto is_gone = [&](NodeRef n) {
+    if (few) return std::find(gone.begin(), gone.end(), n) != gone.end();
+    return std::binary_search(sorted.begin(), sorted.end(), n, less);
+  };
   s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
                                  [&](const Cycle& c) {
-                                   for (NodeRef n : c.nodes)
-                                     if (std::find(gone.begin(), gone.end(), n) != gone.end()) return true;
+                                   for (NodeRef n : c.nodes) {
+                                     if (is_gone(n)) {
+                                       ForgetCycleHash(s_, c);
+                                       return true;
+                                     }
+                                   }
                                    return false;
                                  }),
                   s_.cycles.end());
@@ -117,9 +158,15 @@ void Store::CollectInto(NodeRef ref, std::vector<NodeRef>* gone) {
   if (n->node.handles > 0 || n->kept_fd >= 0 || n->deferred_fd >= 0 || !n->node.legacy_hooks.empty())
     return;
   if (!n->in.empty()) return;
-  auto touched = RemoveEdges(ref, [](const Edge&) { return true; });
+  auto touched = RemoveEdges(*n, [](const Edge&) { return true; });
+  // Cycles run through programs and program arrays only (a map whose
+  // type is not known yet counts as one): other nodes leave no cycle to
+  // drop, and most Collect calls then skip the list.
+  uint32_t type = n->node.type;
+  if (ref.kind == NodeKind::kProgram ||
+      (ref.kind == NodeKind::kMap && (type == BPF_MAP_TYPE_UNSPEC || IsProgArrayType(type))))
+    gone->push_back(ref);
   s_.nodes.erase(ref);
-  gone->push_back(ref);
   for (NodeRef t : touched) CollectInto(t, gone);
 }
 

@@ -3,12 +3,13 @@
 #define TETHER_LIB_GRAPH_STORE_H_
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "base/mutex_internal.h"
 #include "tether/graph.h"
 #include "tether/lifetime.h"
@@ -42,10 +43,18 @@ struct NodeData {
 class GraphState {
  public:
   detail::Mutex mu;
-  absl::flat_hash_map<NodeRef, NodeData> nodes ABSL_GUARDED_BY(mu);
+  // Node-based: a NodeData stays where it is while others come and go, so
+  // an event can hold the nodes it works on across Ensure calls instead of
+  // looking them up again, and growing the table moves pointers, not
+  // 200-byte nodes (nor keeps two arrays of them at once).
+  absl::node_hash_map<NodeRef, NodeData> nodes ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, uint32_t> pin_ids ABSL_GUARDED_BY(mu);
   uint32_t next_pin_id ABSL_GUARDED_BY(mu) = 1;
   std::vector<Cycle> cycles ABSL_GUARDED_BY(mu);
+  // How many of `cycles` have each CycleHash: a new cycle is compared with
+  // the list only when its hash is there already (AddCycle ran once per
+  // recorded cycle, comparing it with every other).
+  absl::flat_hash_map<size_t, uint32_t> cycle_hashes ABSL_GUARDED_BY(mu);
   LifetimePolicy default_policy ABSL_GUARDED_BY(mu) = LifetimePolicy::kWarn;
   std::string pin_dir ABSL_GUARDED_BY(mu) = "/sys/fs/bpf/tether";
   size_t edge_count ABSL_GUARDED_BY(mu) = 0;
@@ -69,6 +78,10 @@ class GraphState {
   DiagnosticSink sink ABSL_GUARDED_BY(sink_mu);
 };
 
+size_t CycleHash(const Cycle& c);
+// A cycle leaves `cycles`: its hash's count goes down.
+void ForgetCycleHash(GraphState& s, const Cycle& c);
+
 // The process-wide graph's state.
 GraphState& State();
 
@@ -88,8 +101,11 @@ class Store {
   NodeData& Ensure(NodeRef ref);
 
   void AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot);
+  // The same for nodes already at hand (from Ensure or Find).
+  void AddEdge(NodeData& from, NodeData& to, EdgeKind kind, uint32_t slot);
   // Removes edges out of `from` that match; returns the targets touched.
-  std::vector<NodeRef> RemoveEdges(NodeRef from, const std::function<bool(const Edge&)>& match);
+  std::vector<NodeRef> RemoveEdges(NodeRef from, absl::FunctionRef<bool(const Edge&)> match);
+  std::vector<NodeRef> RemoveEdges(NodeData& from, absl::FunctionRef<bool(const Edge&)> match);
   // Removes the `kind` entry at `slot` of array `from` (a tail call or an
   // inner map); returns the target it held, if any.
   std::vector<NodeRef> RemoveEntry(NodeRef from, EdgeKind kind, uint32_t slot);

@@ -14,7 +14,8 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -55,39 +56,45 @@ bool JumpUsesImm(const bpf_insn& in) {
 // the file gets what the other fields leave of 127 bytes.
 constexpr size_t kProgramBudget = 24, kFunctionBudget = 20, kArrayBudget = 20, kNameLimit = 127;
 
-void AppendEscaped(std::string* out, absl::string_view text, size_t budget) {
+// Writes escaped `text`, at most `budget` bytes of it, at `dst` (room for
+// `budget` bytes); returns how many it wrote.
+size_t EscapeInto(char* dst, absl::string_view text, size_t budget) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
   size_t used = 0;
   for (unsigned char c : text) {
-    std::string piece;
-    if (isalnum(c)) {
-      piece.assign(1, static_cast<char>(c));
+    if (absl::ascii_isalnum(c)) {
+      if (used + 1 > budget) break;
+      dst[used++] = static_cast<char>(c);
     } else if (c == '_') {
-      piece = "__";
+      if (used + 2 > budget) break;
+      dst[used++] = '_';
+      dst[used++] = '_';
     } else {
-      piece = absl::StrFormat("_%02X", c);
+      if (used + 3 > budget) break;
+      dst[used++] = '_';
+      dst[used++] = kHex[c >> 4];
+      dst[used++] = kHex[c & 15];
     }
-    if (used + piece.size() > budget) break;
-    used += piece.size();
-    out->append(piece);
   }
+  return used;
 }
 
-std::string BaseName(absl::string_view path) {
+absl::string_view BaseName(absl::string_view path) {
   size_t slash = path.rfind('/');
-  return std::string(slash == absl::string_view::npos ? path : path.substr(slash + 1));
+  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
 }
 
 // Which function of the layout holds instruction `at`.
-std::string FunctionAt(const LinkedProgram& lp, uint32_t at) {
-  std::string name = lp.name;
+const std::string& FunctionAt(const LinkedProgram& lp, uint32_t at) {
+  const std::string* name = &lp.name;
   uint32_t best = 0;
   for (const auto& [fn, start] : lp.layout) {
     if (start <= at && start >= best) {
       best = start;
-      name = fn;
+      name = &fn;
     }
   }
-  return name;
+  return *name;
 }
 
 // The source line of instruction `at`: the last line_info record at or
@@ -99,42 +106,84 @@ void SourceOf(const LinkedProgram& lp, const Btf* btf, uint32_t at, TailCallSite
   }
   if (best == nullptr || btf == nullptr) return;
   site->line = best->line_col >> 10;
-  site->file = BaseName(btf->String(best->file_name_off));
+  absl::string_view file = BaseName(btf->String(best->file_name_off));
+  site->file.assign(file.data(), file.size());
 }
 
-// The map each call site's R2 holds, followed forward through straight-line
-// code: a jump target may be reached with other values, so it forgets all.
-absl::flat_hash_map<uint32_t, std::string> ArraysAtTailCalls(const LinkedProgram& lp) {
-  absl::flat_hash_set<uint32_t> starts;
-  for (const auto& [fn, start] : lp.layout) starts.insert(start);
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
+// What InsertMissCounters needs from one pass over the program.
+// Inline vectors: a program's few calls and jumps need no allocation.
+struct ProgramScan {
+  absl::InlinedVector<uint32_t, 8> calls;      // the bpf_tail_calls, in order
+  absl::InlinedVector<uint32_t, 32> relative;  // every instruction Retarget may have to move
+  absl::InlinedVector<uint32_t, 32> targets;   // jump targets (block starts), unsorted
+};
+
+// A bpf-to-bpf call, a callback's ld_imm64 or a jump: an offset relative
+// to the next instruction.
+bool IsRelative(const bpf_insn& in) {
+  return (in.code == (BPF_JMP | BPF_CALL) && in.src_reg == BPF_PSEUDO_CALL) ||
+         (IsLdImm64(in) && in.src_reg == BPF_PSEUDO_FUNC) || IsJump(in);
+}
+
+ProgramScan Scan(const LinkedProgram& lp) {
+  ProgramScan scan;
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  for (uint32_t i = 0; i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
+    if (IsRelative(in)) scan.relative.push_back(i);
     if (IsLdImm64(in)) {
+      // Its second half is no instruction of its own, except to Retarget,
+      // which looks at every slot as the rewrite always did.
+      if (i + 1 < n && IsRelative(lp.insns[i + 1])) scan.relative.push_back(i + 1);
       ++i;
-      continue;
+    } else if (IsTailCall(in)) {
+      scan.calls.push_back(i);
+    } else if (IsJump(in)) {
+      int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
+      if (target >= 0 && target < n) scan.targets.push_back(static_cast<uint32_t>(target));
     }
-    if (!IsJump(in)) continue;
-    int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
-    if (target >= 0) starts.insert(static_cast<uint32_t>(target));
   }
-  absl::flat_hash_map<uint32_t, const std::string*> map_fd_at;
+  return scan;
+}
+
+// The map each call site's R2 holds (one entry per element of scan.calls,
+// null when unknown), followed forward through straight-line code: a jump
+// target may be reached with other values, so it forgets all. One table
+// indexed by instruction, no hashing: this runs for every program loaded.
+absl::InlinedVector<const std::string*, 8> ArraysAtTailCalls(const LinkedProgram& lp,
+                                                             const ProgramScan& scan) {
+  struct InsnFacts {
+    const std::string* map_fd = nullptr;  // a kMapFd fixup's map at this ld_imm64
+    bool starts_block = false;            // a function start or a jump target
+  };
+  const auto& calls = scan.calls;
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  absl::InlinedVector<InsnFacts, 128> facts(n);
+  for (const auto& [fn, start] : lp.layout)
+    if (start < n) facts[start].starts_block = true;
+  for (uint32_t t : scan.targets) facts[t].starts_block = true;
   for (const Fixup& f : lp.fixups)
-    if (f.kind == Fixup::Kind::kMapFd) map_fd_at[f.insn] = &f.name;
-  absl::flat_hash_map<uint32_t, std::string> out;
+    if (f.kind == Fixup::Kind::kMapFd && f.insn < n) facts[f.insn].map_fd = &f.name;
+  absl::InlinedVector<const std::string*, 8> out(calls.size(), nullptr);
+  size_t next_call = 0;
   const std::string* reg[MAX_BPF_REG] = {nullptr};
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
+  // Nothing after the last call is asked about.
+  const uint32_t last = calls.empty() ? 0 : calls.back() + 1;
+  for (uint32_t i = 0; i < last && i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
-    if (starts.contains(i)) std::fill(std::begin(reg), std::end(reg), nullptr);
+    if (facts[i].starts_block) std::fill(std::begin(reg), std::end(reg), nullptr);
     if (in.dst_reg >= MAX_BPF_REG || in.src_reg >= MAX_BPF_REG) continue;
     uint8_t cls = BPF_CLASS(in.code);
     if (IsLdImm64(in)) {
-      auto f = map_fd_at.find(i);
-      reg[in.dst_reg] = f != map_fd_at.end() ? f->second : nullptr;
+      reg[in.dst_reg] = facts[i].map_fd;
       ++i;
     } else if (in.code == (BPF_ALU64 | BPF_MOV | BPF_X) && in.off == 0) {
       reg[in.dst_reg] = reg[in.src_reg];
     } else if (in.code == (BPF_JMP | BPF_CALL)) {
-      if (IsTailCall(in) && reg[BPF_REG_2] != nullptr) out[i] = *reg[BPF_REG_2];
+      if (IsTailCall(in)) {
+        while (next_call < calls.size() && calls[next_call] < i) ++next_call;
+        if (next_call < calls.size() && calls[next_call] == i) out[next_call] = reg[BPF_REG_2];
+      }
       for (int r = BPF_REG_0; r <= BPF_REG_5; ++r) reg[r] = nullptr;
     } else if (cls == BPF_ALU || cls == BPF_ALU64 || cls == BPF_LDX || cls == BPF_LD) {
       reg[in.dst_reg] = nullptr;
@@ -146,8 +195,9 @@ absl::flat_hash_map<uint32_t, std::string> ArraysAtTailCalls(const LinkedProgram
   return out;
 }
 
-// `lock *(u64 *)(counter map value + 8 * slot) += 1`, using R1 and R2.
-void AppendCounter(std::vector<bpf_insn>* out, uint32_t slot) {
+// `lock *(u64 *)(counter map value + 8 * slot) += 1`, using R1 and R2,
+// written at `at`[0..kCounterInsns).
+void WriteCounter(bpf_insn* at, uint32_t slot) {
   bpf_insn ld{};
   ld.code = BPF_LD | BPF_IMM | BPF_DW;
   ld.dst_reg = BPF_REG_1;
@@ -163,7 +213,10 @@ void AppendCounter(std::vector<bpf_insn>* out, uint32_t slot) {
   add.dst_reg = BPF_REG_1;
   add.src_reg = BPF_REG_2;
   add.imm = BPF_ADD;
-  out->insert(out->end(), {ld, ld_hi, one, add});
+  at[0] = ld;
+  at[1] = ld_hi;
+  at[2] = one;
+  at[3] = add;
 }
 
 // Rewrites the relative offset of the instruction that sat at `old_at`
@@ -194,19 +247,42 @@ absl::Status Retarget(bpf_insn& in, uint32_t old_at, uint32_t new_at, const NewP
 
 }  // namespace
 
-std::string EncodeSiteName(const TailCallSite& site) {
-  std::string out = "site";
-  auto field = [&](absl::string_view text, size_t budget) {
-    out += "_z";
-    AppendEscaped(&out, text, budget);
+namespace {
+
+// EncodeSiteName, appended to `out` (the site table's string section).
+// Built in a buffer on the stack, bounded by the budgets (the fields before
+// the file take at most 100 bytes, the file what is left of kNameLimit),
+// then appended at once: no string per site or per character.
+void AppendSiteName(std::string* out, const TailCallSite& site) {
+  static_assert(4 + 2 * 6 + kProgramBudget + kFunctionBudget + 10 + 10 + kArrayBudget <= kNameLimit,
+                "the fields before the file fit the name buffer");
+  char name[kNameLimit + 1];
+  size_t len = 0;
+  auto sep = [&] {
+    name[len++] = '_';
+    name[len++] = 'z';
   };
+  auto field = [&](absl::string_view text, size_t budget) {
+    sep();
+    len += EscapeInto(name + len, text, budget);
+  };
+  memcpy(name, "site", 4);
+  len = 4;
   field(site.program, kProgramBudget);
   field(site.function, kFunctionBudget);
-  field(absl::StrCat(site.insn), 10);
-  field(absl::StrCat(site.line), 10);
+  field(absl::AlphaNum(site.insn).Piece(), 10);
+  field(absl::AlphaNum(site.line).Piece(), 10);
   field(site.array, kArrayBudget);
-  out += "_z";
-  AppendEscaped(&out, site.file, out.size() < kNameLimit ? kNameLimit - out.size() : 0);
+  sep();
+  len += EscapeInto(name + len, site.file, len < kNameLimit ? kNameLimit - len : 0);
+  out->append(name, len);
+}
+
+}  // namespace
+
+std::string EncodeSiteName(const TailCallSite& site) {
+  std::string out;
+  AppendSiteName(&out, site);
   return out;
 }
 
@@ -259,14 +335,8 @@ absl::StatusOr<TailCallSite> DecodeSiteName(absl::string_view name) {
 
 absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, const Btf* btf,
                                 std::vector<TailCallSite>* sites) {
-  std::vector<uint32_t> calls;
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
-    if (IsLdImm64(lp.insns[i])) {
-      ++i;
-    } else if (IsTailCall(lp.insns[i])) {
-      calls.push_back(i);
-    }
-  }
+  ProgramScan scan = Scan(lp);
+  const auto& calls = scan.calls;
   if (calls.empty()) return absl::OkStatus();
   if (sites->size() + calls.size() > kMaxMissSites) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -274,7 +344,6 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
         "collection; load with CollectionOptions::count_tail_call_misses = false",
         base::Printable(program), kMaxMissSites));
   }
-  absl::flat_hash_map<uint32_t, std::string> arrays = ArraysAtTailCalls(lp);
   // An instruction at old index x moves down by the counters of the calls
   // before it: a jump to the instruction after a call lands after that
   // call's counter, so it does not count a miss.
@@ -282,41 +351,51 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
     size_t before = std::lower_bound(calls.begin(), calls.end(), x) - calls.begin();
     return static_cast<uint32_t>(x + kCounterInsns * before);
   };
-  std::vector<bpf_insn> out;
-  out.reserve(lp.insns.size() + kCounterInsns * calls.size());
-  size_t next_call = 0;
-  std::vector<Fixup> counter_fixups;
-  for (uint32_t i = 0; i < lp.insns.size(); ++i) {
-    bpf_insn in = lp.insns[i];
-    absl::Status st = Retarget(in, i, new_pos(i), new_pos, program);
+  // The code between calls moves in blocks; only the instructions with a
+  // relative offset are looked at one by one. Retargeted before anything
+  // else changes, so a failure leaves lp and sites as they were.
+  const uint32_t n = static_cast<uint32_t>(lp.insns.size());
+  std::vector<bpf_insn> out(n + kCounterInsns * calls.size());
+  uint32_t from = 0;
+  for (size_t k = 0; k <= calls.size(); ++k) {
+    uint32_t end = k < calls.size() ? calls[k] + 1 : n;  // the call itself comes along
+    std::copy(lp.insns.begin() + from, lp.insns.begin() + end,
+              out.begin() + from + kCounterInsns * k);
+    from = end;
+  }
+  for (uint32_t r : scan.relative) {
+    uint32_t at = new_pos(r);
+    absl::Status st = Retarget(out[at], r, at, new_pos, program);
     if (!st.ok()) return st;
-    out.push_back(in);
-    if (next_call < calls.size() && calls[next_call] == i) {
-      TailCallSite site;
-      site.program = program;
-      site.function = FunctionAt(lp, i);
-      site.insn = new_pos(i);
-      SourceOf(lp, btf, i, &site);
-      if (auto a = arrays.find(i); a != arrays.end()) site.array = a->second;
-      site.index = static_cast<uint32_t>(sites->size());
-      Fixup fx;
-      fx.insn = static_cast<uint32_t>(out.size());
-      fx.kind = Fixup::Kind::kMapValue;
-      fx.name = kMissCounterKey;
-      fx.offset = site.index * 8;
-      counter_fixups.push_back(fx);
-      AppendCounter(&out, site.index);
-      sites->push_back(std::move(site));
-      ++next_call;
-    }
+  }
+  // Room for the counters' fixups first: `arrays` points at names in lp.fixups.
+  const size_t old_fixups = lp.fixups.size();
+  lp.fixups.reserve(old_fixups + calls.size());
+  auto arrays = ArraysAtTailCalls(lp, scan);
+  for (size_t k = 0; k < calls.size(); ++k) {
+    uint32_t at = new_pos(calls[k]);
+    TailCallSite& site = sites->emplace_back();
+    site.program = program;
+    site.function = FunctionAt(lp, calls[k]);
+    site.insn = at;
+    SourceOf(lp, btf, calls[k], &site);
+    if (arrays[k] != nullptr) site.array = *arrays[k];
+    site.index = static_cast<uint32_t>(sites->size() - 1);
+    WriteCounter(&out[at + 1], site.index);
+    Fixup fx;
+    fx.insn = at + 1;
+    fx.kind = Fixup::Kind::kMapValue;
+    fx.name = kMissCounterKey;
+    fx.offset = site.index * 8;
+    lp.fixups.push_back(std::move(fx));
   }
   lp.insns = std::move(out);
   for (FuncInfo& fi : lp.func_info) fi.insn_off = new_pos(fi.insn_off);
   for (LineInfo& li : lp.line_info) li.insn_off = new_pos(li.insn_off);
   for (CoreRelo& cr : lp.core_relos) cr.insn_off = new_pos(cr.insn_off);
-  for (Fixup& f : lp.fixups) f.insn = new_pos(f.insn);
+  // The counters' own fixups, appended above, already have their places.
+  for (size_t f = 0; f < old_fixups; ++f) lp.fixups[f].insn = new_pos(lp.fixups[f].insn);
   for (auto& [fn, start] : lp.layout) start = new_pos(start);
-  lp.fixups.insert(lp.fixups.end(), counter_fixups.begin(), counter_fixups.end());
   return absl::OkStatus();
 }
 
@@ -328,7 +407,9 @@ namespace {
 // site, named after it (EncodeSiteName), at byte offset 8 * site.
 std::vector<uint8_t> SiteTableBtf(const std::vector<TailCallSite>& sites) {
   std::vector<uint8_t> types;
+  types.reserve(12 * (3 + sites.size()) + 4 * 4);
   std::string strings(1, '\0');
+  strings.reserve(64 + sites.size() * 96);
   auto str = [&strings](absl::string_view s) {
     uint32_t off = static_cast<uint32_t>(strings.size());
     strings.append(s.data(), s.size());
@@ -349,7 +430,10 @@ std::vector<uint8_t> SiteTableBtf(const std::vector<TailCallSite>& sites) {
   word(btf::TypeInfo(BtfKind::kStruct, false, static_cast<uint32_t>(sites.size())));
   word(static_cast<uint32_t>(sites.size() * 8));
   for (size_t i = 0; i < sites.size(); ++i) {
-    word(str(EncodeSiteName(sites[i])));
+    // Each name straight into the string section: no string per site.
+    word(static_cast<uint32_t>(strings.size()));
+    AppendSiteName(&strings, sites[i]);
+    strings.push_back('\0');
     word(2);
     word(static_cast<uint32_t>(i * 64));
   }

@@ -1070,6 +1070,20 @@ absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& bt
                    " bytes at offset ", at, ", past the end");
       }
       BtfExtSection& out = ext.sections[std::string(sec)];
+      // The count is known (and bounded by the bytes just checked): one
+      // allocation per list instead of one per doubling. Only for a
+      // section's first header: exact reserves on repeated headers of one
+      // section would copy the list every time.
+      auto reserve = [num](auto* list) {
+        if (list->empty()) list->reserve(num);
+      };
+      if (pi == 0) {
+        reserve(&out.func_info);
+      } else if (pi == 1) {
+        reserve(&out.line_info);
+      } else {
+        reserve(&out.core_relos);
+      }
       for (uint32_t i = 0; i < num; ++i, p += rec_size) {
         uint32_t byte_off = Load32(p);
         if (byte_off % 8 != 0) {

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -68,7 +69,9 @@ struct FuncRange {
   const Symbol* sym = nullptr;
   uint32_t start = 0;  // in instructions, within the section
   uint32_t end = 0;
-  std::string key;  // the unique name in the spec
+  // The unique name in the spec: the symbol's own name (a view into the
+  // image) unless another function took it, then one of renamed_keys_.
+  absl::string_view key;
   bool is_program = false;
 };
 
@@ -151,12 +154,19 @@ class ElfReader {
   absl::Status ReadFunctionCode();
   absl::Status ReadPrograms();
   absl::Status ReadRelocations(const Section& rel, std::vector<Reloc>* out);
+  // The relocations applying to section `target` (none without a REL
+  // section), read once: every prog array of .maps looks at .rel.maps.
+  absl::StatusOr<absl::Span<const Reloc>> RelocationsFor(uint32_t target);
+  absl::Status ReadCode(const Section& sec, const FuncRange& f,
+                        absl::Span<const Reloc* const> reloc_at, std::vector<InsnReference>* refs,
+                        FunctionCode* code);
   absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
-                                const Reloc* reloc, FunctionCode* code);
+                                const Reloc* reloc, FunctionCode* code,
+                                std::vector<InsnReference>* refs);
   const FuncRange* FuncAt(uint32_t shndx, uint32_t insn) const;
   // The DATASEC called `name` in the object's BTF. One scan of the types
-  // answers every section: the object's name index, which hashes every
-  // name, is left for whoever needs it.
+  // (in ReadBtf) answers every section: the object's name index, which
+  // hashes every name, is left for whoever needs it.
   absl::optional<uint32_t> Datasec(absl::string_view name);
   const Section* FindSection(absl::string_view name) const;
   const Section* RelSectionFor(uint32_t target) const;
@@ -168,9 +178,13 @@ class ElfReader {
   void ForEachNamed(uint32_t shndx, absl::string_view name, Fn&& fn) const {
     if (!names_indexed_) IndexSymbolNames();
     if (shndx + 1 >= section_start_.size()) return;
-    for (uint32_t k = section_start_[shndx]; k < section_start_[shndx + 1]; ++k) {
-      const Symbol& sym = symbols_[by_section_[k]];
-      if (sym.name == name && !fn(sym)) return;
+    auto first = by_section_.begin() + section_start_[shndx];
+    auto last = by_section_.begin() + section_start_[shndx + 1];
+    first = std::lower_bound(first, last, name, [&](uint32_t i, absl::string_view n) {
+      return symbols_[i].name < n;
+    });
+    for (; first != last && symbols_[*first].name == name; ++first) {
+      if (!fn(symbols_[*first])) return;
     }
   }
   void IndexSymbolNames() const;
@@ -181,7 +195,9 @@ class ElfReader {
   std::vector<Symbol> symbols_;
   // Symbol indices grouped by section (a counting sort, built on first
   // use): symbols of section i are by_section_[section_start_[i] ..
-  // section_start_[i + 1]), in symbol-table order. Symbols in code
+  // section_start_[i + 1]), ordered by name and, within a name, in
+  // symbol-table order, so that a lookup is a binary search (a scan per
+  // name made N maps cost N x N string compares). Symbols in code
   // sections are left out: they are never looked up by name this way.
   mutable bool names_indexed_ = false;
   mutable std::vector<uint32_t> section_start_;
@@ -191,12 +207,17 @@ class ElfReader {
   // an object symbol is one map. A deque, so FuncRange and map_syms_ can
   // point at them.
   std::deque<Symbol> implied_symbols_;
+  std::deque<std::string> renamed_keys_;  // FuncRange keys that are not symbol names
   absl::flat_hash_map<uint32_t, const Section*> rel_for_;  // target index -> rel section
+  absl::flat_hash_map<uint32_t, std::vector<Reloc>> relocs_;  // target index -> its relocations
   absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
   // Legacy and BTF map sections: offset of each definition -> map name.
   absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
   CollectionSpec spec_;
-  absl::optional<std::vector<std::pair<absl::string_view, uint32_t>>> datasecs_;
+  // The DATASECs of the object's BTF (ReadBtf lists them): an object has a
+  // handful, so a list of views into the BTF string section beats a hash
+  // map of copied names.
+  std::vector<std::pair<absl::string_view, uint32_t>> datasecs_;
   absl::optional<BtfExt> ext_;
 };
 
@@ -343,6 +364,14 @@ void ElfReader::IndexSymbolNames() const {
   std::vector<uint32_t> fill(section_start_.begin(), section_start_.end() - 1);
   for (const Symbol& sym : symbols_)
     if (wanted(sym)) by_section_[fill[sym.shndx]++] = sym.index;
+  for (size_t i = 0; i + 1 < section_start_.size(); ++i) {
+    // Equal names keep their symbol-table order.
+    std::sort(by_section_.begin() + section_start_[i], by_section_.begin() + section_start_[i + 1],
+              [&](uint32_t a, uint32_t b) {
+                int c = symbols_[a].name.compare(symbols_[b].name);
+                return c < 0 || (c == 0 && a < b);
+              });
+  }
 }
 
 const Section* ElfReader::FindSection(absl::string_view name) const {
@@ -365,6 +394,7 @@ absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* 
   size_t n = rel.data.size() / sizeof(Elf64_Rel);
   const Section& target = sections_[rel.hdr.sh_info];
   uint64_t target_size = target.hdr.sh_size;
+  out->reserve(out->size() + n);
   for (size_t i = 0; i < n; ++i) {
     Elf64_Rel r;
     memcpy(&r, rel.data.data() + i * sizeof(r), sizeof(r));
@@ -383,6 +413,18 @@ absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* 
   return absl::OkStatus();
 }
 
+absl::StatusOr<absl::Span<const Reloc>> ElfReader::RelocationsFor(uint32_t target) {
+  const Section* rel = RelSectionFor(target);
+  if (rel == nullptr) return absl::Span<const Reloc>();
+  auto it = relocs_.find(target);
+  if (it == relocs_.end()) {
+    std::vector<Reloc> read;
+    TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &read));
+    it = relocs_.emplace(target, std::move(read)).first;
+  }
+  return absl::MakeConstSpan(it->second);
+}
+
 absl::Status ElfReader::ReadBtf() {
   const Section* btf_sec = FindSection(".BTF");
   if (btf_sec == nullptr) return absl::OkStatus();
@@ -397,12 +439,14 @@ absl::Status ElfReader::ReadBtf() {
   // clang leaves DATASEC sizes and VAR offsets at 0 for the linker to fill
   // in; the kernel wants them, and the ELF symbols have them.
   Btf& b = *spec_.btf;
-  for (uint32_t id = 1; id < b.NumTypes(); ++id) {
-    BtfType* t = b.MutableTypeById(id);
-    if (t->kind != BtfKind::kDatasec) continue;
-    std::string sname(b.Name(*t));
+  for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
+    const BtfType* t = b.TypeById(id);
+    if (t->kind == BtfKind::kDatasec) datasecs_.emplace_back(b.Name(*t), id);
+  }
+  for (const auto& [sname, id] : datasecs_) {
     const Section* sec = FindSection(sname);
     if (sec == nullptr) continue;  // .kconfig/.ksyms: laid out in ReadExterns
+    BtfType* t = b.MutableTypeById(id);
     t->size_or_type = static_cast<uint32_t>(sec->hdr.sh_size);
     for (BtfVarSecinfo& vsi : b.MutableSecinfos(*t)) {
       const BtfType* var = b.TypeById(vsi.type);
@@ -593,9 +637,8 @@ absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember
   if (m->max_entries == 0 && arr->array_nelems != 0) m->max_entries = arr->array_nelems;
   // Slots come from relocations against this definition's values array.
   if (depth == 0) {
-    if (const Section* rel = RelSectionFor(sec.index)) {
-      std::vector<Reloc> relocs;
-      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
+    if (RelSectionFor(sec.index) != nullptr) {
+      TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(sec.index));
       uint64_t base = def_off + values.bit_offset / 8;
       // A flexible `values[]` grows the symbol, not the BTF array.
       uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
@@ -747,7 +790,7 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
     if (var == nullptr || var->kind != BtfKind::kVar) {
       return Err("section .maps: DATASEC entry type ", vsi.type, " is not a VAR");
     }
-    std::string name(b.Name(*var));
+    absl::string_view name = b.Name(*var);
     const Symbol* sym = nullptr;
     ForEachNamed(sec.index, name, [&](const Symbol& s) {
       if (s.type == STT_OBJECT) sym = &s;
@@ -771,8 +814,9 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
     auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, size, 0);
     if (!m.ok()) return m.status();
     map_syms_[sec.index][sym->value] = sym;
-    if (spec_.maps.count(name)) return Err("section .maps: duplicate map '", name, "'");
-    spec_.maps.emplace(name, std::move(*m));
+    if (!spec_.maps.try_emplace(std::string(name), std::move(*m)).second) {
+      return Err("section .maps: duplicate map '", name, "'");
+    }
   }
   return absl::OkStatus();
 }
@@ -854,10 +898,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
   const Btf& b = *spec_.btf;
   auto ds = Datasec(sec.name);
   if (!ds) return Err(SecName(sec.index), ": no DATASEC in BTF");
-  std::vector<Reloc> relocs;
-  if (const Section* rel = RelSectionFor(sec.index)) {
-    TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
-  }
+  TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(sec.index));
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
     if (var == nullptr || var->kind != BtfKind::kVar) continue;
@@ -961,18 +1002,7 @@ absl::Status ElfReader::ReadExterns() {
 }
 
 absl::optional<uint32_t> ElfReader::Datasec(absl::string_view name) {
-  if (!spec_.btf) return absl::nullopt;
-  if (!datasecs_) {
-    // An object has a handful of DATASECs: a list of views into the BTF
-    // string section beats a hash map of copied names.
-    datasecs_.emplace();
-    const Btf& b = *spec_.btf;
-    for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
-      const BtfType* t = b.TypeById(id);
-      if (t->kind == BtfKind::kDatasec) datasecs_->emplace_back(b.Name(*t), id);
-    }
-  }
-  for (const auto& [n, id] : *datasecs_) {
+  for (const auto& [n, id] : datasecs_) {
     if (n == name) return id;  // the first of a name wins
   }
   return absl::nullopt;
@@ -988,7 +1018,8 @@ const FuncRange* ElfReader::FuncAt(uint32_t shndx, uint32_t insn) const {
 }
 
 absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
-                                         const Reloc* reloc, FunctionCode* code) {
+                                         const Reloc* reloc, FunctionCode* code,
+                                         std::vector<InsnReference>* refs) {
   bpf_insn& insn = code->insns[idx];
   uint64_t byte_off = (uint64_t{fn.start} + idx) * 8;
   auto where = [&]() {
@@ -1014,11 +1045,11 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     if (call && insn.src_reg == BPF_PSEUDO_CALL) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+      refs->push_back({idx, ReferenceKind::kCall, std::string((*f)->key), 0});
     } else if (ld64 && insn.src_reg == BPF_PSEUDO_FUNC) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "callback");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+      refs->push_back({idx, ReferenceKind::kFuncAddr, std::string((*f)->key), 0});
     }
     return absl::OkStatus();
   }
@@ -1035,7 +1066,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     auto ext = spec_.externs.find(std::string(sym.name));
     if (ext == spec_.externs.end()) {
       if (call) {
-        code->references.push_back({idx, ReferenceKind::kUnresolved, std::string(sym.name), 0});
+        refs->push_back({idx, ReferenceKind::kUnresolved, std::string(sym.name), 0});
       } else {
         // An ld_imm64 of a symbol nobody defines (inline asm constants):
         // the immediate the compiler wrote, usually 0, stays.
@@ -1049,17 +1080,17 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (!e.is_func) return Err(where(), ": call of extern '", sym.name, "', which is not a function");
       insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
       insn.imm = 0;
-      code->references.push_back({idx, ReferenceKind::kKfunc, std::string(sym.name), 0});
+      refs->push_back({idx, ReferenceKind::kKfunc, std::string(sym.name), 0});
     } else if (e.kind == ExternSpec::Kind::kKconfig) {
       int64_t off = int64_t{e.offset} + insn.imm;
       insn.src_reg = BPF_PSEUDO_MAP_VALUE;
       insn.imm = 0;
       code->insns[idx + 1].imm = static_cast<int32_t>(off);
-      code->references.push_back({idx, ReferenceKind::kKconfig, std::string(sym.name), static_cast<uint32_t>(off)});
+      refs->push_back({idx, ReferenceKind::kKconfig, std::string(sym.name), static_cast<uint32_t>(off)});
     } else {
       // Also for a kfunc whose address is taken: the loader resolves both
       // through kernel BTF or kallsyms.
-      code->references.push_back({idx, ReferenceKind::kKsym, std::string(sym.name), 0});
+      refs->push_back({idx, ReferenceKind::kKsym, std::string(sym.name), 0});
     }
     return absl::OkStatus();
   }
@@ -1079,14 +1110,14 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (sym.value % 8 != 0) return Err(where(), ": function '", sym.name, "' is misaligned");
       auto f = target_func(sym.shndx, int64_t(sym.value / 8) + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+      refs->push_back({idx, ReferenceKind::kCall, std::string((*f)->key), 0});
     } else {
       int64_t target = int64_t(sym.value) + insn.imm;
       if (target % 8 != 0) return Err(where(), ": callback address ", target, " is misaligned");
       auto f = target_func(sym.shndx, target / 8, "callback");
       if (!f.ok()) return f.status();
       insn.src_reg = BPF_PSEUDO_FUNC;
-      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+      refs->push_back({idx, ReferenceKind::kFuncAddr, std::string((*f)->key), 0});
     }
     return absl::OkStatus();
   }
@@ -1109,7 +1140,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     }
     insn.src_reg = BPF_PSEUDO_MAP_FD;
     insn.imm = 0;
-    code->references.push_back({idx, ReferenceKind::kMap, std::string(ms->name), 0});
+    refs->push_back({idx, ReferenceKind::kMap, std::string(ms->name), 0});
     return absl::OkStatus();
   }
   auto data_map = spec_.maps.find(std::string(tsec.name));
@@ -1122,7 +1153,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     insn.src_reg = BPF_PSEUDO_MAP_VALUE;
     insn.imm = 0;
     code->insns[idx + 1].imm = static_cast<int32_t>(off);
-    code->references.push_back({idx, ReferenceKind::kMapValue, std::string(tsec.name), static_cast<uint32_t>(off)});
+    refs->push_back({idx, ReferenceKind::kMapValue, std::string(tsec.name), static_cast<uint32_t>(off)});
     return absl::OkStatus();
   }
   return Err(where(), ": reference to '", sym.name, "' in ", SecName(sym.shndx),
@@ -1137,7 +1168,7 @@ absl::Status ElfReader::ReadPrograms() {
 // Pass 1: the functions of every exec section, each with a key unique in
 // the object and its range of instructions.
 absl::Status ElfReader::FindFunctions() {
-  absl::flat_hash_map<std::string, int> used;
+  absl::flat_hash_set<absl::string_view> used;
   // Function symbols by section, in symbol order: an object with a section
   // per program would otherwise rescan every symbol for every section.
   absl::flat_hash_map<uint32_t, std::vector<const Symbol*>> funcs_in;
@@ -1195,10 +1226,13 @@ absl::Status ElfReader::FindFunctions() {
       uint64_t sized_end = fs[i].start + fs[i].sym->size / 8;
       if (fs[i].sym->size > 0 && sized_end < fs[i].end) fs[i].end = static_cast<uint32_t>(sized_end);
       fs[i].is_program = program_section && fs[i].sym->bind != STB_LOCAL;
-      std::string key(fs[i].sym->name);
-      if (used.count(key)) key = absl::StrCat(key, "@", sec.name);
-      while (used.count(key)) key = absl::StrCat(key, "+", fs[i].start);
-      used[key] = 1;
+      absl::string_view key = fs[i].sym->name;
+      if (used.contains(key)) {
+        std::string renamed = absl::StrCat(key, "@", sec.name);
+        while (used.contains(renamed)) renamed = absl::StrCat(renamed, "+", fs[i].start);
+        key = renamed_keys_.emplace_back(std::move(renamed));
+      }
+      used.insert(key);
       fs[i].key = key;
     }
     funcs_[sec.index] = std::move(fs);
@@ -1206,15 +1240,72 @@ absl::Status ElfReader::FindFunctions() {
   return absl::OkStatus();
 }
 
+// The instructions of function `f`, with every reference resolved.
+// References are gathered in `refs` (the caller's, reused for every
+// function) and stored at their exact count: a vector grown one push at a
+// time would hold up to twice that for as long as the spec lives.
+absl::Status ElfReader::ReadCode(const Section& sec, const FuncRange& f,
+                                 absl::Span<const Reloc* const> reloc_at,
+                                 std::vector<InsnReference>* refs, FunctionCode* code) {
+  const uint32_t n = f.end - f.start;
+  code->insns.resize(n);
+  if (n != 0) memcpy(code->insns.data(), sec.data.data() + uint64_t{f.start} * 8, uint64_t{n} * 8);
+  refs->clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    const bpf_insn& insn = code->insns[i];
+    const Reloc* reloc = reloc_at[f.start + i];
+    const bool ld64 = insn.code == kLdImm64;
+    // Most instructions reference nothing: only a relocation, a bpf-to-bpf
+    // call, a callback address or a truncated ld_imm64 needs a look.
+    if (reloc != nullptr || (insn.code == kCall && insn.src_reg == BPF_PSEUDO_CALL) ||
+        (ld64 && (insn.src_reg == BPF_PSEUDO_FUNC || i + 1 >= n))) {
+      TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc, code, refs));
+    }
+    if (ld64) {
+      ++i;
+      if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
+        return Err(SecName(sec.index), " offset ", (uint64_t{f.start} + i) * 8,
+                   ": relocation on the second half of an ld_imm64");
+      }
+    }
+  }
+  code->references.assign(std::make_move_iterator(refs->begin()),
+                          std::make_move_iterator(refs->end()));
+  return absl::OkStatus();
+}
+
+// The BTF.ext records of [f.start, f.end), rebased to the function, each
+// list at its exact size. `sorted`: the records are in instruction order,
+// so the function's are one run found by binary search; otherwise they
+// are filtered in file order.
+void TakeExtRecords(const BtfExtSection& ext, bool sorted, const FuncRange& f,
+                    FunctionCode* code) {
+  auto take = [&](const auto& all, auto* out) {
+    auto in_range = [&](const auto& r) { return r.insn_off >= f.start && r.insn_off < f.end; };
+    if (sorted) {
+      auto before = [](const auto& r, uint32_t off) { return r.insn_off < off; };
+      auto lo = std::lower_bound(all.begin(), all.end(), f.start, before);
+      out->assign(lo, std::lower_bound(lo, all.end(), f.end, before));
+    } else {
+      out->reserve(std::count_if(all.begin(), all.end(), in_range));
+      for (const auto& r : all) {
+        if (in_range(r)) out->push_back(r);
+      }
+    }
+    for (auto& r : *out) r.insn_off -= f.start;
+  };
+  take(ext.func_info, &code->func_info);
+  take(ext.line_info, &code->line_info);
+  take(ext.core_relos, &code->core_relos);
+}
+
 // Pass 2: the code, references and BTF.ext records of each function, as a
-// program or a sub-program of the spec.
+// program or a sub-program of the spec, each built in place in the spec.
 absl::Status ElfReader::ReadFunctionCode() {
+  std::vector<InsnReference> refs;
   for (auto& [shndx, fs] : funcs_) {
     const Section& sec = sections_[shndx];
-    std::vector<Reloc> relocs;
-    if (const Section* rel = RelSectionFor(shndx)) {
-      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
-    }
+    TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(shndx));
     // The relocation at each instruction of the section (the last one listed
     // wins), indexed directly: one lookup per instruction, no hashing.
     std::vector<const Reloc*> reloc_at(sec.hdr.sh_size / 8, nullptr);
@@ -1241,46 +1332,12 @@ absl::Status ElfReader::ReadFunctionCode() {
                       std::is_sorted(ext->core_relos.begin(), ext->core_relos.end(), earlier);
     SectionInfo info = ParseSectionName(sec.name);
     for (const FuncRange& f : fs) {
-      FunctionCode code;
-      code.insns.resize(f.end - f.start);
-      if (!code.insns.empty()) {
-        memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
-      }
-      for (uint32_t i = 0; i < code.insns.size(); ++i) {
-        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc_at[f.start + i], &code));
-        if (code.insns[i].code == kLdImm64) {
-          ++i;
-          if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
-            return Err(SecName(shndx), " offset ", (uint64_t{f.start} + i) * 8,
-                       ": relocation on the second half of an ld_imm64");
-          }
-        }
-      }
-      if (ext) {
-        // The records of [f.start, f.end), rebased to the function.
-        auto take = [&](const auto& all, auto* out) {
-          auto it = all.begin();
-          if (searchable) {
-            it = std::lower_bound(all.begin(), all.end(), f.start,
-                                  [](const auto& r, uint32_t off) { return r.insn_off < off; });
-          }
-          for (; it != all.end(); ++it) {
-            if (it->insn_off >= f.end) {
-              if (searchable) break;
-              continue;
-            }
-            if (it->insn_off < f.start) continue;
-            out->push_back(*it);
-            out->back().insn_off -= f.start;
-          }
-        };
-        take(ext->func_info, &code.func_info);
-        take(ext->line_info, &code.line_info);
-        take(ext->core_relos, &code.core_relos);
-      }
+      // Keys are unique among programs and functions (FindFunctions).
+      FunctionCode* code;
       if (f.is_program) {
-        ProgramSpec p;
-        p.name = f.key;
+        auto [it, inserted] = spec_.programs.try_emplace(std::string(f.key));
+        ProgramSpec& p = it->second;
+        p.name = it->first;
         p.section = std::string(sec.name);
         p.section_offset = f.start;
         p.type = info.prog_type;
@@ -1290,17 +1347,18 @@ absl::Status ElfReader::ReadFunctionCode() {
         p.return_probe = info.return_probe;
         p.license = spec_.license;
         p.kernel_version = spec_.kernel_version;
-        p.code = std::move(code);
-        spec_.programs.emplace(p.name, std::move(p));
+        code = &p.code;
       } else {
-        FunctionSpec fn;
-        fn.name = f.key;
+        auto [it, inserted] = spec_.functions.try_emplace(std::string(f.key));
+        FunctionSpec& fn = it->second;
+        fn.name = it->first;
         fn.section = std::string(sec.name);
         fn.section_offset = f.start;
         fn.global = f.sym->bind != STB_LOCAL;
-        fn.code = std::move(code);
-        spec_.functions.emplace(fn.name, std::move(fn));
+        code = &fn.code;
       }
+      TETHER_RETURN_IF_ERROR(ReadCode(sec, f, reloc_at, &refs, code));
+      if (ext) TakeExtRecords(*ext, searchable, f, code);
     }
   }
   return absl::OkStatus();

@@ -75,6 +75,16 @@ struct FuncRange {
   bool is_program = false;
 };
 
+// Built in place: a reference pushed as a temporary moved its name twice.
+void AddReference(std::vector<InsnReference>* refs, uint32_t insn, ReferenceKind kind,
+                  absl::string_view name, uint32_t offset) {
+  InsnReference& r = refs->emplace_back();
+  r.insn = insn;
+  r.kind = kind;
+  r.name.assign(name.data(), name.size());
+  r.offset = offset;
+}
+
 bool IsLegacyMapSection(const Section& sec) {
   return (sec.name == "maps" || absl::StartsWith(sec.name, "maps/")) && sec.hdr.sh_type != SHT_NULL;
 }
@@ -157,8 +167,10 @@ class ElfReader {
   // The relocations applying to section `target` (none without a REL
   // section), read once: every prog array of .maps looks at .rel.maps.
   absl::StatusOr<absl::Span<const Reloc>> RelocationsFor(uint32_t target);
+  absl::StatusOr<std::vector<const Reloc*>> RelocationsByInsn(
+      uint32_t shndx, absl::Span<const Reloc> relocs) const;
   absl::Status ReadCode(const Section& sec, const FuncRange& f,
-                        absl::Span<const Reloc* const> reloc_at, std::vector<InsnReference>* refs,
+                        absl::Span<const Reloc* const> relocs, std::vector<InsnReference>* refs,
                         FunctionCode* code);
   absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
                                 const Reloc* reloc, FunctionCode* code,
@@ -212,7 +224,15 @@ class ElfReader {
   absl::flat_hash_map<uint32_t, std::vector<Reloc>> relocs_;  // target index -> its relocations
   absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
   // Legacy and BTF map sections: offset of each definition -> map name.
-  absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
+  // Keyed by (section index, offset); map_sections_ says which sections
+  // hold map definitions (a reference into one must hit a definition).
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, const Symbol*> map_syms_;
+  std::vector<bool> map_sections_;
+  void AddMapSymbol(uint32_t shndx, const Symbol* sym) {
+    map_syms_[{shndx, sym->value}] = sym;
+    if (map_sections_.size() <= shndx) map_sections_.resize(sections_.size());
+    map_sections_[shndx] = true;
+  }
   CollectionSpec spec_;
   // The DATASECs of the object's BTF (ReadBtf lists them): an object has a
   // handful, so a list of views into the BTF string section beats a hash
@@ -548,7 +568,7 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec, std::vector<std::stri
     if (m.key_size == 0 && !KeylessMapType(m.type)) {
       spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));
     }
-    map_syms_[sec.index][s->value] = s;
+    AddMapSymbol(sec.index, s);
     if (spec_.maps.count(m.name)) return Err(where, ": duplicate map '", m.name, "'");
     in_order->push_back(m.name);
     spec_.maps.emplace(m.name, std::move(m));
@@ -813,7 +833,7 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
     }
     auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, size, 0);
     if (!m.ok()) return m.status();
-    map_syms_[sec.index][sym->value] = sym;
+    AddMapSymbol(sec.index, sym);
     if (!spec_.maps.try_emplace(std::string(name), std::move(*m)).second) {
       return Err("section .maps: duplicate map '", name, "'");
     }
@@ -1045,11 +1065,11 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     if (call && insn.src_reg == BPF_PSEUDO_CALL) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      refs->push_back({idx, ReferenceKind::kCall, std::string((*f)->key), 0});
+      AddReference(refs, idx, ReferenceKind::kCall, (*f)->key, 0);
     } else if (ld64 && insn.src_reg == BPF_PSEUDO_FUNC) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "callback");
       if (!f.ok()) return f.status();
-      refs->push_back({idx, ReferenceKind::kFuncAddr, std::string((*f)->key), 0});
+      AddReference(refs, idx, ReferenceKind::kFuncAddr, (*f)->key, 0);
     }
     return absl::OkStatus();
   }
@@ -1066,7 +1086,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     auto ext = spec_.externs.find(std::string(sym.name));
     if (ext == spec_.externs.end()) {
       if (call) {
-        refs->push_back({idx, ReferenceKind::kUnresolved, std::string(sym.name), 0});
+        AddReference(refs, idx, ReferenceKind::kUnresolved, sym.name, 0);
       } else {
         // An ld_imm64 of a symbol nobody defines (inline asm constants):
         // the immediate the compiler wrote, usually 0, stays.
@@ -1080,17 +1100,17 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (!e.is_func) return Err(where(), ": call of extern '", sym.name, "', which is not a function");
       insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
       insn.imm = 0;
-      refs->push_back({idx, ReferenceKind::kKfunc, std::string(sym.name), 0});
+      AddReference(refs, idx, ReferenceKind::kKfunc, sym.name, 0);
     } else if (e.kind == ExternSpec::Kind::kKconfig) {
       int64_t off = int64_t{e.offset} + insn.imm;
       insn.src_reg = BPF_PSEUDO_MAP_VALUE;
       insn.imm = 0;
       code->insns[idx + 1].imm = static_cast<int32_t>(off);
-      refs->push_back({idx, ReferenceKind::kKconfig, std::string(sym.name), static_cast<uint32_t>(off)});
+      AddReference(refs, idx, ReferenceKind::kKconfig, sym.name, static_cast<uint32_t>(off));
     } else {
       // Also for a kfunc whose address is taken: the loader resolves both
       // through kernel BTF or kallsyms.
-      refs->push_back({idx, ReferenceKind::kKsym, std::string(sym.name), 0});
+      AddReference(refs, idx, ReferenceKind::kKsym, sym.name, 0);
     }
     return absl::OkStatus();
   }
@@ -1110,14 +1130,14 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (sym.value % 8 != 0) return Err(where(), ": function '", sym.name, "' is misaligned");
       auto f = target_func(sym.shndx, int64_t(sym.value / 8) + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      refs->push_back({idx, ReferenceKind::kCall, std::string((*f)->key), 0});
+      AddReference(refs, idx, ReferenceKind::kCall, (*f)->key, 0);
     } else {
       int64_t target = int64_t(sym.value) + insn.imm;
       if (target % 8 != 0) return Err(where(), ": callback address ", target, " is misaligned");
       auto f = target_func(sym.shndx, target / 8, "callback");
       if (!f.ok()) return f.status();
       insn.src_reg = BPF_PSEUDO_FUNC;
-      refs->push_back({idx, ReferenceKind::kFuncAddr, std::string((*f)->key), 0});
+      AddReference(refs, idx, ReferenceKind::kFuncAddr, (*f)->key, 0);
     }
     return absl::OkStatus();
   }
@@ -1125,22 +1145,21 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     return Err(where(), ": call relocation against '", sym.name, "' in ", SecName(sym.shndx),
                ", which is not code");
   }
-  auto msyms = map_syms_.find(sym.shndx);
-  if (msyms != map_syms_.end()) {
+  if (sym.shndx < map_sections_.size() && map_sections_[sym.shndx]) {
     uint64_t off = sym.value + (sym.type == STT_SECTION ? static_cast<uint32_t>(insn.imm) : 0);
-    auto it = msyms->second.find(off);
-    if (it == msyms->second.end()) {
+    auto it = map_syms_.find(std::make_pair(uint32_t{sym.shndx}, off));
+    if (it == map_syms_.end()) {
       return Err(where(), ": reference to ", SecName(sym.shndx), " offset ", off,
                  ", where no map is defined");
     }
     const Symbol* ms = it->second;
-    if (IsLegacyMapSection(tsec) && ms->bind == STB_LOCAL) {
+    if (ms->bind == STB_LOCAL && IsLegacyMapSection(tsec)) {
       return Err(where(), ": reference to static map '", ms->name, "' in section maps; "
                  "legacy maps must be global (possible erroneous static qualifier)");
     }
     insn.src_reg = BPF_PSEUDO_MAP_FD;
     insn.imm = 0;
-    refs->push_back({idx, ReferenceKind::kMap, std::string(ms->name), 0});
+    AddReference(refs, idx, ReferenceKind::kMap, ms->name, 0);
     return absl::OkStatus();
   }
   auto data_map = spec_.maps.find(std::string(tsec.name));
@@ -1153,7 +1172,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     insn.src_reg = BPF_PSEUDO_MAP_VALUE;
     insn.imm = 0;
     code->insns[idx + 1].imm = static_cast<int32_t>(off);
-    refs->push_back({idx, ReferenceKind::kMapValue, std::string(tsec.name), static_cast<uint32_t>(off)});
+    AddReference(refs, idx, ReferenceKind::kMapValue, tsec.name, static_cast<uint32_t>(off));
     return absl::OkStatus();
   }
   return Err(where(), ": reference to '", sym.name, "' in ", SecName(sym.shndx),
@@ -1168,14 +1187,19 @@ absl::Status ElfReader::ReadPrograms() {
 // Pass 1: the functions of every exec section, each with a key unique in
 // the object and its range of instructions.
 absl::Status ElfReader::FindFunctions() {
-  absl::flat_hash_set<absl::string_view> used;
   // Function symbols by section, in symbol order: an object with a section
   // per program would otherwise rescan every symbol for every section.
-  absl::flat_hash_map<uint32_t, std::vector<const Symbol*>> funcs_in;
+  std::vector<const Symbol*> funcs_in;
   for (const Symbol& s : symbols_) {
-    if (s.type == STT_FUNC) funcs_in[s.shndx].push_back(&s);
+    if (s.type == STT_FUNC) funcs_in.push_back(&s);
   }
-  static const std::vector<const Symbol*> kNoSymbols;
+  auto by_section = [](const Symbol* a, const Symbol* b) { return a->shndx < b->shndx; };
+  if (!std::is_sorted(funcs_in.begin(), funcs_in.end(), by_section)) {
+    std::stable_sort(funcs_in.begin(), funcs_in.end(), by_section);
+  }
+  // Sized once: growing it rehashed every name several times.
+  absl::flat_hash_set<absl::string_view> used;
+  used.reserve(funcs_in.size() + sections_.size());
   for (const Section& sec : sections_) {
     if (!sec.exec() || sec.hdr.sh_size == 0) continue;
     if (sec.hdr.sh_size % 8 != 0) {
@@ -1183,9 +1207,12 @@ absl::Status ElfReader::FindFunctions() {
     }
     uint32_t n = static_cast<uint32_t>(sec.hdr.sh_size / 8);
     std::vector<FuncRange> fs;
-    auto in_sec = funcs_in.find(sec.index);
-    for (const Symbol* sym : in_sec == funcs_in.end() ? kNoSymbols : in_sec->second) {
-      const Symbol& s = *sym;
+    Symbol probe;
+    probe.shndx = static_cast<uint16_t>(sec.index);
+    auto [first, last] = std::equal_range(funcs_in.begin(), funcs_in.end(), &probe, by_section);
+    fs.reserve(last - first);
+    for (auto it = first; it != last; ++it) {
+      const Symbol& s = **it;
       if (s.value % 8 != 0 || s.value / 8 >= n) {
         return Err(SecName(sec.index), ": function '", s.name, "' at offset ", s.value,
                    " is misaligned or outside the section");
@@ -1245,15 +1272,33 @@ absl::Status ElfReader::FindFunctions() {
 // function) and stored at their exact count: a vector grown one push at a
 // time would hold up to twice that for as long as the spec lives.
 absl::Status ElfReader::ReadCode(const Section& sec, const FuncRange& f,
-                                 absl::Span<const Reloc* const> reloc_at,
+                                 absl::Span<const Reloc* const> relocs,
                                  std::vector<InsnReference>* refs, FunctionCode* code) {
   const uint32_t n = f.end - f.start;
-  code->insns.resize(n);
-  if (n != 0) memcpy(code->insns.data(), sec.data.data() + uint64_t{f.start} * 8, uint64_t{n} * 8);
+  const uint8_t* bytes = sec.data.data() + uint64_t{f.start} * 8;
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(bpf_insn) == 0) {
+    // One copy, without zero-filling the vector first.
+    const auto* first = reinterpret_cast<const bpf_insn*>(bytes);
+    code->insns.assign(first, first + n);
+  } else {
+    code->insns.resize(n);
+    if (n != 0) memcpy(code->insns.data(), bytes, uint64_t{n} * 8);
+  }
   refs->clear();
+  // `relocs` are this function's, in instruction order, one per
+  // instruction: `next_reloc` is the instruction of the next one (n: none).
+  size_t next = 0;
+  auto insn_of_next = [&]() {
+    return next < relocs.size() ? static_cast<uint32_t>(relocs[next]->offset / 8 - f.start) : n;
+  };
+  uint32_t next_reloc = insn_of_next();
   for (uint32_t i = 0; i < n; ++i) {
     const bpf_insn& insn = code->insns[i];
-    const Reloc* reloc = reloc_at[f.start + i];
+    const Reloc* reloc = nullptr;
+    if (i == next_reloc) {
+      reloc = relocs[next++];
+      next_reloc = insn_of_next();
+    }
     const bool ld64 = insn.code == kLdImm64;
     // Most instructions reference nothing: only a relocation, a bpf-to-bpf
     // call, a callback address or a truncated ld_imm64 needs a look.
@@ -1262,8 +1307,8 @@ absl::Status ElfReader::ReadCode(const Section& sec, const FuncRange& f,
       TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc, code, refs));
     }
     if (ld64) {
-      ++i;
-      if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
+      ++i;  // ResolveReference refused an ld_imm64 without its second half
+      if (i == next_reloc) {
         return Err(SecName(sec.index), " offset ", (uint64_t{f.start} + i) * 8,
                    ": relocation on the second half of an ld_imm64");
       }
@@ -1299,6 +1344,33 @@ void TakeExtRecords(const BtfExtSection& ext, bool sorted, const FuncRange& f,
   take(ext.core_relos, &code->core_relos);
 }
 
+// The relocations of exec section `shndx` in instruction order, one per
+// instruction: the last listed wins, as when each overwrote the last.
+absl::StatusOr<std::vector<const Reloc*>> ElfReader::RelocationsByInsn(
+    uint32_t shndx, absl::Span<const Reloc> relocs) const {
+  std::vector<const Reloc*> by_insn;
+  by_insn.reserve(relocs.size());
+  for (const Reloc& r : relocs) {
+    if (r.offset % 8 != 0) {
+      return Err(SecName(rel_for_.at(shndx)->index), " entry ", r.entry, ": offset ", r.offset,
+                 " in ", SecName(shndx), " is not on an instruction boundary");
+    }
+    by_insn.push_back(&r);
+  }
+  auto earlier = [](const Reloc* a, const Reloc* b) { return a->offset < b->offset; };
+  // Compilers emit them in order; stable, so that duplicates stay in file order.
+  if (!std::is_sorted(by_insn.begin(), by_insn.end(), earlier)) {
+    std::stable_sort(by_insn.begin(), by_insn.end(), earlier);
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < by_insn.size(); ++i) {
+    if (i + 1 < by_insn.size() && by_insn[i + 1]->offset == by_insn[i]->offset) continue;
+    by_insn[kept++] = by_insn[i];
+  }
+  by_insn.resize(kept);
+  return by_insn;
+}
+
 // Pass 2: the code, references and BTF.ext records of each function, as a
 // program or a sub-program of the spec, each built in place in the spec.
 absl::Status ElfReader::ReadFunctionCode() {
@@ -1306,16 +1378,7 @@ absl::Status ElfReader::ReadFunctionCode() {
   for (auto& [shndx, fs] : funcs_) {
     const Section& sec = sections_[shndx];
     TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(shndx));
-    // The relocation at each instruction of the section (the last one listed
-    // wins), indexed directly: one lookup per instruction, no hashing.
-    std::vector<const Reloc*> reloc_at(sec.hdr.sh_size / 8, nullptr);
-    for (const Reloc& r : relocs) {
-      if (r.offset % 8 != 0) {
-        return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
-                   " in ", SecName(shndx), " is not on an instruction boundary");
-      }
-      if (r.offset / 8 < reloc_at.size()) reloc_at[r.offset / 8] = &r;
-    }
+    TETHER_ASSIGN_OR_RETURN(std::vector<const Reloc*> by_insn, RelocationsByInsn(shndx, relocs));
     const BtfExtSection* ext = nullptr;
     if (ext_) {
       auto it = ext_->sections.find(sec.name);
@@ -1357,7 +1420,11 @@ absl::Status ElfReader::ReadFunctionCode() {
         fn.global = f.sym->bind != STB_LOCAL;
         code = &fn.code;
       }
-      TETHER_RETURN_IF_ERROR(ReadCode(sec, f, reloc_at, &refs, code));
+      auto before = [](const Reloc* r, uint64_t off) { return r->offset < off; };
+      auto lo = std::lower_bound(by_insn.begin(), by_insn.end(), uint64_t{f.start} * 8, before);
+      auto hi = std::lower_bound(lo, by_insn.end(), uint64_t{f.end} * 8, before);
+      absl::Span<const Reloc* const> in_fn(by_insn.data() + (lo - by_insn.begin()), hi - lo);
+      TETHER_RETURN_IF_ERROR(ReadCode(sec, f, in_fn, &refs, code));
       if (ext) TakeExtRecords(*ext, searchable, f, code);
     }
   }

@@ -1077,31 +1077,37 @@ absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& bt
       auto reserve = [num](auto* list) {
         if (list->empty()) list->reserve(num);
       };
+      auto bad_offset = [&](uint32_t i, uint32_t byte_off) {
+        return err(part.what, ": section '", sec, "' record ", i, " has instruction offset ",
+                   byte_off, ", not a multiple of 8");
+      };
+      // One loop per kind of record, so that the kind is not tested again
+      // for every record.
       if (pi == 0) {
         reserve(&out.func_info);
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
+          out.func_info.push_back({byte_off / 8, Load32(p + 4)});
+        }
       } else if (pi == 1) {
         reserve(&out.line_info);
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
+          out.line_info.push_back({byte_off / 8, Load32(p + 4), Load32(p + 8), Load32(p + 12)});
+        }
       } else {
         reserve(&out.core_relos);
-      }
-      for (uint32_t i = 0; i < num; ++i, p += rec_size) {
-        uint32_t byte_off = Load32(p);
-        if (byte_off % 8 != 0) {
-          return err(part.what, ": section '", sec, "' record ", i, " has instruction offset ",
-                     byte_off, ", not a multiple of 8");
-        }
-        uint32_t insn = byte_off / 8;
-        if (pi == 0) {
-          out.func_info.push_back({insn, Load32(p + 4)});
-        } else if (pi == 1) {
-          out.line_info.push_back({insn, Load32(p + 4), Load32(p + 8), Load32(p + 12)});
-        } else {
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
           uint32_t kind = Load32(p + 12);
           if (kind > static_cast<uint32_t>(CoreReloKind::kTypeMatches)) {
             return err("core_relo: section '", sec, "' record ", i, " has unknown kind ", kind);
           }
           out.core_relos.push_back(
-              {insn, Load32(p + 4), Load32(p + 8), static_cast<CoreReloKind>(kind)});
+              {byte_off / 8, Load32(p + 4), Load32(p + 8), static_cast<CoreReloKind>(kind)});
         }
       }
     }

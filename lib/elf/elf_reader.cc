@@ -663,8 +663,11 @@ absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember
       // A flexible `values[]` grows the symbol, not the BTF array.
       uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
                                               : def_off + def_size;
+      auto in_values = [&](const Reloc& r) { return r.offset >= base && r.offset < limit; };
+      // The spec keeps the slots: stored at their count, not grown by doubling.
+      m->init.reserve(std::count_if(relocs.begin(), relocs.end(), in_values));
       for (const Reloc& r : relocs) {
-        if (r.offset < base || r.offset >= limit) continue;
+        if (!in_values(r)) continue;
         if ((r.offset - base) % 8 != 0) {
           return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
         }
@@ -805,6 +808,7 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
   const Btf& b = *spec_.btf;
   auto ds = Datasec(".maps");
   if (!ds) return Err("section .maps: no DATASEC '.maps' in BTF");
+  map_syms_.reserve(map_syms_.size() + b.Secinfos(*b.TypeById(*ds)).size());
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
     if (var == nullptr || var->kind != BtfKind::kVar) {

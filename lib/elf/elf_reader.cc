@@ -1323,18 +1323,28 @@ absl::Status ElfReader::ReadCode(const Section& sec, const FuncRange& f,
   return absl::OkStatus();
 }
 
+// Where the next function's BTF.ext records start, per list, when the
+// records are in instruction order and functions are taken in order.
+struct ExtCursor {
+  size_t func_info = 0, line_info = 0, core_relos = 0;
+};
+
 // The BTF.ext records of [f.start, f.end), rebased to the function, each
-// list at its exact size. `sorted`: the records are in instruction order,
-// so the function's are one run found by binary search; otherwise they
-// are filtered in file order.
-void TakeExtRecords(const BtfExtSection& ext, bool sorted, const FuncRange& f,
+// list at its exact size. With a cursor, the records are in instruction
+// order and the functions come in order of their start: the function's
+// records are the run that follows the previous function's. Without,
+// they are filtered in file order.
+void TakeExtRecords(const BtfExtSection& ext, ExtCursor* sorted, const FuncRange& f,
                     FunctionCode* code) {
-  auto take = [&](const auto& all, auto* out) {
+  auto take = [&](const auto& all, size_t* next, auto* out) {
     auto in_range = [&](const auto& r) { return r.insn_off >= f.start && r.insn_off < f.end; };
-    if (sorted) {
-      auto before = [](const auto& r, uint32_t off) { return r.insn_off < off; };
-      auto lo = std::lower_bound(all.begin(), all.end(), f.start, before);
-      out->assign(lo, std::lower_bound(lo, all.end(), f.end, before));
+    if (sorted != nullptr) {
+      size_t lo = *next, hi;
+      while (lo < all.size() && all[lo].insn_off < f.start) ++lo;
+      for (hi = lo; hi < all.size() && all[hi].insn_off < f.end; ++hi) {
+      }
+      out->assign(all.begin() + lo, all.begin() + hi);
+      *next = hi;
     } else {
       out->reserve(std::count_if(all.begin(), all.end(), in_range));
       for (const auto& r : all) {
@@ -1343,9 +1353,11 @@ void TakeExtRecords(const BtfExtSection& ext, bool sorted, const FuncRange& f,
     }
     for (auto& r : *out) r.insn_off -= f.start;
   };
-  take(ext.func_info, &code->func_info);
-  take(ext.line_info, &code->line_info);
-  take(ext.core_relos, &code->core_relos);
+  ExtCursor unused;
+  ExtCursor* c = sorted != nullptr ? sorted : &unused;
+  take(ext.func_info, &c->func_info, &code->func_info);
+  take(ext.line_info, &c->line_info, &code->line_info);
+  take(ext.core_relos, &c->core_relos, &code->core_relos);
 }
 
 // The relocations of exec section `shndx` in instruction order, one per
@@ -1398,6 +1410,8 @@ absl::Status ElfReader::ReadFunctionCode() {
                       std::is_sorted(ext->line_info.begin(), ext->line_info.end(), earlier) &&
                       std::is_sorted(ext->core_relos.begin(), ext->core_relos.end(), earlier);
     SectionInfo info = ParseSectionName(sec.name);
+    ExtCursor ext_cursor;
+    size_t next_reloc = 0;  // by_insn: functions come in order of their start
     for (const FuncRange& f : fs) {
       // Keys are unique among programs and functions (FindFunctions).
       FunctionCode* code;
@@ -1424,12 +1438,17 @@ absl::Status ElfReader::ReadFunctionCode() {
         fn.global = f.sym->bind != STB_LOCAL;
         code = &fn.code;
       }
-      auto before = [](const Reloc* r, uint64_t off) { return r->offset < off; };
-      auto lo = std::lower_bound(by_insn.begin(), by_insn.end(), uint64_t{f.start} * 8, before);
-      auto hi = std::lower_bound(lo, by_insn.end(), uint64_t{f.end} * 8, before);
-      absl::Span<const Reloc* const> in_fn(by_insn.data() + (lo - by_insn.begin()), hi - lo);
+      // Relocations between functions (in code a sized symbol leaves out)
+      // belong to none and are skipped.
+      size_t lo = next_reloc;
+      while (lo < by_insn.size() && by_insn[lo]->offset < uint64_t{f.start} * 8) ++lo;
+      next_reloc = lo;
+      while (next_reloc < by_insn.size() && by_insn[next_reloc]->offset < uint64_t{f.end} * 8) {
+        ++next_reloc;
+      }
+      absl::Span<const Reloc* const> in_fn(by_insn.data() + lo, next_reloc - lo);
       TETHER_RETURN_IF_ERROR(ReadCode(sec, f, in_fn, &refs, code));
-      if (ext) TakeExtRecords(*ext, searchable, f, code);
+      if (ext) TakeExtRecords(*ext, searchable ? &ext_cursor : nullptr, f, code);
     }
   }
   return absl::OkStatus();

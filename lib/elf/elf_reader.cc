@@ -220,7 +220,9 @@ class ElfReader {
   // point at them.
   std::deque<Symbol> implied_symbols_;
   std::deque<std::string> renamed_keys_;  // FuncRange keys that are not symbol names
-  absl::flat_hash_map<uint32_t, const Section*> rel_for_;  // target index -> rel section
+  // By target section index: its REL section, or null. A vector: sections
+  // are numbered densely, so there is nothing to hash.
+  std::vector<const Section*> rel_for_;
   absl::flat_hash_map<uint32_t, std::vector<Reloc>> relocs_;  // target index -> its relocations
   absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
   // Legacy and BTF map sections: offset of each definition -> map name.
@@ -274,9 +276,11 @@ absl::Status ElfReader::ReadHeaders() {
                " sections)");
   }
   // Check every section's extent and the name table before libelf reads.
-  sections_.resize(eh.e_shnum);
+  // One element at a time: resize() zero-filled the whole table first.
+  sections_.reserve(eh.e_shnum);
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
-    memcpy(&sections_[i].hdr, image_.data() + eh.e_shoff + uint64_t{i} * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
+    Section& sec = sections_.emplace_back();
+    memcpy(&sec.hdr, image_.data() + eh.e_shoff + uint64_t{i} * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
   }
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
     const Elf64_Shdr& s = sections_[i].hdr;
@@ -365,6 +369,7 @@ absl::Status ElfReader::ReadSymbols() {
     if (s.hdr.sh_info >= sections_.size()) {
       return Err(SecName(s.index), ": applies to section #", s.hdr.sh_info, ", which does not exist");
     }
+    if (rel_for_.empty()) rel_for_.resize(sections_.size(), nullptr);
     rel_for_[s.hdr.sh_info] = &s;
   }
   return absl::OkStatus();
@@ -402,8 +407,7 @@ const Section* ElfReader::FindSection(absl::string_view name) const {
 }
 
 const Section* ElfReader::RelSectionFor(uint32_t target) const {
-  auto it = rel_for_.find(target);
-  return it == rel_for_.end() ? nullptr : it->second;
+  return target < rel_for_.size() ? rel_for_[target] : nullptr;
 }
 
 absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* out) {
@@ -1368,7 +1372,7 @@ absl::StatusOr<std::vector<const Reloc*>> ElfReader::RelocationsByInsn(
   by_insn.reserve(relocs.size());
   for (const Reloc& r : relocs) {
     if (r.offset % 8 != 0) {
-      return Err(SecName(rel_for_.at(shndx)->index), " entry ", r.entry, ": offset ", r.offset,
+      return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
                  " in ", SecName(shndx), " is not on an instruction boundary");
     }
     by_insn.push_back(&r);

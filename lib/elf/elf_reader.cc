@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
+#include <list>
 #include <cerrno>
 #include <cstring>
 
@@ -216,10 +216,11 @@ class ElfReader {
   mutable std::vector<uint32_t> by_section_;
   // Symbols the file lacks but old toolchains implied: a code section
   // without a function symbol is one program, a maps/<name> section without
-  // an object symbol is one map. A deque, so FuncRange and map_syms_ can
-  // point at them.
-  std::deque<Symbol> implied_symbols_;
-  std::deque<std::string> renamed_keys_;  // FuncRange keys that are not symbol names
+  // an object symbol is one map. A list, so FuncRange and map_syms_ can
+  // point at them (a deque could too, but libstdc++'s allocates even when
+  // empty, and these lists stay empty for most objects).
+  std::list<Symbol> implied_symbols_;
+  std::list<std::string> renamed_keys_;  // FuncRange keys that are not symbol names
   // By target section index: its REL section, or null. A vector: sections
   // are numbered densely, so there is nothing to hash.
   std::vector<const Section*> rel_for_;

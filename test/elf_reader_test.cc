@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "test_support.h"
 #include "tether/collection_spec.h"
@@ -419,6 +420,76 @@ TEST_CASE("bad inputs give one precise error each", "[elf][bad]") {
     }
     memcpy(img.bytes.data() + s.sh_offset, &r, sizeof(r));
     CHECK_THAT(ParseError(img.bytes), Catch::Contains("which is neither ld_imm64 nor call"));
+  }
+}
+
+// The relocations of a section in any order mean the same; where two name
+// one instruction, the one listed last wins.
+TEST_CASE("relocation order in a REL section", "[elf]") {
+  Image good{ReadFileBytes(BpfObjectPath("elf_code"))};
+  auto base = CollectionSpec::FromMemory(good.bytes, "elf_code.o");
+  REQUIRE(base.ok());
+  const Elf64_Shdr rel = good.shdr(good.find(".relxdp"));
+  const size_t n = rel.sh_size / sizeof(Elf64_Rel);
+  REQUIRE(n >= 4);
+  auto entry = [&](const Image& img, size_t i) {
+    Elf64_Rel r;
+    memcpy(&r, img.bytes.data() + rel.sh_offset + i * sizeof(r), sizeof(r));
+    return r;
+  };
+  auto set_entry = [&](Image* img, size_t i, const Elf64_Rel& r) {
+    memcpy(img->bytes.data() + rel.sh_offset + i * sizeof(r), &r, sizeof(r));
+  };
+  auto refs_of = [](const CollectionSpec& spec) {
+    std::vector<std::string> out;
+    for (const auto& [name, prog] : spec.programs) {
+      for (const InsnReference& r : prog.code.references) {
+        // "@" the instruction's index in its section
+        out.push_back(absl::StrCat(name, " @", prog.section + ":", prog.section_offset + r.insn,
+                                   " ", ReferenceKindName(r.kind), " ", r.name, " ", r.offset));
+      }
+    }
+    return out;
+  };
+  SECTION("reversed") {
+    Image img = good;
+    for (size_t i = 0; i < n; ++i) set_entry(&img, i, entry(good, n - 1 - i));
+    auto spec = CollectionSpec::FromMemory(img.bytes, "reversed.o");
+    INFO(spec.status().ToString());
+    REQUIRE(spec.ok());
+    CHECK(refs_of(*spec) == refs_of(*base));
+    for (const auto& [name, prog] : base->programs) {
+      REQUIRE(spec->programs.count(name) == 1);
+      CHECK(memcmp(spec->programs.at(name).code.insns.data(), prog.code.insns.data(),
+                   prog.code.insns.size() * sizeof(bpf_insn)) == 0);
+    }
+  }
+  SECTION("two on one instruction") {
+    // Find two ld_imm64 relocations: move the first onto the second's
+    // instruction. The second, listed later, wins; the first's
+    // instruction keeps its immediate and references nothing.
+    Elf64_Shdr code = good.shdr(good.find("xdp"));
+    std::vector<size_t> ld64;
+    for (size_t i = 0; i < n; ++i) {
+      if (good.bytes[code.sh_offset + entry(good, i).r_offset] == (BPF_LD | BPF_IMM | BPF_DW)) {
+        ld64.push_back(i);
+      }
+    }
+    REQUIRE(ld64.size() >= 2);
+    Image img = good;
+    Elf64_Rel moved = entry(good, ld64[0]);
+    const uint64_t vacated = moved.r_offset;
+    moved.r_offset = entry(good, ld64[1]).r_offset;
+    set_entry(&img, ld64[0], moved);
+    auto spec = CollectionSpec::FromMemory(img.bytes, "twice.o");
+    INFO(spec.status().ToString());
+    REQUIRE(spec.ok());
+    std::vector<std::string> want;
+    for (const std::string& r : refs_of(*base)) {
+      if (r.find(absl::StrCat(" @xdp:", vacated / 8, " ")) == std::string::npos) want.push_back(r);
+    }
+    CHECK(refs_of(*spec).size() == refs_of(*base).size() - 1);
+    CHECK(refs_of(*spec) == want);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "tether/btf.h"
 
 #include <fcntl.h>
+#include <linux/btf.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -8,6 +9,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <mutex>
 #include <algorithm>
 #include <cstring>
@@ -35,6 +37,9 @@ uint32_t Load32(const uint8_t* p) {
 
 using btf::AppendWord;
 using btf::AssembleBlob;
+using btf::BlobHeader;
+using btf::WordWriter;
+using btf::WireSize;
 using btf::TypeInfo;
 
 }  // namespace
@@ -948,64 +953,74 @@ absl::StatusOr<Btf::MemberLocation> Btf::FindMember(uint32_t struct_id,
 }
 
 std::vector<uint8_t> Btf::Marshal() const {
-  std::vector<uint8_t> types;
-  types.reserve(types_.size() * 16);
+  // Sized first, so that the blob is written once: header, types and
+  // strings, with no intermediate copy of the types and no regrowth.
+  uint64_t type_len = 0;
+  for (uint32_t id = FirstOwnId(); id < NumTypes(); ++id) type_len += WireSize(Own(id));
+  std::vector<uint8_t> blob = BlobHeader(static_cast<uint32_t>(type_len), strings_size_);
+  WordWriter types(&blob);
   for (uint32_t id = FirstOwnId(); id < NumTypes(); ++id) {
     const BtfType& t = Own(id);
-    AppendWord(&types, t.name_off);
-    AppendWord(&types, TypeInfo(t.kind, t.kind_flag, t.vlen));
-    AppendWord(&types, t.size_or_type);
+    types.Put(t.name_off);
+    types.Put(TypeInfo(t.kind, t.kind_flag, t.vlen));
+    types.Put(t.size_or_type);
     switch (t.kind) {
       case BtfKind::kInt:
       case BtfKind::kVar:
       case BtfKind::kDeclTag:
-        AppendWord(&types, t.extra);
+        types.Put(t.extra);
         break;
       case BtfKind::kArray:
-        AppendWord(&types, t.extra);
-        AppendWord(&types, t.array_index_type);
-        AppendWord(&types, t.array_nelems);
+        types.Put(t.extra);
+        types.Put(t.array_index_type);
+        types.Put(t.array_nelems);
         break;
       case BtfKind::kStruct:
       case BtfKind::kUnion:
         for (const BtfMember& m : Members(t)) {
-          AppendWord(&types, m.name_off);
-          AppendWord(&types, m.type);
-          AppendWord(&types, t.kind_flag ? (m.bitfield_size << 24) | (m.bit_offset & 0xffffff)
+          types.Put(m.name_off);
+          types.Put(m.type);
+          types.Put(t.kind_flag ? (m.bitfield_size << 24) | (m.bit_offset & 0xffffff)
                                          : m.bit_offset);
         }
         break;
       case BtfKind::kFuncProto:
         for (const BtfMember& m : Members(t)) {
-          AppendWord(&types, m.name_off);
-          AppendWord(&types, m.type);
+          types.Put(m.name_off);
+          types.Put(m.type);
         }
         break;
       case BtfKind::kEnum:
         for (const BtfEnumValue& v : EnumValues(t)) {
-          AppendWord(&types, v.name_off);
-          AppendWord(&types, static_cast<uint32_t>(v.value));
+          types.Put(v.name_off);
+          types.Put(static_cast<uint32_t>(v.value));
         }
         break;
       case BtfKind::kEnum64:
         for (const BtfEnumValue& v : EnumValues(t)) {
-          AppendWord(&types, v.name_off);
-          AppendWord(&types, static_cast<uint32_t>(v.value));
-          AppendWord(&types, static_cast<uint32_t>(v.value >> 32));
+          types.Put(v.name_off);
+          types.Put(static_cast<uint32_t>(v.value));
+          types.Put(static_cast<uint32_t>(v.value >> 32));
         }
         break;
       case BtfKind::kDatasec:
         for (const BtfVarSecinfo& v : Secinfos(t)) {
-          AppendWord(&types, v.type);
-          AppendWord(&types, v.offset);
-          AppendWord(&types, v.size);
+          types.Put(v.type);
+          types.Put(v.offset);
+          types.Put(v.size);
         }
         break;
       default:
         break;
     }
   }
-  return AssembleBlob(types, absl::string_view(strings_.get(), strings_size_));
+  types.Flush();
+  // The header says what was written (WireSize only sized the reserve).
+  const uint32_t written = static_cast<uint32_t>(blob.size() - sizeof(btf_header));
+  memcpy(blob.data() + offsetof(btf_header, type_len), &written, sizeof(written));
+  memcpy(blob.data() + offsetof(btf_header, str_off), &written, sizeof(written));
+  blob.insert(blob.end(), strings_.get(), strings_.get() + strings_size_);
+  return blob;
 }
 
 // --- .BTF.ext ------------------------------------------------------------------
@@ -1070,24 +1085,44 @@ absl::StatusOr<BtfExt> ParseBtfExt(absl::Span<const uint8_t> data, const Btf& bt
                    " bytes at offset ", at, ", past the end");
       }
       BtfExtSection& out = ext.sections[std::string(sec)];
-      for (uint32_t i = 0; i < num; ++i, p += rec_size) {
-        uint32_t byte_off = Load32(p);
-        if (byte_off % 8 != 0) {
-          return err(part.what, ": section '", sec, "' record ", i, " has instruction offset ",
-                     byte_off, ", not a multiple of 8");
+      // The count is known (and bounded by the bytes just checked): one
+      // allocation per list instead of one per doubling. Only for a
+      // section's first header: exact reserves on repeated headers of one
+      // section would copy the list every time.
+      auto reserve = [num](auto* list) {
+        if (list->empty()) list->reserve(num);
+      };
+      auto bad_offset = [&](uint32_t i, uint32_t byte_off) {
+        return err(part.what, ": section '", sec, "' record ", i, " has instruction offset ",
+                   byte_off, ", not a multiple of 8");
+      };
+      // One loop per kind of record, so that the kind is not tested again
+      // for every record.
+      if (pi == 0) {
+        reserve(&out.func_info);
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
+          out.func_info.push_back({byte_off / 8, Load32(p + 4)});
         }
-        uint32_t insn = byte_off / 8;
-        if (pi == 0) {
-          out.func_info.push_back({insn, Load32(p + 4)});
-        } else if (pi == 1) {
-          out.line_info.push_back({insn, Load32(p + 4), Load32(p + 8), Load32(p + 12)});
-        } else {
+      } else if (pi == 1) {
+        reserve(&out.line_info);
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
+          out.line_info.push_back({byte_off / 8, Load32(p + 4), Load32(p + 8), Load32(p + 12)});
+        }
+      } else {
+        reserve(&out.core_relos);
+        for (uint32_t i = 0; i < num; ++i, p += rec_size) {
+          uint32_t byte_off = Load32(p);
+          if (byte_off % 8 != 0) return bad_offset(i, byte_off);
           uint32_t kind = Load32(p + 12);
           if (kind > static_cast<uint32_t>(CoreReloKind::kTypeMatches)) {
             return err("core_relo: section '", sec, "' record ", i, " has unknown kind ", kind);
           }
           out.core_relos.push_back(
-              {insn, Load32(p + 4), Load32(p + 8), static_cast<CoreReloKind>(kind)});
+              {byte_off / 8, Load32(p + 4), Load32(p + 8), static_cast<CoreReloKind>(kind)});
         }
       }
     }

@@ -34,6 +34,50 @@ std::vector<uint8_t> AssembleBlob(absl::Span<const uint8_t> types, absl::string_
   return blob;
 }
 
+std::vector<uint8_t> BlobHeader(uint32_t type_len, uint32_t str_len) {
+  struct btf_header hdr = {};
+  hdr.magic = BTF_MAGIC;
+  hdr.version = BTF_VERSION;
+  hdr.hdr_len = sizeof(hdr);
+  hdr.type_off = 0;
+  hdr.type_len = type_len;
+  hdr.str_off = type_len;
+  hdr.str_len = str_len;
+  std::vector<uint8_t> blob;
+  blob.reserve(sizeof(hdr) + uint64_t{type_len} + str_len);
+  const auto* header_bytes = reinterpret_cast<const uint8_t*>(&hdr);
+  blob.insert(blob.end(), header_bytes, header_bytes + sizeof(hdr));
+  return blob;
+}
+
+uint32_t WireSize(const BtfType& t) {
+  constexpr uint32_t kHeader = 12;
+  switch (t.kind) {
+    case BtfKind::kInt:
+    case BtfKind::kVar:
+    case BtfKind::kDeclTag:
+      return kHeader + 4;
+    case BtfKind::kArray:
+      return kHeader + 12;
+    case BtfKind::kStruct:
+    case BtfKind::kUnion:
+    case BtfKind::kEnum64:
+    case BtfKind::kDatasec:
+      return kHeader + 12 * t.vlen;
+    case BtfKind::kFuncProto:
+    case BtfKind::kEnum:
+      return kHeader + 8 * t.vlen;
+    default:
+      return kHeader;
+  }
+}
+
+void WordWriter::Flush() {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(block_);
+  out_->insert(out_->end(), bytes, bytes + n_ * sizeof(uint32_t));
+  n_ = 0;
+}
+
 BtfWriter::BtfWriter() : strings_(1, '\0') {}
 
 uint32_t BtfWriter::Str(absl::string_view name) {

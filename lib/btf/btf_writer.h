@@ -24,6 +24,35 @@ uint32_t TypeInfo(BtfKind kind, bool kind_flag, uint32_t vlen);
 // the empty name), as one blob.
 std::vector<uint8_t> AssembleBlob(absl::Span<const uint8_t> types, absl::string_view strings);
 
+// An empty blob's header for `type_len` bytes of types and `str_len` of
+// strings, in a vector with room for both.
+std::vector<uint8_t> BlobHeader(uint32_t type_len, uint32_t str_len);
+
+// The bytes type `t` takes in the wire format: its header and what its
+// kind appends.
+uint32_t WireSize(const BtfType& t);
+
+// Appends words to a byte vector through a small staging block: an insert
+// per word cost more than the word. Flush() before reading the vector.
+class WordWriter {
+ public:
+  explicit WordWriter(std::vector<uint8_t>* out) : out_(out) {}
+  ~WordWriter() { Flush(); }
+  WordWriter(const WordWriter&) = delete;
+  WordWriter& operator=(const WordWriter&) = delete;
+  void Put(uint32_t word) {
+    if (n_ == kBlock) Flush();
+    block_[n_++] = word;
+  }
+  void Flush();
+
+ private:
+  static constexpr size_t kBlock = 256;
+  std::vector<uint8_t>* out_;
+  uint32_t block_[kBlock];
+  size_t n_ = 0;
+};
+
 // Builds small BTF from raw records; ids count from 1 in the order added.
 class BtfWriter {
  public:

@@ -6,11 +6,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <fstream>
 #include <sstream>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -162,7 +162,9 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
     uint32_t base;
     size_t layout_index;
   };
-  std::deque<Placed> queue;
+  // In place for a handful of functions: a deque allocated twice per link.
+  absl::InlinedVector<Placed, 4> queue;
+  size_t next = 0;  // queue[next..] are still to scan
   absl::flat_hash_map<absl::string_view, uint32_t> placed;  // once layout grows past a few
   auto placed_base = [&](const std::string& name) -> absl::optional<uint32_t> {
     if (out.layout.size() <= 8) {
@@ -191,9 +193,8 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
   };
   place(prog.name, prog.code);
 
-  while (!queue.empty()) {
-    Placed cur = queue.front();
-    queue.pop_front();
+  while (next < queue.size()) {
+    const Placed cur = queue[next++];
     for (const InsnReference& ref : cur.code->references) {
       auto where = [&]() {
         return absl::StrCat("program '", prog.name, "': function '", out.layout[cur.layout_index].first, "' insn ", ref.insn);
@@ -246,7 +247,7 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
           fx.name = map;
           fx.offset = ref.offset;
           if (ref.kind == ReferenceKind::kKconfig) fx.extern_name = ref.name;
-          out.fixups.push_back(fx);
+          out.fixups.push_back(std::move(fx));
           break;
         }
         case ReferenceKind::kKsym:
@@ -264,7 +265,7 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
             fx.btf_type_id = e->second.btf_id;
             insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
           }
-          out.fixups.push_back(fx);
+          out.fixups.push_back(std::move(fx));
           break;
         }
         case ReferenceKind::kCall:

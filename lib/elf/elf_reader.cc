@@ -13,11 +13,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
+#include <list>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -68,9 +69,21 @@ struct FuncRange {
   const Symbol* sym = nullptr;
   uint32_t start = 0;  // in instructions, within the section
   uint32_t end = 0;
-  std::string key;  // the unique name in the spec
+  // The unique name in the spec: the symbol's own name (a view into the
+  // image) unless another function took it, then one of renamed_keys_.
+  absl::string_view key;
   bool is_program = false;
 };
+
+// Built in place: a reference pushed as a temporary moved its name twice.
+void AddReference(std::vector<InsnReference>* refs, uint32_t insn, ReferenceKind kind,
+                  absl::string_view name, uint32_t offset) {
+  InsnReference& r = refs->emplace_back();
+  r.insn = insn;
+  r.kind = kind;
+  r.name.assign(name.data(), name.size());
+  r.offset = offset;
+}
 
 bool IsLegacyMapSection(const Section& sec) {
   return (sec.name == "maps" || absl::StartsWith(sec.name, "maps/")) && sec.hdr.sh_type != SHT_NULL;
@@ -151,12 +164,21 @@ class ElfReader {
   absl::Status ReadFunctionCode();
   absl::Status ReadPrograms();
   absl::Status ReadRelocations(const Section& rel, std::vector<Reloc>* out);
+  // The relocations applying to section `target` (none without a REL
+  // section), read once: every prog array of .maps looks at .rel.maps.
+  absl::StatusOr<absl::Span<const Reloc>> RelocationsFor(uint32_t target);
+  absl::StatusOr<std::vector<const Reloc*>> RelocationsByInsn(
+      uint32_t shndx, absl::Span<const Reloc> relocs) const;
+  absl::Status ReadCode(const Section& sec, const FuncRange& f,
+                        absl::Span<const Reloc* const> relocs, std::vector<InsnReference>* refs,
+                        FunctionCode* code);
   absl::Status ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
-                                const Reloc* reloc, FunctionCode* code);
+                                const Reloc* reloc, FunctionCode* code,
+                                std::vector<InsnReference>* refs);
   const FuncRange* FuncAt(uint32_t shndx, uint32_t insn) const;
   // The DATASEC called `name` in the object's BTF. One scan of the types
-  // answers every section: the object's name index, which hashes every
-  // name, is left for whoever needs it.
+  // (in ReadBtf) answers every section: the object's name index, which
+  // hashes every name, is left for whoever needs it.
   absl::optional<uint32_t> Datasec(absl::string_view name);
   const Section* FindSection(absl::string_view name) const;
   const Section* RelSectionFor(uint32_t target) const;
@@ -168,9 +190,13 @@ class ElfReader {
   void ForEachNamed(uint32_t shndx, absl::string_view name, Fn&& fn) const {
     if (!names_indexed_) IndexSymbolNames();
     if (shndx + 1 >= section_start_.size()) return;
-    for (uint32_t k = section_start_[shndx]; k < section_start_[shndx + 1]; ++k) {
-      const Symbol& sym = symbols_[by_section_[k]];
-      if (sym.name == name && !fn(sym)) return;
+    auto first = by_section_.begin() + section_start_[shndx];
+    auto last = by_section_.begin() + section_start_[shndx + 1];
+    first = std::lower_bound(first, last, name, [&](uint32_t i, absl::string_view n) {
+      return symbols_[i].name < n;
+    });
+    for (; first != last && symbols_[*first].name == name; ++first) {
+      if (!fn(symbols_[*first])) return;
     }
   }
   void IndexSymbolNames() const;
@@ -181,22 +207,40 @@ class ElfReader {
   std::vector<Symbol> symbols_;
   // Symbol indices grouped by section (a counting sort, built on first
   // use): symbols of section i are by_section_[section_start_[i] ..
-  // section_start_[i + 1]), in symbol-table order. Symbols in code
+  // section_start_[i + 1]), ordered by name and, within a name, in
+  // symbol-table order, so that a lookup is a binary search (a scan per
+  // name made N maps cost N x N string compares). Symbols in code
   // sections are left out: they are never looked up by name this way.
   mutable bool names_indexed_ = false;
   mutable std::vector<uint32_t> section_start_;
   mutable std::vector<uint32_t> by_section_;
   // Symbols the file lacks but old toolchains implied: a code section
   // without a function symbol is one program, a maps/<name> section without
-  // an object symbol is one map. A deque, so FuncRange and map_syms_ can
-  // point at them.
-  std::deque<Symbol> implied_symbols_;
-  absl::flat_hash_map<uint32_t, const Section*> rel_for_;  // target index -> rel section
+  // an object symbol is one map. A list, so FuncRange and map_syms_ can
+  // point at them (a deque could too, but libstdc++'s allocates even when
+  // empty, and these lists stay empty for most objects).
+  std::list<Symbol> implied_symbols_;
+  std::list<std::string> renamed_keys_;  // FuncRange keys that are not symbol names
+  // By target section index: its REL section, or null. A vector: sections
+  // are numbered densely, so there is nothing to hash.
+  std::vector<const Section*> rel_for_;
+  absl::flat_hash_map<uint32_t, std::vector<Reloc>> relocs_;  // target index -> its relocations
   absl::flat_hash_map<uint32_t, std::vector<FuncRange>> funcs_;  // by exec section
   // Legacy and BTF map sections: offset of each definition -> map name.
-  absl::flat_hash_map<uint32_t, std::map<uint64_t, const Symbol*>> map_syms_;
+  // Keyed by (section index, offset); map_sections_ says which sections
+  // hold map definitions (a reference into one must hit a definition).
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, const Symbol*> map_syms_;
+  std::vector<bool> map_sections_;
+  void AddMapSymbol(uint32_t shndx, const Symbol* sym) {
+    map_syms_[{shndx, sym->value}] = sym;
+    if (map_sections_.size() <= shndx) map_sections_.resize(sections_.size());
+    map_sections_[shndx] = true;
+  }
   CollectionSpec spec_;
-  absl::optional<std::vector<std::pair<absl::string_view, uint32_t>>> datasecs_;
+  // The DATASECs of the object's BTF (ReadBtf lists them): an object has a
+  // handful, so a list of views into the BTF string section beats a hash
+  // map of copied names.
+  std::vector<std::pair<absl::string_view, uint32_t>> datasecs_;
   absl::optional<BtfExt> ext_;
 };
 
@@ -233,9 +277,11 @@ absl::Status ElfReader::ReadHeaders() {
                " sections)");
   }
   // Check every section's extent and the name table before libelf reads.
-  sections_.resize(eh.e_shnum);
+  // One element at a time: resize() zero-filled the whole table first.
+  sections_.reserve(eh.e_shnum);
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
-    memcpy(&sections_[i].hdr, image_.data() + eh.e_shoff + uint64_t{i} * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
+    Section& sec = sections_.emplace_back();
+    memcpy(&sec.hdr, image_.data() + eh.e_shoff + uint64_t{i} * sizeof(Elf64_Shdr), sizeof(Elf64_Shdr));
   }
   for (uint32_t i = 0; i < eh.e_shnum; ++i) {
     const Elf64_Shdr& s = sections_[i].hdr;
@@ -324,6 +370,7 @@ absl::Status ElfReader::ReadSymbols() {
     if (s.hdr.sh_info >= sections_.size()) {
       return Err(SecName(s.index), ": applies to section #", s.hdr.sh_info, ", which does not exist");
     }
+    if (rel_for_.empty()) rel_for_.resize(sections_.size(), nullptr);
     rel_for_[s.hdr.sh_info] = &s;
   }
   return absl::OkStatus();
@@ -343,6 +390,14 @@ void ElfReader::IndexSymbolNames() const {
   std::vector<uint32_t> fill(section_start_.begin(), section_start_.end() - 1);
   for (const Symbol& sym : symbols_)
     if (wanted(sym)) by_section_[fill[sym.shndx]++] = sym.index;
+  for (size_t i = 0; i + 1 < section_start_.size(); ++i) {
+    // Equal names keep their symbol-table order.
+    std::sort(by_section_.begin() + section_start_[i], by_section_.begin() + section_start_[i + 1],
+              [&](uint32_t a, uint32_t b) {
+                int c = symbols_[a].name.compare(symbols_[b].name);
+                return c < 0 || (c == 0 && a < b);
+              });
+  }
 }
 
 const Section* ElfReader::FindSection(absl::string_view name) const {
@@ -353,8 +408,7 @@ const Section* ElfReader::FindSection(absl::string_view name) const {
 }
 
 const Section* ElfReader::RelSectionFor(uint32_t target) const {
-  auto it = rel_for_.find(target);
-  return it == rel_for_.end() ? nullptr : it->second;
+  return target < rel_for_.size() ? rel_for_[target] : nullptr;
 }
 
 absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* out) {
@@ -365,6 +419,7 @@ absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* 
   size_t n = rel.data.size() / sizeof(Elf64_Rel);
   const Section& target = sections_[rel.hdr.sh_info];
   uint64_t target_size = target.hdr.sh_size;
+  out->reserve(out->size() + n);
   for (size_t i = 0; i < n; ++i) {
     Elf64_Rel r;
     memcpy(&r, rel.data.data() + i * sizeof(r), sizeof(r));
@@ -383,6 +438,18 @@ absl::Status ElfReader::ReadRelocations(const Section& rel, std::vector<Reloc>* 
   return absl::OkStatus();
 }
 
+absl::StatusOr<absl::Span<const Reloc>> ElfReader::RelocationsFor(uint32_t target) {
+  const Section* rel = RelSectionFor(target);
+  if (rel == nullptr) return absl::Span<const Reloc>();
+  auto it = relocs_.find(target);
+  if (it == relocs_.end()) {
+    std::vector<Reloc> read;
+    TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &read));
+    it = relocs_.emplace(target, std::move(read)).first;
+  }
+  return absl::MakeConstSpan(it->second);
+}
+
 absl::Status ElfReader::ReadBtf() {
   const Section* btf_sec = FindSection(".BTF");
   if (btf_sec == nullptr) return absl::OkStatus();
@@ -397,12 +464,14 @@ absl::Status ElfReader::ReadBtf() {
   // clang leaves DATASEC sizes and VAR offsets at 0 for the linker to fill
   // in; the kernel wants them, and the ELF symbols have them.
   Btf& b = *spec_.btf;
-  for (uint32_t id = 1; id < b.NumTypes(); ++id) {
-    BtfType* t = b.MutableTypeById(id);
-    if (t->kind != BtfKind::kDatasec) continue;
-    std::string sname(b.Name(*t));
+  for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
+    const BtfType* t = b.TypeById(id);
+    if (t->kind == BtfKind::kDatasec) datasecs_.emplace_back(b.Name(*t), id);
+  }
+  for (const auto& [sname, id] : datasecs_) {
     const Section* sec = FindSection(sname);
     if (sec == nullptr) continue;  // .kconfig/.ksyms: laid out in ReadExterns
+    BtfType* t = b.MutableTypeById(id);
     t->size_or_type = static_cast<uint32_t>(sec->hdr.sh_size);
     for (BtfVarSecinfo& vsi : b.MutableSecinfos(*t)) {
       const BtfType* var = b.TypeById(vsi.type);
@@ -504,7 +573,7 @@ absl::Status ElfReader::ReadLegacyMaps(const Section& sec, std::vector<std::stri
     if (m.key_size == 0 && !KeylessMapType(m.type)) {
       spec_.warnings.push_back(absl::StrCat("map '", m.name, "' has key_size 0"));
     }
-    map_syms_[sec.index][s->value] = s;
+    AddMapSymbol(sec.index, s);
     if (spec_.maps.count(m.name)) return Err(where, ": duplicate map '", m.name, "'");
     in_order->push_back(m.name);
     spec_.maps.emplace(m.name, std::move(m));
@@ -593,15 +662,17 @@ absl::Status ElfReader::ReadBtfMapValues(absl::string_view name, const BtfMember
   if (m->max_entries == 0 && arr->array_nelems != 0) m->max_entries = arr->array_nelems;
   // Slots come from relocations against this definition's values array.
   if (depth == 0) {
-    if (const Section* rel = RelSectionFor(sec.index)) {
-      std::vector<Reloc> relocs;
-      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
+    if (RelSectionFor(sec.index) != nullptr) {
+      TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(sec.index));
       uint64_t base = def_off + values.bit_offset / 8;
       // A flexible `values[]` grows the symbol, not the BTF array.
       uint64_t limit = arr->array_nelems != 0 ? base + uint64_t{arr->array_nelems} * 8
                                               : def_off + def_size;
+      auto in_values = [&](const Reloc& r) { return r.offset >= base && r.offset < limit; };
+      // The spec keeps the slots: stored at their count, not grown by doubling.
+      m->init.reserve(std::count_if(relocs.begin(), relocs.end(), in_values));
       for (const Reloc& r : relocs) {
-        if (r.offset < base || r.offset >= limit) continue;
+        if (!in_values(r)) continue;
         if ((r.offset - base) % 8 != 0) {
           return err("relocation at .maps offset ", r.offset, " is not aligned to a slot");
         }
@@ -742,12 +813,13 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
   const Btf& b = *spec_.btf;
   auto ds = Datasec(".maps");
   if (!ds) return Err("section .maps: no DATASEC '.maps' in BTF");
+  map_syms_.reserve(map_syms_.size() + b.Secinfos(*b.TypeById(*ds)).size());
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
     if (var == nullptr || var->kind != BtfKind::kVar) {
       return Err("section .maps: DATASEC entry type ", vsi.type, " is not a VAR");
     }
-    std::string name(b.Name(*var));
+    absl::string_view name = b.Name(*var);
     const Symbol* sym = nullptr;
     ForEachNamed(sec.index, name, [&](const Symbol& s) {
       if (s.type == STT_OBJECT) sym = &s;
@@ -770,9 +842,10 @@ absl::Status ElfReader::ReadBtfMaps(const Section& sec) {
     }
     auto m = ReadBtfMapDef(name, var->type(), sec, sym->value, size, 0);
     if (!m.ok()) return m.status();
-    map_syms_[sec.index][sym->value] = sym;
-    if (spec_.maps.count(name)) return Err("section .maps: duplicate map '", name, "'");
-    spec_.maps.emplace(name, std::move(*m));
+    AddMapSymbol(sec.index, sym);
+    if (!spec_.maps.try_emplace(std::string(name), std::move(*m)).second) {
+      return Err("section .maps: duplicate map '", name, "'");
+    }
   }
   return absl::OkStatus();
 }
@@ -854,10 +927,7 @@ absl::Status ElfReader::ReadStructOps(const Section& sec) {
   const Btf& b = *spec_.btf;
   auto ds = Datasec(sec.name);
   if (!ds) return Err(SecName(sec.index), ": no DATASEC in BTF");
-  std::vector<Reloc> relocs;
-  if (const Section* rel = RelSectionFor(sec.index)) {
-    TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
-  }
+  TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(sec.index));
   for (const BtfVarSecinfo& vsi : b.Secinfos(*b.TypeById(*ds))) {
     const BtfType* var = b.TypeById(vsi.type);
     if (var == nullptr || var->kind != BtfKind::kVar) continue;
@@ -961,18 +1031,7 @@ absl::Status ElfReader::ReadExterns() {
 }
 
 absl::optional<uint32_t> ElfReader::Datasec(absl::string_view name) {
-  if (!spec_.btf) return absl::nullopt;
-  if (!datasecs_) {
-    // An object has a handful of DATASECs: a list of views into the BTF
-    // string section beats a hash map of copied names.
-    datasecs_.emplace();
-    const Btf& b = *spec_.btf;
-    for (uint32_t id = b.FirstOwnId(); id < b.NumTypes(); ++id) {
-      const BtfType* t = b.TypeById(id);
-      if (t->kind == BtfKind::kDatasec) datasecs_->emplace_back(b.Name(*t), id);
-    }
-  }
-  for (const auto& [n, id] : *datasecs_) {
+  for (const auto& [n, id] : datasecs_) {
     if (n == name) return id;  // the first of a name wins
   }
   return absl::nullopt;
@@ -988,7 +1047,8 @@ const FuncRange* ElfReader::FuncAt(uint32_t shndx, uint32_t insn) const {
 }
 
 absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn, uint32_t idx,
-                                         const Reloc* reloc, FunctionCode* code) {
+                                         const Reloc* reloc, FunctionCode* code,
+                                         std::vector<InsnReference>* refs) {
   bpf_insn& insn = code->insns[idx];
   uint64_t byte_off = (uint64_t{fn.start} + idx) * 8;
   auto where = [&]() {
@@ -1014,11 +1074,11 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     if (call && insn.src_reg == BPF_PSEUDO_CALL) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+      AddReference(refs, idx, ReferenceKind::kCall, (*f)->key, 0);
     } else if (ld64 && insn.src_reg == BPF_PSEUDO_FUNC) {
       auto f = target_func(sec.index, int64_t{fn.start} + idx + insn.imm + 1, "callback");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+      AddReference(refs, idx, ReferenceKind::kFuncAddr, (*f)->key, 0);
     }
     return absl::OkStatus();
   }
@@ -1035,7 +1095,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     auto ext = spec_.externs.find(std::string(sym.name));
     if (ext == spec_.externs.end()) {
       if (call) {
-        code->references.push_back({idx, ReferenceKind::kUnresolved, std::string(sym.name), 0});
+        AddReference(refs, idx, ReferenceKind::kUnresolved, sym.name, 0);
       } else {
         // An ld_imm64 of a symbol nobody defines (inline asm constants):
         // the immediate the compiler wrote, usually 0, stays.
@@ -1049,17 +1109,17 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (!e.is_func) return Err(where(), ": call of extern '", sym.name, "', which is not a function");
       insn.src_reg = BPF_PSEUDO_KFUNC_CALL;
       insn.imm = 0;
-      code->references.push_back({idx, ReferenceKind::kKfunc, std::string(sym.name), 0});
+      AddReference(refs, idx, ReferenceKind::kKfunc, sym.name, 0);
     } else if (e.kind == ExternSpec::Kind::kKconfig) {
       int64_t off = int64_t{e.offset} + insn.imm;
       insn.src_reg = BPF_PSEUDO_MAP_VALUE;
       insn.imm = 0;
       code->insns[idx + 1].imm = static_cast<int32_t>(off);
-      code->references.push_back({idx, ReferenceKind::kKconfig, std::string(sym.name), static_cast<uint32_t>(off)});
+      AddReference(refs, idx, ReferenceKind::kKconfig, sym.name, static_cast<uint32_t>(off));
     } else {
       // Also for a kfunc whose address is taken: the loader resolves both
       // through kernel BTF or kallsyms.
-      code->references.push_back({idx, ReferenceKind::kKsym, std::string(sym.name), 0});
+      AddReference(refs, idx, ReferenceKind::kKsym, sym.name, 0);
     }
     return absl::OkStatus();
   }
@@ -1079,14 +1139,14 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
       if (sym.value % 8 != 0) return Err(where(), ": function '", sym.name, "' is misaligned");
       auto f = target_func(sym.shndx, int64_t(sym.value / 8) + insn.imm + 1, "call");
       if (!f.ok()) return f.status();
-      code->references.push_back({idx, ReferenceKind::kCall, (*f)->key, 0});
+      AddReference(refs, idx, ReferenceKind::kCall, (*f)->key, 0);
     } else {
       int64_t target = int64_t(sym.value) + insn.imm;
       if (target % 8 != 0) return Err(where(), ": callback address ", target, " is misaligned");
       auto f = target_func(sym.shndx, target / 8, "callback");
       if (!f.ok()) return f.status();
       insn.src_reg = BPF_PSEUDO_FUNC;
-      code->references.push_back({idx, ReferenceKind::kFuncAddr, (*f)->key, 0});
+      AddReference(refs, idx, ReferenceKind::kFuncAddr, (*f)->key, 0);
     }
     return absl::OkStatus();
   }
@@ -1094,22 +1154,21 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     return Err(where(), ": call relocation against '", sym.name, "' in ", SecName(sym.shndx),
                ", which is not code");
   }
-  auto msyms = map_syms_.find(sym.shndx);
-  if (msyms != map_syms_.end()) {
+  if (sym.shndx < map_sections_.size() && map_sections_[sym.shndx]) {
     uint64_t off = sym.value + (sym.type == STT_SECTION ? static_cast<uint32_t>(insn.imm) : 0);
-    auto it = msyms->second.find(off);
-    if (it == msyms->second.end()) {
+    auto it = map_syms_.find(std::make_pair(uint32_t{sym.shndx}, off));
+    if (it == map_syms_.end()) {
       return Err(where(), ": reference to ", SecName(sym.shndx), " offset ", off,
                  ", where no map is defined");
     }
     const Symbol* ms = it->second;
-    if (IsLegacyMapSection(tsec) && ms->bind == STB_LOCAL) {
+    if (ms->bind == STB_LOCAL && IsLegacyMapSection(tsec)) {
       return Err(where(), ": reference to static map '", ms->name, "' in section maps; "
                  "legacy maps must be global (possible erroneous static qualifier)");
     }
     insn.src_reg = BPF_PSEUDO_MAP_FD;
     insn.imm = 0;
-    code->references.push_back({idx, ReferenceKind::kMap, std::string(ms->name), 0});
+    AddReference(refs, idx, ReferenceKind::kMap, ms->name, 0);
     return absl::OkStatus();
   }
   auto data_map = spec_.maps.find(std::string(tsec.name));
@@ -1122,7 +1181,7 @@ absl::Status ElfReader::ResolveReference(const Section& sec, const FuncRange& fn
     insn.src_reg = BPF_PSEUDO_MAP_VALUE;
     insn.imm = 0;
     code->insns[idx + 1].imm = static_cast<int32_t>(off);
-    code->references.push_back({idx, ReferenceKind::kMapValue, std::string(tsec.name), static_cast<uint32_t>(off)});
+    AddReference(refs, idx, ReferenceKind::kMapValue, tsec.name, static_cast<uint32_t>(off));
     return absl::OkStatus();
   }
   return Err(where(), ": reference to '", sym.name, "' in ", SecName(sym.shndx),
@@ -1137,14 +1196,19 @@ absl::Status ElfReader::ReadPrograms() {
 // Pass 1: the functions of every exec section, each with a key unique in
 // the object and its range of instructions.
 absl::Status ElfReader::FindFunctions() {
-  absl::flat_hash_map<std::string, int> used;
   // Function symbols by section, in symbol order: an object with a section
   // per program would otherwise rescan every symbol for every section.
-  absl::flat_hash_map<uint32_t, std::vector<const Symbol*>> funcs_in;
+  std::vector<const Symbol*> funcs_in;
   for (const Symbol& s : symbols_) {
-    if (s.type == STT_FUNC) funcs_in[s.shndx].push_back(&s);
+    if (s.type == STT_FUNC) funcs_in.push_back(&s);
   }
-  static const std::vector<const Symbol*> kNoSymbols;
+  auto by_section = [](const Symbol* a, const Symbol* b) { return a->shndx < b->shndx; };
+  if (!std::is_sorted(funcs_in.begin(), funcs_in.end(), by_section)) {
+    std::stable_sort(funcs_in.begin(), funcs_in.end(), by_section);
+  }
+  // Sized once: growing it rehashed every name several times.
+  absl::flat_hash_set<absl::string_view> used;
+  used.reserve(funcs_in.size() + sections_.size());
   for (const Section& sec : sections_) {
     if (!sec.exec() || sec.hdr.sh_size == 0) continue;
     if (sec.hdr.sh_size % 8 != 0) {
@@ -1152,9 +1216,12 @@ absl::Status ElfReader::FindFunctions() {
     }
     uint32_t n = static_cast<uint32_t>(sec.hdr.sh_size / 8);
     std::vector<FuncRange> fs;
-    auto in_sec = funcs_in.find(sec.index);
-    for (const Symbol* sym : in_sec == funcs_in.end() ? kNoSymbols : in_sec->second) {
-      const Symbol& s = *sym;
+    Symbol probe;
+    probe.shndx = static_cast<uint16_t>(sec.index);
+    auto [first, last] = std::equal_range(funcs_in.begin(), funcs_in.end(), &probe, by_section);
+    fs.reserve(last - first);
+    for (auto it = first; it != last; ++it) {
+      const Symbol& s = **it;
       if (s.value % 8 != 0 || s.value / 8 >= n) {
         return Err(SecName(sec.index), ": function '", s.name, "' at offset ", s.value,
                    " is misaligned or outside the section");
@@ -1195,10 +1262,13 @@ absl::Status ElfReader::FindFunctions() {
       uint64_t sized_end = fs[i].start + fs[i].sym->size / 8;
       if (fs[i].sym->size > 0 && sized_end < fs[i].end) fs[i].end = static_cast<uint32_t>(sized_end);
       fs[i].is_program = program_section && fs[i].sym->bind != STB_LOCAL;
-      std::string key(fs[i].sym->name);
-      if (used.count(key)) key = absl::StrCat(key, "@", sec.name);
-      while (used.count(key)) key = absl::StrCat(key, "+", fs[i].start);
-      used[key] = 1;
+      absl::string_view key = fs[i].sym->name;
+      if (used.contains(key)) {
+        std::string renamed = absl::StrCat(key, "@", sec.name);
+        while (used.contains(renamed)) renamed = absl::StrCat(renamed, "+", fs[i].start);
+        key = renamed_keys_.emplace_back(std::move(renamed));
+      }
+      used.insert(key);
       fs[i].key = key;
     }
     funcs_[sec.index] = std::move(fs);
@@ -1206,25 +1276,130 @@ absl::Status ElfReader::FindFunctions() {
   return absl::OkStatus();
 }
 
+// The instructions of function `f`, with every reference resolved.
+// References are gathered in `refs` (the caller's, reused for every
+// function) and stored at their exact count: a vector grown one push at a
+// time would hold up to twice that for as long as the spec lives.
+absl::Status ElfReader::ReadCode(const Section& sec, const FuncRange& f,
+                                 absl::Span<const Reloc* const> relocs,
+                                 std::vector<InsnReference>* refs, FunctionCode* code) {
+  const uint32_t n = f.end - f.start;
+  const uint8_t* bytes = sec.data.data() + uint64_t{f.start} * 8;
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(bpf_insn) == 0) {
+    // One copy, without zero-filling the vector first.
+    const auto* first = reinterpret_cast<const bpf_insn*>(bytes);
+    code->insns.assign(first, first + n);
+  } else {
+    code->insns.resize(n);
+    if (n != 0) memcpy(code->insns.data(), bytes, uint64_t{n} * 8);
+  }
+  refs->clear();
+  // `relocs` are this function's, in instruction order, one per
+  // instruction: `next_reloc` is the instruction of the next one (n: none).
+  size_t next = 0;
+  auto insn_of_next = [&]() {
+    return next < relocs.size() ? static_cast<uint32_t>(relocs[next]->offset / 8 - f.start) : n;
+  };
+  uint32_t next_reloc = insn_of_next();
+  for (uint32_t i = 0; i < n; ++i) {
+    const bpf_insn& insn = code->insns[i];
+    const Reloc* reloc = nullptr;
+    if (i == next_reloc) {
+      reloc = relocs[next++];
+      next_reloc = insn_of_next();
+    }
+    const bool ld64 = insn.code == kLdImm64;
+    // Most instructions reference nothing: only a relocation, a bpf-to-bpf
+    // call, a callback address or a truncated ld_imm64 needs a look.
+    if (reloc != nullptr || (insn.code == kCall && insn.src_reg == BPF_PSEUDO_CALL) ||
+        (ld64 && (insn.src_reg == BPF_PSEUDO_FUNC || i + 1 >= n))) {
+      TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc, code, refs));
+    }
+    if (ld64) {
+      ++i;  // ResolveReference refused an ld_imm64 without its second half
+      if (i == next_reloc) {
+        return Err(SecName(sec.index), " offset ", (uint64_t{f.start} + i) * 8,
+                   ": relocation on the second half of an ld_imm64");
+      }
+    }
+  }
+  code->references.assign(std::make_move_iterator(refs->begin()),
+                          std::make_move_iterator(refs->end()));
+  return absl::OkStatus();
+}
+
+// Where the next function's BTF.ext records start, per list, when the
+// records are in instruction order and functions are taken in order.
+struct ExtCursor {
+  size_t func_info = 0, line_info = 0, core_relos = 0;
+};
+
+// The BTF.ext records of [f.start, f.end), rebased to the function, each
+// list at its exact size. With a cursor, the records are in instruction
+// order and the functions come in order of their start: the function's
+// records are the run that follows the previous function's. Without,
+// they are filtered in file order.
+void TakeExtRecords(const BtfExtSection& ext, ExtCursor* sorted, const FuncRange& f,
+                    FunctionCode* code) {
+  auto take = [&](const auto& all, size_t* next, auto* out) {
+    auto in_range = [&](const auto& r) { return r.insn_off >= f.start && r.insn_off < f.end; };
+    if (sorted != nullptr) {
+      size_t lo = *next, hi;
+      while (lo < all.size() && all[lo].insn_off < f.start) ++lo;
+      for (hi = lo; hi < all.size() && all[hi].insn_off < f.end; ++hi) {
+      }
+      out->assign(all.begin() + lo, all.begin() + hi);
+      *next = hi;
+    } else {
+      out->reserve(std::count_if(all.begin(), all.end(), in_range));
+      for (const auto& r : all) {
+        if (in_range(r)) out->push_back(r);
+      }
+    }
+    for (auto& r : *out) r.insn_off -= f.start;
+  };
+  ExtCursor unused;
+  ExtCursor* c = sorted != nullptr ? sorted : &unused;
+  take(ext.func_info, &c->func_info, &code->func_info);
+  take(ext.line_info, &c->line_info, &code->line_info);
+  take(ext.core_relos, &c->core_relos, &code->core_relos);
+}
+
+// The relocations of exec section `shndx` in instruction order, one per
+// instruction: the last listed wins, as when each overwrote the last.
+absl::StatusOr<std::vector<const Reloc*>> ElfReader::RelocationsByInsn(
+    uint32_t shndx, absl::Span<const Reloc> relocs) const {
+  std::vector<const Reloc*> by_insn;
+  by_insn.reserve(relocs.size());
+  for (const Reloc& r : relocs) {
+    if (r.offset % 8 != 0) {
+      return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
+                 " in ", SecName(shndx), " is not on an instruction boundary");
+    }
+    by_insn.push_back(&r);
+  }
+  auto earlier = [](const Reloc* a, const Reloc* b) { return a->offset < b->offset; };
+  // Compilers emit them in order; stable, so that duplicates stay in file order.
+  if (!std::is_sorted(by_insn.begin(), by_insn.end(), earlier)) {
+    std::stable_sort(by_insn.begin(), by_insn.end(), earlier);
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < by_insn.size(); ++i) {
+    if (i + 1 < by_insn.size() && by_insn[i + 1]->offset == by_insn[i]->offset) continue;
+    by_insn[kept++] = by_insn[i];
+  }
+  by_insn.resize(kept);
+  return by_insn;
+}
+
 // Pass 2: the code, references and BTF.ext records of each function, as a
-// program or a sub-program of the spec.
+// program or a sub-program of the spec, each built in place in the spec.
 absl::Status ElfReader::ReadFunctionCode() {
+  std::vector<InsnReference> refs;
   for (auto& [shndx, fs] : funcs_) {
     const Section& sec = sections_[shndx];
-    std::vector<Reloc> relocs;
-    if (const Section* rel = RelSectionFor(shndx)) {
-      TETHER_RETURN_IF_ERROR(ReadRelocations(*rel, &relocs));
-    }
-    // The relocation at each instruction of the section (the last one listed
-    // wins), indexed directly: one lookup per instruction, no hashing.
-    std::vector<const Reloc*> reloc_at(sec.hdr.sh_size / 8, nullptr);
-    for (const Reloc& r : relocs) {
-      if (r.offset % 8 != 0) {
-        return Err(SecName(rel_for_[shndx]->index), " entry ", r.entry, ": offset ", r.offset,
-                   " in ", SecName(shndx), " is not on an instruction boundary");
-      }
-      if (r.offset / 8 < reloc_at.size()) reloc_at[r.offset / 8] = &r;
-    }
+    TETHER_ASSIGN_OR_RETURN(absl::Span<const Reloc> relocs, RelocationsFor(shndx));
+    TETHER_ASSIGN_OR_RETURN(std::vector<const Reloc*> by_insn, RelocationsByInsn(shndx, relocs));
     const BtfExtSection* ext = nullptr;
     if (ext_) {
       auto it = ext_->sections.find(sec.name);
@@ -1240,47 +1415,15 @@ absl::Status ElfReader::ReadFunctionCode() {
                       std::is_sorted(ext->line_info.begin(), ext->line_info.end(), earlier) &&
                       std::is_sorted(ext->core_relos.begin(), ext->core_relos.end(), earlier);
     SectionInfo info = ParseSectionName(sec.name);
+    ExtCursor ext_cursor;
+    size_t next_reloc = 0;  // by_insn: functions come in order of their start
     for (const FuncRange& f : fs) {
-      FunctionCode code;
-      code.insns.resize(f.end - f.start);
-      if (!code.insns.empty()) {
-        memcpy(code.insns.data(), sec.data.data() + uint64_t{f.start} * 8, code.insns.size() * 8);
-      }
-      for (uint32_t i = 0; i < code.insns.size(); ++i) {
-        TETHER_RETURN_IF_ERROR(ResolveReference(sec, f, i, reloc_at[f.start + i], &code));
-        if (code.insns[i].code == kLdImm64) {
-          ++i;
-          if (f.start + i < reloc_at.size() && reloc_at[f.start + i] != nullptr) {
-            return Err(SecName(shndx), " offset ", (uint64_t{f.start} + i) * 8,
-                       ": relocation on the second half of an ld_imm64");
-          }
-        }
-      }
-      if (ext) {
-        // The records of [f.start, f.end), rebased to the function.
-        auto take = [&](const auto& all, auto* out) {
-          auto it = all.begin();
-          if (searchable) {
-            it = std::lower_bound(all.begin(), all.end(), f.start,
-                                  [](const auto& r, uint32_t off) { return r.insn_off < off; });
-          }
-          for (; it != all.end(); ++it) {
-            if (it->insn_off >= f.end) {
-              if (searchable) break;
-              continue;
-            }
-            if (it->insn_off < f.start) continue;
-            out->push_back(*it);
-            out->back().insn_off -= f.start;
-          }
-        };
-        take(ext->func_info, &code.func_info);
-        take(ext->line_info, &code.line_info);
-        take(ext->core_relos, &code.core_relos);
-      }
+      // Keys are unique among programs and functions (FindFunctions).
+      FunctionCode* code;
       if (f.is_program) {
-        ProgramSpec p;
-        p.name = f.key;
+        auto [it, inserted] = spec_.programs.try_emplace(std::string(f.key));
+        ProgramSpec& p = it->second;
+        p.name = it->first;
         p.section = std::string(sec.name);
         p.section_offset = f.start;
         p.type = info.prog_type;
@@ -1290,17 +1433,27 @@ absl::Status ElfReader::ReadFunctionCode() {
         p.return_probe = info.return_probe;
         p.license = spec_.license;
         p.kernel_version = spec_.kernel_version;
-        p.code = std::move(code);
-        spec_.programs.emplace(p.name, std::move(p));
+        code = &p.code;
       } else {
-        FunctionSpec fn;
-        fn.name = f.key;
+        auto [it, inserted] = spec_.functions.try_emplace(std::string(f.key));
+        FunctionSpec& fn = it->second;
+        fn.name = it->first;
         fn.section = std::string(sec.name);
         fn.section_offset = f.start;
         fn.global = f.sym->bind != STB_LOCAL;
-        fn.code = std::move(code);
-        spec_.functions.emplace(fn.name, std::move(fn));
+        code = &fn.code;
       }
+      // Relocations between functions (in code a sized symbol leaves out)
+      // belong to none and are skipped.
+      size_t lo = next_reloc;
+      while (lo < by_insn.size() && by_insn[lo]->offset < uint64_t{f.start} * 8) ++lo;
+      next_reloc = lo;
+      while (next_reloc < by_insn.size() && by_insn[next_reloc]->offset < uint64_t{f.end} * 8) {
+        ++next_reloc;
+      }
+      absl::Span<const Reloc* const> in_fn(by_insn.data() + lo, next_reloc - lo);
+      TETHER_RETURN_IF_ERROR(ReadCode(sec, f, in_fn, &refs, code));
+      if (ext) TakeExtRecords(*ext, searchable ? &ext_cursor : nullptr, f, code);
     }
   }
   return absl::OkStatus();

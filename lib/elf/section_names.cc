@@ -195,9 +195,15 @@ SectionInfo ParseSectionName(absl::string_view section) {
     return v;
   }();
   const size_t n = names->size();
+  // A name whose first character differs can neither equal nor prefix
+  // the section, and that is most of the table: skipped after one compare.
+  auto cannot_match = [&](absl::string_view name) {
+    return !section.empty() && !name.empty() && name[0] != section[0];
+  };
   for (size_t i = 0; i < n; ++i) {
     const SecDef& d = kSecDefs[i];
     absl::string_view name = (*names)[i];
+    if (cannot_match(name)) continue;
     if (section == name) return Make(d, "");
     if (d.match == Match::kTarget && section.size() > name.size() && section[name.size()] == '/' &&
         absl::StartsWith(section, name)) {
@@ -210,6 +216,7 @@ SectionInfo ParseSectionName(absl::string_view section) {
   size_t best = n;
   for (size_t i = 0; i < n; ++i) {
     absl::string_view name = (*names)[i];
+    if (cannot_match(name)) continue;
     if (absl::StartsWith(section, name) && (best == n || name.size() > (*names)[best].size())) best = i;
   }
   if (best != n) return Make(kSecDefs[best], "");

@@ -42,6 +42,8 @@ GOALS = [
     ("batch_iterate_10k", "tether_batch", "tether_per_key", 1 / 50, "max", "batch iteration >= 50x faster than per key"),
     ("ringbuf_consume", "tether", "libbpf", 1.0, "max", "ringbuf >= 1.0x libbpf (time per record)"),
     ("agent_load", "tether", "libbpf", 0.95, "max", "full load <= 0.95x libbpf (agent scale: 100 programs, 50 maps, 5 arrays)"),
+    ("agent_load_serial", "tether", "libbpf", 1.0, "max",
+     "agent-scale load with load_threads = 1 <= 1.0x libbpf (programs one after another; beside agent_load, what threads bring)"),
     ("agent_user_cpu", "tether", "libbpf", 0.5, "max",
      "agent-scale load: user CPU outside the verifier <= 0.5x libbpf (getrusage user time; callgrind below)"),
     ("vmlinux_parse_cold", "tether", "libbpf", 1.0, "max", "CO-RE: vmlinux BTF parse faster than libbpf"),

@@ -64,7 +64,8 @@ struct CollectionOptions {
   // and JIT of a privileged caller's programs concurrently). 1: one after
   // another on the calling thread. 0: the environment variable
   // TETHER_LOAD_THREADS if set to a positive number, else one per online
-  // CPU, at most 4, and none started for a load of one or two programs.
+  // CPU, at most 4; none started for a load of one or two programs or on
+  // a machine with one or two CPUs.
   // Never more than the programs to load. The result does not depend on
   // it: the same programs, maps, graph and, when a program fails, the
   // error of the first failing program in name order (the one a serial

@@ -631,7 +631,11 @@ class CollectionLoader {
   // Workers for a load of `programs` programs: CollectionOptions::load_threads,
   // or TETHER_LOAD_THREADS when that is 0, or one per online CPU up to
   // kAutoLoadThreads. Automatic mode starts no thread for one or two
-  // programs: a thread costs more to start than such a load can gain.
+  // programs (a thread costs more to start than such a load can gain), nor
+  // on one or two CPUs: there the part of BPF_PROG_LOAD that runs in
+  // parallel (the verifier) was a few percent of it, the JIT's text
+  // patching under the kernel's text_mutex and its IPIs most of it, and a
+  // second loader only added system time (docs/benchmarks.md, agent_load).
   size_t LoadThreads(size_t programs) const {
     constexpr size_t kAutoLoadThreads = 4;
     size_t asked = opt_.load_threads;
@@ -640,9 +644,9 @@ class CollectionLoader {
       if (env != nullptr && *env != '\0') asked = strtoul(env, nullptr, 10);
     }
     if (asked == 0) {
-      if (programs <= 2) return 1;
       long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-      asked = std::min<size_t>(cpus > 0 ? static_cast<size_t>(cpus) : 1, kAutoLoadThreads);
+      if (programs <= 2 || cpus <= 2) return 1;
+      asked = std::min<size_t>(static_cast<size_t>(cpus), kAutoLoadThreads);
     }
     return std::max<size_t>(1, std::min(asked, programs));
   }

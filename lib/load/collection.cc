@@ -635,7 +635,7 @@ class CollectionLoader {
   // on one or two CPUs: there the part of BPF_PROG_LOAD that runs in
   // parallel (the verifier) was a few percent of it, the JIT's text
   // patching under the kernel's text_mutex and its IPIs most of it, and a
-  // second loader only added system time (docs/benchmarks.md, agent_load).
+  // second loader only added system time (perf of the agent object, issue 21).
   size_t LoadThreads(size_t programs) const {
     constexpr size_t kAutoLoadThreads = 4;
     size_t asked = opt_.load_threads;

@@ -19,7 +19,7 @@ using namespace tether::bench;
 extern "C" __attribute__((noinline)) int bench_agent_load_tether(int rounds, const char* dir) {
   int failed = 0;
   for (int r = 0; r < rounds; ++r) {
-    absl::Status st = TetherLoad(AgentObject(), dir);
+    absl::Status st = TetherLoadSerial(AgentObject(), dir);
     if (!st.ok()) fprintf(stderr, "tether: %s\n", st.ToString().c_str());
     failed += !st.ok();
   }

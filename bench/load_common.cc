@@ -151,17 +151,30 @@ absl::Status LibbpfOpen(const BenchObject& o) {
   return absl::OkStatus();
 }
 
-absl::Status TetherLoad(const BenchObject& o, const std::string& pin_dir) {
+namespace {
+
+absl::Status TetherLoadWith(const BenchObject& o, const std::string& pin_dir, uint32_t threads) {
   Setup();
   auto spec = CollectionSpec::FromMemory(o.bytes, o.name);
   if (!spec.ok()) return spec.status();
   CollectionOptions opts;
+  opts.load_threads = threads;
   opts.pin_dir = pin_dir;
   opts.default_program_type = BPF_PROG_TYPE_SOCKET_FILTER;
   auto coll = Collection::Load(*spec, opts);
   if (!coll.ok()) return coll.status();
   for (const std::string& pin : coll->created_pins()) unlink(pin.c_str());
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status TetherLoad(const BenchObject& o, const std::string& pin_dir) {
+  return TetherLoadWith(o, pin_dir, 0);
+}
+
+absl::Status TetherLoadSerial(const BenchObject& o, const std::string& pin_dir) {
+  return TetherLoadWith(o, pin_dir, 1);
 }
 
 bpf_object* LibbpfLoadKeep(const BenchObject& o, const std::string& pin_dir, absl::Status* status) {

@@ -44,6 +44,9 @@ absl::Status LibbpfOpen(const BenchObject& o);
 // Open, load everything, then close it all and remove the pins it made
 // (under a bpffs directory of the caller's).
 absl::Status TetherLoad(const BenchObject& o, const std::string& pin_dir);
+// The same with CollectionOptions::load_threads = 1: programs one after
+// another, as before threaded loading.
+absl::Status TetherLoadSerial(const BenchObject& o, const std::string& pin_dir);
 absl::Status LibbpfLoad(const BenchObject& o, const std::string& pin_dir);
 // libbpf loads, kept open (for RSS measurements); close with bpf_object__close.
 struct bpf_object* LibbpfLoadKeep(const BenchObject& o, const std::string& pin_dir, absl::Status* status);

@@ -42,7 +42,9 @@ GOALS = [
     ("batch_iterate_10k", "tether_batch", "tether_per_key", 1 / 50, "max", "batch iteration >= 50x faster than per key"),
     ("ringbuf_consume", "tether", "libbpf", 1.0, "max", "ringbuf >= 1.0x libbpf (time per record)"),
     ("agent_load", "tether", "libbpf", 0.95, "max", "full load <= 0.95x libbpf (agent scale: 100 programs, 50 maps, 5 arrays)"),
-    # The next three come from outside Google Benchmark (external_rows):
+    ("agent_load_serial", "tether", "libbpf", 1.0, "max",
+     "agent-scale load with load_threads = 1 <= 1.0x libbpf (programs one after another; beside agent_load, what threads bring)"),
+    # The next four come from outside Google Benchmark (external_rows):
     # callgrind's count of user-space instructions (valgrind runs no kernel
     # code, so the verifier and every syscall are left out by construction;
     # this VM has no hardware counters to count them natively), and the

@@ -60,6 +60,17 @@ struct CollectionOptions {
   // is inserted or created for programs without tail calls. See
   // docs/lifecycle.md, "Tail-call miss counters".
   bool count_tail_call_misses = true;
+  // Threads that link and load programs (BPF_PROG_LOAD runs the verifier
+  // and JIT of a privileged caller's programs concurrently). 1: one after
+  // another on the calling thread. 0: the environment variable
+  // TETHER_LOAD_THREADS if set to a positive number, else one per online
+  // CPU, at most 4; none started for a load of one or two programs or on
+  // a machine with one or two CPUs.
+  // Never more than the programs to load. The result does not depend on
+  // it: the same programs, maps, graph and, when a program fails, the
+  // error of the first failing program in name order (the one a serial
+  // load returns), with every fd of the load closed. See docs/api.md.
+  uint32_t load_threads = 0;
 };
 
 // Distinct error for a pinned map that does not match its spec. The

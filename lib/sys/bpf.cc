@@ -31,6 +31,10 @@ constexpr absl::string_view kVerifierLogHeading = "verifier log";
 // per kind of hook that is on.
 constexpr uint32_t kHookFault = 1;   // fail the nth call (InjectFault)
 constexpr uint32_t kHookRefuse = 2;  // refuse object types (RefuseMapType...)
+constexpr uint32_t kHookProgLoadFault = 4;  // fail the nth BPF_PROG_LOAD
+std::atomic<uint64_t> g_prog_load_fault_calls{0};
+std::atomic<uint64_t> g_prog_load_fault_nth{0};
+std::atomic<int> g_prog_load_fault_errno{0};
 std::atomic<uint32_t> g_hooks{0};
 std::atomic<uint64_t> g_fault_calls{0};
 std::atomic<uint64_t> g_fault_nth{0};
@@ -113,6 +117,10 @@ long Bpf(int cmd, union bpf_attr* attr, unsigned int size) {
   if (__builtin_expect(hooks != 0, 0)) {
     if (hooks & kHookRefuse) {
       if (int err = RefusalFor(cmd, attr)) return -err;
+    }
+    if ((hooks & kHookProgLoadFault) && cmd == BPF_PROG_LOAD &&
+        g_prog_load_fault_calls.fetch_add(1) + 1 == g_prog_load_fault_nth.load()) {
+      return -g_prog_load_fault_errno.load();
     }
   }
   if (__builtin_expect(hooks & kHookFault, 0)) {
@@ -861,6 +869,17 @@ void InjectPersistentFault(uint64_t nth, int err) {
   InjectFault(nth, err);
   g_fault_persistent.store(true);
 }
+void InjectProgLoadFault(uint64_t nth, int err) {
+  g_prog_load_fault_calls.store(0);
+  g_prog_load_fault_nth.store(nth);
+  g_prog_load_fault_errno.store(err);
+  if (nth != 0) {
+    g_hooks.fetch_or(kHookProgLoadFault);
+  } else {
+    g_hooks.fetch_and(~kHookProgLoadFault);
+  }
+}
+
 void ClearFault() {
   g_hooks.fetch_and(~kHookFault);
   g_fault_nth.store(0);

@@ -266,6 +266,10 @@ void ClearFault();
 uint64_t CallCount();
 // Counts calls without failing any.
 void StartCounting();
+// Fails the nth BPF_PROG_LOAD from now on (1-based) with err, once;
+// other commands are neither failed nor counted. nth == 0 disarms.
+// Independent of InjectFault.
+void InjectProgLoadFault(uint64_t nth, int err);
 
 // A kernel that refuses a feature it has, as a hardening policy, an LSM or
 // a seccomp rule would: every BPF_MAP_CREATE of `map_type` fails with

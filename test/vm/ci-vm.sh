@@ -135,6 +135,10 @@ if [ "$RUN_HOST" = 1 ]; then
     host_run host-refusing TETHER_TEST_REFUSE=map:arena,prog:tracing
     MATRIX_ARGS+=(--expect-skip "host-refusing=map element iterator writes every value of the map"
                   --expect-skip "host-refusing=fentry: a trampoline program runs when its target does")
+    # Every collection load on four threads (CollectionOptions::load_threads
+    # left at 0 reads TETHER_LOAD_THREADS), down to one- and two-program
+    # objects: the suite's load, error-text and fd-leak tests hold there too.
+    host_run host-threads TETHER_LOAD_THREADS=4
 fi
 
 # One boot per kernel runs the suite, then the probe report. Output goes to

@@ -352,8 +352,8 @@ class CollectionLoader {
     return absl::OkStatus();
   }
 
-  // Every program, linked and loaded by the worker that loads it
-  // (CollectionOptions::load_threads). The outcome is the serial one:
+  // Every program, relocated and loaded by one worker
+  // (CollectionOptions::load_threads) from the code Resolve linked. The outcome is the serial one:
   // programs go into the result in name order, and the error returned is
   // that of the first failing program in that order. Workers take the
   // programs in that order and none starts a program past a failed one,
@@ -638,7 +638,8 @@ class CollectionLoader {
       if (env != nullptr && *env != '\0') asked = strtoul(env, nullptr, 10);
     }
     if (asked == 0) {
-      long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+      // Read once: sysconf opens and parses /sys for every call.
+      static const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
       if (programs <= 2 || cpus <= 2) return 1;
       asked = std::min<size_t>(static_cast<size_t>(cpus), kAutoLoadThreads);
     }

@@ -56,6 +56,9 @@ using Clock = std::chrono::steady_clock;
 // pointer in an array instead. So under TCG (the VM runner says so), where
 // tcx exists, the pipeline runs as tcx ingress programs; on the host and
 // on 6.1 (no tcx) it runs as XDP. The protocol and every check are the same.
+// The tcx build also makes its tail-call indexes opaque to the verifier:
+// a later run panicked the 6.12 guest inside a direct tail-call jump that
+// the kernel was re-patching on a slot update (pipeline.bpf.c says more).
 bool UseTcx() {
   static const bool tcx = [] {
     const char* accel = getenv("TETHER_VM_ACCEL_USED");
@@ -363,7 +366,8 @@ TEST_CASE("pipeline: 1000 in-process replacements under traffic miss nothing", "
     reading += std::chrono::duration<double, std::milli>(Clock::now() - read_start).count();
     CHECK(sites == 3);  // entry, stage_one, stage_two each have one site
     if (v == 2) {
-      CHECK(stats.maps_kept == 3);  // counters, misses, seen
+      // counters, misses, seen; and the tcx build's .bss (slot_base).
+      CHECK(stats.maps_kept == (UseTcx() ? 4u : 3u));
       CHECK(stats.arrays_new == 2);
       CHECK(stats.slots_filled == 1);  // finals[0], which no static entry fills
       replacements = Scaled(replacements,

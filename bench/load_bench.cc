@@ -10,6 +10,10 @@
 //   agent_load_serial/*   the same with CollectionOptions::load_threads = 1
 //                         (libbpf again, measured beside it): what threads bring
 //   agent_outside_verifier/*
+//   agent_in_bpf/*        time inside bpf(2) alone per agent load: the
+//                         kernel's share, which bounds what agent_load's
+//                         ratio can reach (docs/benchmarks.md)
+//   agent_outside_bpf/*   the agent load minus all of its time in bpf(2)
 //   agent_{explain,what_breaks,to_dot,cycles}/tether: graph queries with
 //                         the agent object loaded
 // Memory figures (RSS, bytes per handle, node and edge) are printed by
@@ -55,13 +59,16 @@ void OpenAll(benchmark::State& state, absl::Status (*open)(const BenchObject&)) 
 BENCHMARK_CAPTURE(OpenAll, tether, TetherOpen)->Name("elf_open/tether")->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(OpenAll, libbpf, LibbpfOpen)->Name("elf_open/libbpf")->Unit(benchmark::kMicrosecond);
 
-// Loads every object of `set` once per iteration. With `outside`, the time
-// reported leaves out what BPF_PROG_LOAD took. tether's rows of that kind
-// load with load_threads = 1: on threads, the time inside BPF_PROG_LOAD
-// summed over workers overlaps, and wall minus it means nothing.
-void LoadAll(benchmark::State& state, const std::vector<BenchObject>& set, Loader load, bool outside) {
+// What a load row reports per iteration: the wall time, the wall time minus
+// what BPF_PROG_LOAD took or minus what all of bpf(2) took, or the time
+// inside bpf(2) alone. tether's rows other than kWall load with
+// load_threads = 1: on threads, the time inside the kernel summed over
+// workers overlaps, and wall minus it means nothing.
+enum class Timed { kWall, kOutsideProgLoad, kOutsideBpf, kInBpf };
+
+void LoadAll(benchmark::State& state, const std::vector<BenchObject>& set, Loader load, Timed timed) {
   std::string dir = MakePinDir();
-  uint64_t prog_load_ns = 0, total_ns = 0, prog_loads = 0;
+  uint64_t prog_load_ns = 0, bpf_ns = 0, total_ns = 0, prog_loads = 0, bpf_calls = 0;
   for (auto _ : state) {
     ResetProgLoad();
     CountProgLoad(true);
@@ -79,32 +86,52 @@ void LoadAll(benchmark::State& state, const std::vector<BenchObject>& set, Loade
     total_ns += ns;
     prog_load_ns += ProgLoadNanos();
     prog_loads += ProgLoadCalls();
-    if (outside) state.SetIterationTime(double(ns - std::min<uint64_t>(ns, ProgLoadNanos())) * 1e-9);
+    bpf_ns += BpfNanos();
+    bpf_calls += BpfCalls();
+    switch (timed) {
+      case Timed::kWall:
+        break;
+      case Timed::kOutsideProgLoad:
+        state.SetIterationTime(double(ns - std::min<uint64_t>(ns, ProgLoadNanos())) * 1e-9);
+        break;
+      case Timed::kOutsideBpf:
+        state.SetIterationTime(double(ns - std::min<uint64_t>(ns, BpfNanos())) * 1e-9);
+        break;
+      case Timed::kInBpf:
+        state.SetIterationTime(double(BpfNanos()) * 1e-9);
+        break;
+    }
   }
   RemovePinDir(dir);
   state.counters["objects"] = static_cast<double>(set.size());
   state.counters["prog_loads"] = benchmark::Counter(double(prog_loads), benchmark::Counter::kAvgIterations);
+  state.counters["bpf_calls"] = benchmark::Counter(double(bpf_calls), benchmark::Counter::kAvgIterations);
   state.counters["in_prog_load_pct"] = total_ns ? 100.0 * double(prog_load_ns) / double(total_ns) : 0;
+  state.counters["in_bpf_pct"] = total_ns ? 100.0 * double(bpf_ns) / double(total_ns) : 0;
 }
 
-void CollectionLoad(benchmark::State& state, Loader load, bool outside) {
-  LoadAll(state, LoadSet(), load, outside);
+void CollectionLoad(benchmark::State& state, Loader load, Timed timed) {
+  LoadAll(state, LoadSet(), load, timed);
 }
-void AgentLoad(benchmark::State& state, Loader load, bool outside) {
+void AgentLoad(benchmark::State& state, Loader load, Timed timed) {
   static const std::vector<BenchObject> agent = {AgentObject()};
-  LoadAll(state, agent, load, outside);
+  LoadAll(state, agent, load, timed);
 }
 
-BENCHMARK_CAPTURE(CollectionLoad, tether, TetherLoad, false)->Name("collection_load/tether")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(CollectionLoad, libbpf, LibbpfLoad, false)->Name("collection_load/libbpf")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(CollectionLoad, tether, TetherLoadSerial, true)->Name("load_outside_verifier/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(CollectionLoad, libbpf, LibbpfLoad, true)->Name("load_outside_verifier/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoad, false)->Name("agent_load/tether")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, false)->Name("agent_load/libbpf")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, false)->Name("agent_load_serial/tether")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, false)->Name("agent_load_serial/libbpf")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, true)->Name("agent_outside_verifier/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, true)->Name("agent_outside_verifier/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(CollectionLoad, tether, TetherLoad, Timed::kWall)->Name("collection_load/tether")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(CollectionLoad, libbpf, LibbpfLoad, Timed::kWall)->Name("collection_load/libbpf")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(CollectionLoad, tether, TetherLoadSerial, Timed::kOutsideProgLoad)->Name("load_outside_verifier/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(CollectionLoad, libbpf, LibbpfLoad, Timed::kOutsideProgLoad)->Name("load_outside_verifier/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoad, Timed::kWall)->Name("agent_load/tether")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, Timed::kWall)->Name("agent_load/libbpf")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, Timed::kWall)->Name("agent_load_serial/tether")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, Timed::kWall)->Name("agent_load_serial/libbpf")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, Timed::kOutsideProgLoad)->Name("agent_outside_verifier/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, Timed::kOutsideProgLoad)->Name("agent_outside_verifier/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, Timed::kInBpf)->Name("agent_in_bpf/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, Timed::kInBpf)->Name("agent_in_bpf/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, tether, TetherLoadSerial, Timed::kOutsideBpf)->Name("agent_outside_bpf/tether")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(AgentLoad, libbpf, LibbpfLoad, Timed::kOutsideBpf)->Name("agent_outside_bpf/libbpf")->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // The agent object, loaded for one benchmark run and dropped after it, so
 // that it does not weigh on the other graph benchmarks. The counters say

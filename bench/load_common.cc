@@ -24,13 +24,19 @@ namespace tether::bench {
 extern std::atomic<bool> g_count_prog_load;
 extern std::atomic<uint64_t> g_prog_load_ns;
 extern std::atomic<uint64_t> g_prog_load_calls;
+extern std::atomic<uint64_t> g_bpf_ns;
+extern std::atomic<uint64_t> g_bpf_calls;
 
 void CountProgLoad(bool on) { g_count_prog_load.store(on); }
 uint64_t ProgLoadNanos() { return g_prog_load_ns.load(); }
 uint64_t ProgLoadCalls() { return g_prog_load_calls.load(); }
+uint64_t BpfNanos() { return g_bpf_ns.load(); }
+uint64_t BpfCalls() { return g_bpf_calls.load(); }
 void ResetProgLoad() {
   g_prog_load_ns.store(0);
   g_prog_load_calls.store(0);
+  g_bpf_ns.store(0);
+  g_bpf_calls.store(0);
 }
 
 namespace {

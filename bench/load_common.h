@@ -55,11 +55,13 @@ struct bpf_object* LibbpfLoadKeep(const BenchObject& o, const std::string& pin_d
 std::string MakePinDir();
 void RemovePinDir(const std::string& dir);
 
-// Time spent inside BPF_PROG_LOAD (the verifier, mostly) by any bpf()
-// call of this process, tether's or libbpf's, while counting is on.
+// Time spent inside BPF_PROG_LOAD (the verifier, mostly), and inside any
+// bpf() call, by this process, tether's or libbpf's, while counting is on.
 void CountProgLoad(bool on);
 uint64_t ProgLoadNanos();
 uint64_t ProgLoadCalls();
+uint64_t BpfNanos();
+uint64_t BpfCalls();
 void ResetProgLoad();
 
 }  // namespace tether::bench

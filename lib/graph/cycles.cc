@@ -59,7 +59,7 @@ void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
 bool CycleFinder::HasParallelCycleEdge(const NodeData& n, NodeRef to) const {
   int count = 0;
   for (const Edge& e : n.out)
-    if (e.to == to && Follows(e.kind, to)) ++count;
+    if (e.peer_ref() == to && Follows(e.kind, to)) ++count;
   return count > 1;
 }
 
@@ -96,11 +96,12 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
       continue;
     }
     const Edge& e = f.node->out[f.next_edge++];
-    // Follows(), with the one lookup the step needs anyway.
+    // Follows(), on the node the edge points at.
     if (e.kind != EdgeKind::kTailCall && e.kind != EdgeKind::kUsesMap) continue;
-    NodeData* next = store_.Find(e.to);
-    if (e.kind == EdgeKind::kUsesMap && !(next && IsProgArrayType(next->node.type))) continue;
-    if (e.to == from) {
+    NodeData* next = e.peer;
+    if (e.kind == EdgeKind::kUsesMap && !IsProgArrayType(next->node.type)) continue;
+    const NodeRef next_ref = next->node.ref;
+    if (next_ref == from) {
       Cycle c;
       c.nodes.reserve(path.size() + 1);
       c.nodes.push_back(from);
@@ -111,8 +112,8 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
     }
     // Past the limit, the paths under way still report the cycles they
     // close with their own edges, but go no deeper.
-    if (found >= kMaxCyclesPerEdge || !next || next->mark == on_path) continue;
-    path.push_back(e.to);
+    if (found >= kMaxCyclesPerEdge || next->mark == on_path) continue;
+    path.push_back(next_ref);
     next->mark = on_path;
     stack.push_back(Frame{next, 0});
   }
@@ -158,7 +159,7 @@ bool CycleFinder::HasCycleEdge(NodeRef from, NodeRef to) const {
   const NodeData* n = store_.Find(from);
   if (!n) return false;
   for (const Edge& e : n->out)
-    if (e.to == to && (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kUsesMap)) return true;
+    if (e.peer_ref() == to && (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kUsesMap)) return true;
   return false;
 }
 

@@ -205,7 +205,7 @@ std::string GraphPinPathOf(NodeRef target) {
   const NodeData* n = store.Find(target);
   if (!n) return "";
   for (const Edge& e : n->in)
-    if (e.kind == EdgeKind::kPinHolds) return store.Find(e.from)->node.name;
+    if (e.kind == EdgeKind::kPinHolds) return e.peer->node.name;
   return "";
 }
 

@@ -73,34 +73,34 @@ void Narrator::Explain(NodeRef ref, int depth, absl::flat_hash_set<NodeRef>* see
   for (const Edge& e : n->in) {
     switch (e.kind) {
       case EdgeKind::kPinHolds:
-        lines->push_back(absl::StrCat(indent, "pinned at ", store_.Find(e.from)->node.name));
+        lines->push_back(absl::StrCat(indent, "pinned at ", e.peer->node.name));
         break;
       case EdgeKind::kTailCall: {
-        const NodeData* a = store_.Find(e.from);
+        const NodeData* a = e.peer;
         bool holds = a && live_.ArrayHasUserRef(*a);
         lines->push_back(absl::StrFormat(
-            "%sentry [%u] of %s%s", indent, e.slot, Label(e.from),
+            "%sentry [%u] of %s%s", indent, e.slot, Label(e.peer_ref()),
             holds ? ", which is held by:" : ", which has no user reference left"));
-        if (holds) Explain(e.from, depth + 1, seen, lines);
+        if (holds) Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       }
       case EdgeKind::kLinkHolds:
-        lines->push_back(absl::StrCat(indent, "held by ", Label(e.from), ", which is held by:"));
-        Explain(e.from, depth + 1, seen, lines);
+        lines->push_back(absl::StrCat(indent, "held by ", Label(e.peer_ref()), ", which is held by:"));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kUsesMap:
-        lines->push_back(absl::StrCat(indent, "used by ", Label(e.from), ", which is held by:"));
-        Explain(e.from, depth + 1, seen, lines);
+        lines->push_back(absl::StrCat(indent, "used by ", Label(e.peer_ref()), ", which is held by:"));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kInnerMap:
         lines->push_back(absl::StrFormat("%sinner map at [%u] of %s, which is held by:", indent,
-                                         e.slot, Label(e.from)));
-        Explain(e.from, depth + 1, seen, lines);
+                                         e.slot, Label(e.peer_ref())));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kStructOps:
         lines->push_back(absl::StrFormat("%smember %u of struct_ops %s, which is held by:", indent,
-                                         e.slot, Label(e.from)));
-        Explain(e.from, depth + 1, seen, lines);
+                                         e.slot, Label(e.peer_ref())));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
     }
   }

@@ -97,7 +97,7 @@ std::vector<GraphEdge> ObjectGraph::Edges() const {
   detail::LockedStore store(*state_);
   std::vector<GraphEdge> out;
   for (const auto& [ref, n] : store.state().nodes)
-    for (const detail::Edge& e : n.out) out.push_back(GraphEdge{e.from, e.to, e.kind, e.slot});
+    for (const detail::Edge& e : n.out) out.push_back(GraphEdge{ref, e.peer_ref(), e.kind, e.slot});
   std::sort(out.begin(), out.end(), [](const GraphEdge& a, const GraphEdge& b) {
     return std::make_tuple(a.from.kind, a.from.id, a.kind, a.slot, a.to.kind, a.to.id) <
            std::make_tuple(b.from.kind, b.from.id, b.kind, b.slot, b.to.kind, b.to.id);

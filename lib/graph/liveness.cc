@@ -45,35 +45,34 @@ bool Liveness::HasOwnHolder(const NodeData& n) const {
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
-  // The usual answer, a holder of its own, needs no walk and no set.
   const NodeData* n = store_.Find(ref);
-  if (!n) return false;
-  if (HasOwnHolder(*n)) return true;
-  VisitedNodes seen;
-  return Live(ref, excluded_array, &seen);
+  return n && Live(*n, excluded_array);
 }
 
-bool Liveness::Live(NodeRef ref, NodeRef excluded_array,
-                    VisitedNodes* seen) const {
-  if (!seen->Insert(ref)) return false;
-  const NodeData* n = store_.Find(ref);
-  if (!n) return false;
-  if (HasOwnHolder(*n)) return true;
-  for (const Edge& e : n->in) {
+bool Liveness::Live(const NodeData& n, NodeRef excluded_array) const {
+  // The usual answer, a holder of its own, needs no walk and no set.
+  if (HasOwnHolder(n)) return true;
+  VisitedNodes seen;
+  return Live(n, excluded_array, &seen);
+}
+
+// Walks the holders along the edges' own node pointers: no lookup by id.
+bool Liveness::Live(const NodeData& n, NodeRef excluded_array, VisitedNodes* seen) const {
+  if (!seen->Insert(n.node.ref)) return false;
+  if (HasOwnHolder(n)) return true;
+  for (const Edge& e : n.in) {
     switch (e.kind) {
       case EdgeKind::kPinHolds:
         return true;
-      case EdgeKind::kTailCall: {
-        if (e.from == excluded_array) break;
-        const NodeData* a = store_.Find(e.from);
-        if (a && ArrayHasUserRef(*a)) return true;
+      case EdgeKind::kTailCall:
+        if (e.peer_ref() == excluded_array) break;
+        if (ArrayHasUserRef(*e.peer)) return true;
         break;
-      }
       case EdgeKind::kLinkHolds:
       case EdgeKind::kUsesMap:
       case EdgeKind::kInnerMap:
       case EdgeKind::kStructOps:
-        if (Live(e.from, excluded_array, seen)) return true;
+        if (Live(*e.peer, excluded_array, seen)) return true;
         break;
     }
   }
@@ -85,7 +84,7 @@ std::vector<NodeRef> Liveness::LiveUsers(NodeRef array) const {
   const NodeData* a = store_.Find(array);
   if (!a) return users;
   for (const Edge& e : a->in) {
-    if (e.kind == EdgeKind::kUsesMap && Live(e.from, array)) users.push_back(e.from);
+    if (e.kind == EdgeKind::kUsesMap && Live(*e.peer, array)) users.push_back(e.peer_ref());
   }
   return users;
 }

@@ -55,9 +55,11 @@ void Store::AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot) {
 }
 
 void Store::AddEdge(NodeData& from, NodeData& to, EdgeKind kind, uint32_t slot) {
-  Edge e{from.node.ref, to.node.ref, kind, slot};
-  from.out.push_back(e);
-  to.in.push_back(e);
+  const size_t out_at = from.out.size(), in_at = to.in.size();
+  // Past the limit the edge is not recorded (see kMaxEdgesPerNode).
+  if (out_at >= kMaxEdgesPerNode || in_at >= kMaxEdgesPerNode) return;
+  from.out.push_back(Edge{&to, slot, static_cast<uint32_t>(in_at), kind});
+  to.in.push_back(Edge{&from, slot, static_cast<uint32_t>(out_at), kind});
   ++s_.edge_count;
   if (s_.incremental_cycles && IsOrderedEdge(kind)) OrderOnEdgeAdded(*this, &from, &to);
 }
@@ -68,33 +70,53 @@ std::vector<NodeRef> Store::RemoveEdges(NodeRef from, absl::FunctionRef<bool(con
   return RemoveEdges(*n, match);
 }
 
+// Each list fills the hole with its last entry, whose mirror then learns
+// its new index: no scan of either list, whatever their length.
+void Store::Unlink(NodeData& from, size_t i) {
+  const Edge e = from.out[i];
+  std::vector<Edge>& in = e.peer->in;
+  const size_t j = e.twin;
+  if (j + 1 != in.size()) {
+    in[j] = in.back();
+    const Edge& moved = in[j];
+    moved.peer->out[moved.twin].twin = static_cast<uint32_t>(j);
+  }
+  in.pop_back();
+  if (i + 1 != from.out.size()) {
+    from.out[i] = from.out.back();
+    const Edge& moved = from.out[i];
+    moved.peer->in[moved.twin].twin = static_cast<uint32_t>(i);
+  }
+  from.out.pop_back();
+}
+
 std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(const Edge&)> match) {
   std::vector<NodeRef> touched;
   auto& out = n.out;
   touched.reserve(out.size());
+  // In the order, and with the same moves, as before edges knew their
+  // twins: the lists keep the order that diagnostics list users in.
   for (size_t i = 0; i < out.size();) {
     if (!match(out[i])) {
       ++i;
       continue;
     }
-    Edge e = out[i];
-    out[i] = out.back();
-    out.pop_back();
-    if (NodeData* t = Find(e.to)) {
-      auto& in = t->in;
-      for (size_t j = 0; j < in.size(); ++j) {
-        if (in[j].from == e.from && in[j].kind == e.kind && in[j].slot == e.slot) {
-          in[j] = in.back();
-          in.pop_back();
-          break;
-        }
-      }
-    }
+    const EdgeKind kind = out[i].kind;
+    touched.push_back(out[i].peer_ref());
+    Unlink(n, i);
     --s_.edge_count;
-    if (IsOrderedEdge(e.kind)) OrderOnEdgeRemoved(s_);
-    touched.push_back(e.to);
+    if (IsOrderedEdge(kind)) OrderOnEdgeRemoved(s_);
   }
   return touched;
+}
+
+void Store::CopyNodesFrom(const GraphState& other) {
+  s_.nodes = other.nodes;
+  // The copies still point at `other`'s nodes: point them at their own.
+  for (auto& [ref, n] : s_.nodes) {
+    for (Edge& e : n.out) e.peer = &s_.nodes.find(e.peer->node.ref)->second;
+    for (Edge& e : n.in) e.peer = &s_.nodes.find(e.peer->node.ref)->second;
+  }
 }
 
 std::vector<NodeRef> Store::RemoveEntry(NodeRef from, EdgeKind kind, uint32_t slot) {

@@ -18,12 +18,28 @@ namespace tether::detail {
 
 bool IsProgArrayType(uint32_t type);
 
+struct NodeData;
+
+// One end of an edge. Every edge is kept twice, in `from.out` (peer: the
+// target) and in `to.in` (peer: the source), and each copy knows where the
+// other sits (`twin`), so removing an edge is constant time: a program
+// array with a hundred users no longer scans its incoming list once per
+// user as the users go. The peer is the node itself, not its id: nodes
+// stay put in the node_hash_map while others come and go, and a walk
+// along edges needs no hash lookup per step. 16 bytes a copy (24 with
+// both ids spelled out, as before).
 struct Edge {
-  NodeRef from;
-  NodeRef to;
-  EdgeKind kind;
-  uint32_t slot;
+  NodeData* peer = nullptr;
+  uint32_t slot = 0;   // array index (kTailCall, kInnerMap), member index (kStructOps)
+  uint32_t twin : 24;  // index of the mirror copy in peer's other list
+  EdgeKind kind : 8;
+  NodeRef peer_ref() const;
 };
+static_assert(sizeof(Edge) == 16, "an edge copy is a pointer and two words");
+// How many edges one node may have in each direction: `twin` is 24 bits.
+// A kernel object with sixteen million references costs gigabytes in the
+// kernel long before that.
+inline constexpr uint32_t kMaxEdgesPerNode = (1u << 24) - 1;
 
 struct NodeData {
   GraphNode node;
@@ -39,6 +55,8 @@ struct NodeData {
   uint64_t order = 0;
   uint64_t mark = 0;
 };
+
+inline NodeRef Edge::peer_ref() const { return peer->node.ref; }
 
 class GraphState {
  public:
@@ -103,9 +121,12 @@ class Store {
   void AddEdge(NodeRef from, NodeRef to, EdgeKind kind, uint32_t slot);
   // The same for nodes already at hand (from Ensure or Find).
   void AddEdge(NodeData& from, NodeData& to, EdgeKind kind, uint32_t slot);
-  // Removes edges out of `from` that match; returns the targets touched.
+  // Removes edges out of `from` that match (each seen as a copy in
+  // from.out: peer is the target); returns the targets touched.
   std::vector<NodeRef> RemoveEdges(NodeRef from, absl::FunctionRef<bool(const Edge&)> match);
   std::vector<NodeRef> RemoveEdges(NodeData& from, absl::FunctionRef<bool(const Edge&)> match);
+  // Makes the nodes a copy of `other`'s, each edge pointing at the copies.
+  void CopyNodesFrom(const GraphState& other);
   // Removes the `kind` entry at `slot` of array `from` (a tail call or an
   // inner map); returns the target it held, if any.
   std::vector<NodeRef> RemoveEntry(NodeRef from, EdgeKind kind, uint32_t slot);
@@ -124,6 +145,8 @@ class Store {
 
  private:
   void CollectInto(NodeRef ref, std::vector<NodeRef>* gone);
+  // Takes edge from.out[i] out of both lists.
+  void Unlink(NodeData& from, size_t i);
   void DropCyclesThrough(const std::vector<NodeRef>& gone);
 
   GraphState& s_;

@@ -129,15 +129,23 @@ NodeRef Store::PinNode(const std::string& path) {
   return NodeRef{NodeKind::kPin, it->second};
 }
 
+// Whether nothing holds `n` but, perhaps, edges into it.
+static bool HeldOutsideEdges(const NodeData& n) {
+  return n.node.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0 || !n.node.legacy_hooks.empty();
+}
+
 void Store::Collect(NodeRef ref) {
-  std::vector<NodeRef> gone;
-  CollectInto(ref, &gone);
+  // Most calls find the node still held: answered without a worklist.
+  const NodeData* n = Find(ref);
+  if (!n || HeldOutsideEdges(*n) || !n->in.empty()) return;
+  std::vector<NodeRef> work{ref}, gone;
+  CollectWork(&work, &gone);
   DropCyclesThrough(gone);
 }
 
 void Store::Collect(const std::vector<NodeRef>& refs) {
-  std::vector<NodeRef> gone;
-  for (NodeRef r : refs) CollectInto(r, &gone);
+  std::vector<NodeRef> work(refs.rbegin(), refs.rend()), gone;
+  CollectWork(&work, &gone);
   DropCyclesThrough(gone);
 }
 
@@ -174,22 +182,38 @@ void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
                   s_.cycles.end());
 }
 
-void Store::CollectInto(NodeRef ref, std::vector<NodeRef>* gone) {
-  NodeData* n = Find(ref);
-  if (!n) return;
-  if (n->node.handles > 0 || n->kept_fd >= 0 || n->deferred_fd >= 0 || !n->node.legacy_hooks.empty())
-    return;
-  if (!n->in.empty()) return;
-  auto touched = RemoveEdges(*n, [](const Edge&) { return true; });
-  // Cycles run through programs and program arrays only (a map whose
-  // type is not known yet counts as one): other nodes leave no cycle to
-  // drop, and most Collect calls then skip the list.
-  uint32_t type = n->node.type;
-  if (ref.kind == NodeKind::kProgram ||
-      (ref.kind == NodeKind::kMap && (type == BPF_MAP_TYPE_UNSPEC || IsProgArrayType(type))))
-    gone->push_back(ref);
-  s_.nodes.erase(ref);
-  for (NodeRef t : touched) CollectInto(t, gone);
+void Store::CollectWork(std::vector<NodeRef>* work, std::vector<NodeRef>* gone) {
+  while (!work->empty()) {
+    const NodeRef ref = work->back();
+    work->pop_back();
+    // Found once: the erase below reuses the lookup.
+    auto it = s_.nodes.find(ref);
+    if (it == s_.nodes.end()) continue;
+    NodeData* n = &it->second;
+    if (HeldOutsideEdges(*n) || !n->in.empty()) continue;
+    // Its edges go (in the order RemoveEdges takes them, so the targets'
+    // lists end as they always did), and each target is examined next,
+    // in that order, before what was waiting: the depth-first order of
+    // the recursion this replaced, without its per-node list of targets.
+    const size_t first = work->size();
+    bool ordered = false;
+    while (!n->out.empty()) {
+      work->push_back(n->out.front().peer_ref());
+      ordered = ordered || IsOrderedEdge(n->out.front().kind);
+      Unlink(*n, 0);
+      --s_.edge_count;
+    }
+    if (ordered) OrderOnEdgeRemoved(s_);
+    std::reverse(work->begin() + first, work->end());
+    // Cycles run through programs and program arrays only (a map whose
+    // type is not known yet counts as one): other nodes leave no cycle to
+    // drop, and most Collect calls then skip the list.
+    uint32_t type = n->node.type;
+    if (ref.kind == NodeKind::kProgram ||
+        (ref.kind == NodeKind::kMap && (type == BPF_MAP_TYPE_UNSPEC || IsProgArrayType(type))))
+      gone->push_back(ref);
+    s_.nodes.erase(it);
+  }
 }
 
 }  // namespace tether::detail

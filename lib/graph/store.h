@@ -144,7 +144,9 @@ class Store {
   explicit Store(GraphState& s) : s_(s) {}
 
  private:
-  void CollectInto(NodeRef ref, std::vector<NodeRef>* gone);
+  // Drops each node of `work` (a stack) that nothing holds, pushing the
+  // targets of its edges; appends the ones cycles may run through to `gone`.
+  void CollectWork(std::vector<NodeRef>* work, std::vector<NodeRef>* gone);
   // Takes edge from.out[i] out of both lists.
   void Unlink(NodeData& from, size_t i);
   void DropCyclesThrough(const std::vector<NodeRef>& gone);

@@ -115,12 +115,12 @@ TEST_CASE("a map with many users goes with its last user, whatever the release o
     GraphState state;
     LockedStore store(state);
     const NodeRef shared = MapRef(0), array = MapRef(1);
-    store.Ensure(shared).node.type = BPF_MAP_TYPE_ARRAY;
-    store.Ensure(array).node.type = BPF_MAP_TYPE_PROG_ARRAY;
-    store.Ensure(array).node.handles = 1;
+    store.Ensure(shared).type = BPF_MAP_TYPE_ARRAY;
+    store.Ensure(array).type = BPF_MAP_TYPE_PROG_ARRAY;
+    store.Ensure(array).handles = 1;
     for (uint32_t i = 0; i < kUsers; ++i) {
-      store.Ensure(ProgRef(i)).node.handles = 1;
-      store.Ensure(MapRef(10 + i)).node.type = BPF_MAP_TYPE_HASH;
+      store.Ensure(ProgRef(i)).handles = 1;
+      store.Ensure(MapRef(10 + i)).type = BPF_MAP_TYPE_HASH;
       store.AddEdge(ProgRef(i), MapRef(10 + i), EdgeKind::kUsesMap, 0);
       store.AddEdge(ProgRef(i), shared, EdgeKind::kUsesMap, 0);
       store.AddEdge(ProgRef(i), array, EdgeKind::kUsesMap, 0);
@@ -138,7 +138,7 @@ TEST_CASE("a map with many users goes with its last user, whatever the release o
     // its own map, and its cycle with it.
     for (size_t k = 0; k < ids.size(); ++k) {
       uint32_t i = ids[k];
-      store.Find(ProgRef(i))->node.handles = 0;
+      store.Find(ProgRef(i))->handles = 0;
       store.Collect(ProgRef(i));
       REQUIRE(store.Find(ProgRef(i)) != nullptr);  // the array's entry holds it
       store.Collect(store.RemoveEntry(array, EdgeKind::kTailCall, i));

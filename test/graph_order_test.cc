@@ -31,7 +31,7 @@ NodeRef ProgRef(uint32_t i) { return NodeRef{NodeKind::kProgram, 300 + i}; }
 bool Follows(const Edge& e) {
   if (e.kind == EdgeKind::kTailCall) return true;
   if (e.kind != EdgeKind::kUsesMap) return false;
-  return IsProgArrayType(e.peer->node.type);
+  return IsProgArrayType(e.peer->type);
 }
 
 // Plain DFS with colours over the edges a cycle runs along.
@@ -70,8 +70,8 @@ std::vector<std::string> SortedCycles(Store& store) {
 }
 
 void AddNodes(Store& store) {
-  for (uint32_t i = 0; i < kArrays; ++i) store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
-  for (uint32_t i = 0; i < kHashes; ++i) store.Ensure(HashRef(i)).node.type = BPF_MAP_TYPE_HASH;
+  for (uint32_t i = 0; i < kArrays; ++i) store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
+  for (uint32_t i = 0; i < kHashes; ++i) store.Ensure(HashRef(i)).type = BPF_MAP_TYPE_HASH;
   for (uint32_t i = 0; i < kPrograms; ++i) store.Ensure(ProgRef(i));
 }
 
@@ -175,7 +175,7 @@ TEST_CASE("a chain of tail calls reorders only what lies between the new edge's 
   // every edge first goes against the order and must be repaired.
   constexpr uint32_t n = 200;
   for (uint32_t i = n; i-- > 0;) {
-    store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
+    store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
     store.Ensure(ProgRef(i));
   }
   for (uint32_t i = 0; i < n; ++i) {
@@ -210,7 +210,7 @@ TEST_CASE("a long chain built against the order gives the order up, not the answ
   // goes against the order, and past a few thousand nodes to reorder the
   // order is given up and the edges are searched from as before.
   constexpr uint32_t n = 6000;
-  for (uint32_t i = 0; i < n; ++i) store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
+  for (uint32_t i = 0; i < n; ++i) store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
   for (uint32_t i = 0; i < n; ++i) {
     store.Ensure(ProgRef(i));
     if (i + 1 < n) {

@@ -20,7 +20,7 @@ bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
   if (kind == EdgeKind::kTailCall) return true;
   if (kind != EdgeKind::kUsesMap) return false;
   const NodeData* n = store_.Find(to);
-  return n && IsProgArrayType(n->node.type);
+  return n && IsProgArrayType(n->type);
 }
 
 void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
@@ -34,8 +34,8 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
 }
 
 void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
-  NodeRef from = f.node.ref, to = t.node.ref;
-  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.node.type)))
+  NodeRef from = f.ref, to = t.ref;
+  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.type)))
     return;
   if (from == to) {
     AddCycle(Cycle{{from}});
@@ -64,7 +64,7 @@ bool CycleFinder::HasParallelCycleEdge(const NodeData& n, NodeRef to) const {
 }
 
 bool CycleFinder::EnterableAlongCycle(const NodeData& start) const {
-  bool is_array = IsProgArrayType(start.node.type);
+  bool is_array = IsProgArrayType(start.type);
   for (const Edge& e : start.in) {
     if (e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && is_array)) return true;
   }
@@ -82,7 +82,7 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
     size_t next_edge;
   };
   const uint64_t on_path = ++store_.state().mark_epoch;
-  NodeRef to = to_node.node.ref;
+  NodeRef to = to_node.ref;
   absl::InlinedVector<NodeRef, 16> path{to};
   absl::InlinedVector<Frame, 16> stack{{&to_node, 0}};
   to_node.mark = on_path;
@@ -99,8 +99,8 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
     // Follows(), on the node the edge points at.
     if (e.kind != EdgeKind::kTailCall && e.kind != EdgeKind::kUsesMap) continue;
     NodeData* next = e.peer;
-    if (e.kind == EdgeKind::kUsesMap && !IsProgArrayType(next->node.type)) continue;
-    const NodeRef next_ref = next->node.ref;
+    if (e.kind == EdgeKind::kUsesMap && !IsProgArrayType(next->type)) continue;
+    const NodeRef next_ref = next->ref;
     if (next_ref == from) {
       Cycle c;
       c.nodes.reserve(path.size() + 1);

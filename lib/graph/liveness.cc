@@ -27,9 +27,9 @@ bool Liveness::Pinned(const NodeData& n) const {
 static bool HasProcessFd(const NodeData& n, Liveness::Count count) {
   switch (count) {
     case Liveness::Count::kAll:
-      return n.node.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0;
+      return n.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0;
     case Liveness::Count::kNoDeferred:
-      return n.node.handles > 0 || n.kept_fd >= 0;
+      return n.handles > 0 || n.kept_fd >= 0;
     case Liveness::Count::kOutsideProcess:
       return false;
   }
@@ -37,11 +37,11 @@ static bool HasProcessFd(const NodeData& n, Liveness::Count count) {
 }
 
 bool Liveness::ArrayHasUserRef(const NodeData& n) const {
-  return HasProcessFd(n, count_) || !n.node.holders.empty() || Pinned(n);
+  return HasProcessFd(n, count_) || n.has_holders() || Pinned(n);
 }
 
 bool Liveness::HasOwnHolder(const NodeData& n) const {
-  return HasProcessFd(n, count_) || !n.node.holders.empty() || !n.node.legacy_hooks.empty();
+  return HasProcessFd(n, count_) || n.has_holders() || n.has_legacy_hooks();
 }
 
 bool Liveness::Live(NodeRef ref, NodeRef excluded_array) const {
@@ -58,7 +58,7 @@ bool Liveness::Live(const NodeData& n, NodeRef excluded_array) const {
 
 // Walks the holders along the edges' own node pointers: no lookup by id.
 bool Liveness::Live(const NodeData& n, NodeRef excluded_array, VisitedNodes* seen) const {
-  if (!seen->Insert(n.node.ref)) return false;
+  if (!seen->Insert(n.ref)) return false;
   if (HasOwnHolder(n)) return true;
   for (const Edge& e : n.in) {
     switch (e.kind) {
@@ -100,21 +100,21 @@ std::vector<uint32_t> Liveness::Slots(const NodeData& array) const {
 bool Liveness::OrphanHazard(const NodeData& a, std::vector<NodeRef>* users) const {
   // Its tether handles are the ones going; any other user reference keeps
   // the entries.
-  if (!IsProgArrayType(a.node.type) || Pinned(a) || a.kept_fd >= 0 || a.deferred_fd >= 0 ||
-      !a.node.holders.empty())
+  if (!IsProgArrayType(a.type) || Pinned(a) || a.kept_fd >= 0 || a.deferred_fd >= 0 ||
+      a.has_holders())
     return false;
   bool has_slots = false;
   for (const Edge& e : a.out) has_slots = has_slots || e.kind == EdgeKind::kTailCall;
   if (!has_slots) return false;
-  *users = LiveUsers(a.node.ref);
+  *users = LiveUsers(a.ref);
   return !users->empty();
 }
 
 void ClearIfLastUserRefGone(Store& store, NodeRef ref) {
   NodeData* a = store.Find(ref);
-  if (!a || ref.kind != NodeKind::kMap || !IsProgArrayType(a->node.type)) return;
+  if (!a || ref.kind != NodeKind::kMap || !IsProgArrayType(a->type)) return;
   if (Liveness(store).ArrayHasUserRef(*a)) return;
-  a->node.cleared_by_kernel = true;
+  a->cleared_by_kernel = true;
   auto touched =
       store.RemoveEdges(*a, [](const Edge& e) { return e.kind == EdgeKind::kTailCall; });
   store.Collect(touched);

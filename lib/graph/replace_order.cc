@@ -23,7 +23,7 @@ std::map<uint32_t, uint32_t> EntriesLocked(const Store& store, uint32_t array_id
 
 std::string NameOf(const Store& store, NodeRef ref) {
   const NodeData* n = store.Find(ref);
-  std::string name = n != nullptr && !n->node.name.empty() ? n->node.name : "?";
+  std::string name = n != nullptr && !n->name.empty() ? n->name : "?";
   return absl::StrFormat("%s '%s' (id %u)", ref.kind == NodeKind::kMap ? "program array" : "program",
                          name, ref.id);
 }
@@ -36,7 +36,7 @@ std::vector<uint32_t> ArraysUsedBy(const Store& store, uint32_t prog_id) {
   for (const Edge& e : n->out) {
     if (e.kind != EdgeKind::kUsesMap) continue;
     const NodeData* m = e.peer;
-    if (m != nullptr && IsProgArrayType(m->node.type)) out.push_back(e.peer_ref().id);
+    if (m != nullptr && IsProgArrayType(m->type)) out.push_back(e.peer_ref().id);
   }
   return out;
 }

@@ -30,6 +30,73 @@ void ForgetCycleHash(GraphState& s, const Cycle& c) {
   if (it != s.cycle_hashes.end() && --it->second == 0) s.cycle_hashes.erase(it);
 }
 
+NodeData::NodeData(const NodeData& other)
+    : ref(other.ref),
+      type(other.type),
+      handles(other.handles),
+      kept_fd(other.kept_fd),
+      deferred_fd(other.deferred_fd),
+      deferred_policy(other.deferred_policy),
+      cleared_by_kernel(other.cleared_by_kernel),
+      name(other.name),
+      out(other.out),
+      in(other.in),
+      order(other.order),
+      mark(other.mark),
+      extra(other.extra ? std::make_unique<NodeExtra>(*other.extra) : nullptr) {}
+
+NodeData& NodeData::operator=(const NodeData& other) {
+  if (this != &other) *this = NodeData(other);
+  return *this;
+}
+
+const std::vector<std::string>& NodeData::legacy_hooks() const {
+  static const auto* none = new std::vector<std::string>();
+  return extra ? extra->legacy_hooks : *none;
+}
+
+const std::vector<std::string>& NodeData::holders() const {
+  static const auto* none = new std::vector<std::string>();
+  return extra ? extra->holders : *none;
+}
+
+NodeExtra& NodeData::MutableExtra() {
+  if (!extra) extra = std::make_unique<NodeExtra>();
+  return *extra;
+}
+
+GraphNode NodeData::ToGraphNode() const {
+  GraphNode n;
+  n.ref = ref;
+  n.name = name;
+  n.type = type;
+  n.handles = handles;
+  n.kept_alive = kept_fd >= 0;
+  n.deferred = deferred_fd >= 0;
+  n.cleared_by_kernel = cleared_by_kernel;
+  if (extra) {
+    n.legacy_hooks = extra->legacy_hooks;
+    n.holders = extra->holders;
+    n.notes = extra->notes;
+    n.tail_call_sites = extra->tail_call_sites;
+  }
+  return n;
+}
+
+void NodeData::Assign(const GraphNode& n) {
+  ref = n.ref;
+  name = n.name;
+  type = n.type;
+  handles = n.handles;
+  cleared_by_kernel = n.cleared_by_kernel;
+  if (n.legacy_hooks.empty() && n.holders.empty() && n.notes.empty() && n.tail_call_sites.empty()) {
+    extra.reset();
+  } else {
+    extra = std::make_unique<NodeExtra>(
+        NodeExtra{n.legacy_hooks, n.holders, n.notes, n.tail_call_sites});
+  }
+}
+
 NodeData* Store::Find(NodeRef ref) {
   auto it = s_.nodes.find(ref);
   return it == s_.nodes.end() ? nullptr : &it->second;
@@ -43,7 +110,7 @@ const NodeData* Store::Find(NodeRef ref) const {
 NodeData& Store::Ensure(NodeRef ref) {
   auto [it, inserted] = s_.nodes.try_emplace(ref);
   if (inserted) {
-    it->second.node.ref = ref;
+    it->second.ref = ref;
     it->second.order = s_.next_order++;
   }
   return it->second;
@@ -114,8 +181,8 @@ void Store::CopyNodesFrom(const GraphState& other) {
   s_.nodes = other.nodes;
   // The copies still point at `other`'s nodes: point them at their own.
   for (auto& [ref, n] : s_.nodes) {
-    for (Edge& e : n.out) e.peer = &s_.nodes.find(e.peer->node.ref)->second;
-    for (Edge& e : n.in) e.peer = &s_.nodes.find(e.peer->node.ref)->second;
+    for (Edge& e : n.out) e.peer = &s_.nodes.find(e.peer->ref)->second;
+    for (Edge& e : n.in) e.peer = &s_.nodes.find(e.peer->ref)->second;
   }
 }
 
@@ -131,7 +198,7 @@ NodeRef Store::PinNode(const std::string& path) {
 
 // Whether nothing holds `n` but, perhaps, edges into it.
 static bool HeldOutsideEdges(const NodeData& n) {
-  return n.node.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0 || !n.node.legacy_hooks.empty();
+  return n.handles > 0 || n.kept_fd >= 0 || n.deferred_fd >= 0 || n.has_legacy_hooks();
 }
 
 void Store::Collect(NodeRef ref) {
@@ -208,7 +275,7 @@ void Store::CollectWork(std::vector<NodeRef>* work, std::vector<NodeRef>* gone) 
     // Cycles run through programs and program arrays only (a map whose
     // type is not known yet counts as one): other nodes leave no cycle to
     // drop, and most Collect calls then skip the list.
-    uint32_t type = n->node.type;
+    uint32_t type = n->type;
     if (ref.kind == NodeKind::kProgram ||
         (ref.kind == NodeKind::kMap && (type == BPF_MAP_TYPE_UNSPEC || IsProgArrayType(type))))
       gone->push_back(ref);

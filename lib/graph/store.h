@@ -3,6 +3,7 @@
 #define TETHER_LIB_GRAPH_STORE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,22 +42,56 @@ static_assert(sizeof(Edge) == 16, "an edge copy is a pointer and two words");
 // kernel long before that.
 inline constexpr uint32_t kMaxEdgesPerNode = (1u << 24) - 1;
 
+// What few nodes have: legacy hooks, and what system scans record.
+struct NodeExtra {
+  std::vector<std::string> legacy_hooks;
+  std::vector<std::string> holders;
+  std::vector<std::string> notes;
+  std::vector<TailCallSite> tail_call_sites;
+};
+
+// A node as the graph keeps it: GraphNode's fields, less the lists most
+// nodes leave empty (NodeExtra, allocated on first use) and the flags
+// derived from the fds. 144 bytes; a whole GraphNode in each cost 232.
+// GraphNode is what queries hand out (ToGraphNode).
 struct NodeData {
-  GraphNode node;
-  int kept_fd = -1;  // KeepAlive's fd, closed by ReleaseKept
+  NodeRef ref;
+  uint32_t type = 0;     // map or program type; link type for links
+  uint32_t handles = 0;  // live tether objects in this process owning an fd on it
+  int kept_fd = -1;      // KeepAlive's fd, closed by ReleaseKept
   // A deferred verdict's fd (GraphNode::deferred) and the policy that
   // applies once it is settled (kWarn or kRefuse).
   int deferred_fd = -1;
   LifetimePolicy deferred_policy = LifetimePolicy::kWarn;
+  bool cleared_by_kernel = false;
+  std::string name;
   std::vector<Edge> out;
   std::vector<Edge> in;
   // The node's place in the incremental order (order.h), and a scratch
   // mark for its searches.
   uint64_t order = 0;
   uint64_t mark = 0;
+  std::unique_ptr<NodeExtra> extra;
+
+  NodeData() = default;
+  NodeData(NodeData&&) = default;
+  NodeData& operator=(NodeData&&) = default;
+  // Deep: what-breaks works on a copy of the graph.
+  NodeData(const NodeData& other);
+  NodeData& operator=(const NodeData& other);
+
+  const std::vector<std::string>& legacy_hooks() const;
+  const std::vector<std::string>& holders() const;
+  // Inline: asked of every node a liveness walk or a collection visits.
+  bool has_legacy_hooks() const { return extra && !extra->legacy_hooks.empty(); }
+  bool has_holders() const { return extra && !extra->holders.empty(); }
+  NodeExtra& MutableExtra();
+  GraphNode ToGraphNode() const;
+  // Takes a GraphNode's fields (a standalone graph filled from a snapshot).
+  void Assign(const GraphNode& n);
 };
 
-inline NodeRef Edge::peer_ref() const { return peer->node.ref; }
+inline NodeRef Edge::peer_ref() const { return peer->ref; }
 
 class GraphState {
  public:

@@ -220,26 +220,16 @@ void Store::Collect(const std::vector<NodeRef>& refs) {
 // the list at the live cycles: an agent that reloads its collections would
 // otherwise pile up stale ones, and every AddCycle compares against the
 // whole list. One pass for everything a collection removed, not one per
-// node.
+// node. Every node of a recorded cycle is in the graph until it goes (they
+// are programs and arrays, which leave only through a collection), so a
+// cycle node missing from the graph is one that went: one lookup each, no
+// sorted copy of `gone` to search (a collection removes hundreds at once).
 void Store::DropCyclesThrough(const std::vector<NodeRef>& gone) {
   if (gone.empty() || s_.cycles.empty()) return;
-  // Sorted once, so each cycle node is a binary search, not a scan of all
-  // that went (a collection's teardown removes hundreds at once).
-  auto less = [](NodeRef a, NodeRef b) { return a.kind != b.kind ? a.kind < b.kind : a.id < b.id; };
-  const bool few = gone.size() <= 4;
-  std::vector<NodeRef> sorted;
-  if (!few) {
-    sorted = gone;
-    std::sort(sorted.begin(), sorted.end(), less);
-  }
-  auto is_gone = [&](NodeRef n) {
-    if (few) return std::find(gone.begin(), gone.end(), n) != gone.end();
-    return std::binary_search(sorted.begin(), sorted.end(), n, less);
-  };
   s_.cycles.erase(std::remove_if(s_.cycles.begin(), s_.cycles.end(),
                                  [&](const Cycle& c) {
                                    for (NodeRef n : c.nodes) {
-                                     if (is_gone(n)) {
+                                     if (Find(n) == nullptr) {
                                        ForgetCycleHash(s_, c);
                                        return true;
                                      }

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -134,6 +135,24 @@ absl::StatusOr<absl::Span<const uint8_t>> CollectionSpec::GetVariable(absl::stri
 
 namespace {
 
+// The references LinkProgram turns into a Fixup (the others are calls
+// between functions, resolved in place).
+bool IsFixupKind(ReferenceKind kind) {
+  switch (kind) {
+    case ReferenceKind::kMap:
+    case ReferenceKind::kMapValue:
+    case ReferenceKind::kKconfig:
+    case ReferenceKind::kKsym:
+    case ReferenceKind::kKfunc:
+      return true;
+    case ReferenceKind::kCall:
+    case ReferenceKind::kFuncAddr:
+    case ReferenceKind::kUnresolved:
+      return false;
+  }
+  return false;
+}
+
 // Rebased copies of a function's BTF.ext records, appended in one go.
 template <typename Records>
 void AppendRebased(Records& to, const Records& from, uint32_t base) {
@@ -180,6 +199,14 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
     return it->second;
   };
   auto place = [&](const std::string& name, const FunctionCode& code) {
+    // Room for the function's fixups at once: grown one push at a time, a
+    // program's list held up to twice its size (88-byte entries) from the
+    // link until the program is loaded. Past the program's own function,
+    // the room still grows geometrically.
+    size_t sites = 0;
+    for (const InsnReference& r : code.references) sites += IsFixupKind(r.kind);
+    if (out.fixups.size() + sites > out.fixups.capacity())
+      out.fixups.reserve(std::max(out.fixups.size() + sites, 2 * out.fixups.capacity()));
     uint32_t base = static_cast<uint32_t>(out.insns.size());
     out.insns.insert(out.insns.end(), code.insns.begin(), code.insns.end());
     AppendRebased(out.func_info, code.func_info, base);

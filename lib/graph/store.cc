@@ -160,7 +160,6 @@ void Store::Unlink(NodeData& from, size_t i) {
 std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(const Edge&)> match) {
   std::vector<NodeRef> touched;
   auto& out = n.out;
-  touched.reserve(out.size());
   // In the order, and with the same moves, as before edges knew their
   // twins: the lists keep the order that diagnostics list users in.
   for (size_t i = 0; i < out.size();) {
@@ -169,6 +168,9 @@ std::vector<NodeRef> Store::RemoveEdges(NodeData& n, absl::FunctionRef<bool(cons
       continue;
     }
     const EdgeKind kind = out[i].kind;
+    // Sized at the first match: most calls (a slot set in a fresh array)
+    // match nothing, and then allocate nothing.
+    if (touched.empty()) touched.reserve(out.size() - i);
     touched.push_back(out[i].peer_ref());
     Unlink(n, i);
     --s_.edge_count;

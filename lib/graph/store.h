@@ -52,8 +52,9 @@ struct NodeExtra {
 
 // A node as the graph keeps it: GraphNode's fields, less the lists most
 // nodes leave empty (NodeExtra, allocated on first use) and the flags
-// derived from the fds. 144 bytes; a whole GraphNode in each cost 232.
-// GraphNode is what queries hand out (ToGraphNode).
+// derived from the fds. 144 bytes a node with its key in the table; with
+// a whole GraphNode in each it was 240. GraphNode is what queries hand out
+// (ToGraphNode).
 struct NodeData {
   NodeRef ref;
   uint32_t type = 0;     // map or program type; link type for links

@@ -28,11 +28,10 @@ NodeRef ArrayRef(uint32_t i) { return NodeRef{NodeKind::kMap, 100 + i}; }
 NodeRef HashRef(uint32_t i) { return NodeRef{NodeKind::kMap, 200 + i}; }
 NodeRef ProgRef(uint32_t i) { return NodeRef{NodeKind::kProgram, 300 + i}; }
 
-bool Follows(const Store& store, const Edge& e) {
+bool Follows(const Edge& e) {
   if (e.kind == EdgeKind::kTailCall) return true;
   if (e.kind != EdgeKind::kUsesMap) return false;
-  const NodeData* n = store.Find(e.to);
-  return n && IsProgArrayType(n->node.type);
+  return IsProgArrayType(e.peer->type);
 }
 
 // Plain DFS with colours over the edges a cycle runs along.
@@ -41,10 +40,10 @@ bool HasCycle(const Store& store) {
   std::function<bool(NodeRef)> visit = [&](NodeRef r) {
     colour[r] = 1;
     for (const Edge& e : store.Find(r)->out) {
-      if (!Follows(store, e)) continue;
-      int c = colour[e.to];
+      if (!Follows(e)) continue;
+      int c = colour[e.peer_ref()];
       if (c == 1) return true;
-      if (c == 0 && visit(e.to)) return true;
+      if (c == 0 && visit(e.peer_ref())) return true;
     }
     colour[r] = 2;
     return false;
@@ -58,7 +57,7 @@ bool HasCycle(const Store& store) {
 bool OrderRespected(const Store& store) {
   for (const auto& [ref, n] : store.state().nodes)
     for (const Edge& e : n.out)
-      if (IsOrderedEdge(e.kind) && n.order >= store.Find(e.to)->order) return false;
+      if (IsOrderedEdge(e.kind) && n.order >= e.peer->order) return false;
   return true;
 }
 
@@ -71,8 +70,8 @@ std::vector<std::string> SortedCycles(Store& store) {
 }
 
 void AddNodes(Store& store) {
-  for (uint32_t i = 0; i < kArrays; ++i) store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
-  for (uint32_t i = 0; i < kHashes; ++i) store.Ensure(HashRef(i)).node.type = BPF_MAP_TYPE_HASH;
+  for (uint32_t i = 0; i < kArrays; ++i) store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
+  for (uint32_t i = 0; i < kHashes; ++i) store.Ensure(HashRef(i)).type = BPF_MAP_TYPE_HASH;
   for (uint32_t i = 0; i < kPrograms; ++i) store.Ensure(ProgRef(i));
 }
 
@@ -83,17 +82,17 @@ void Step(std::mt19937& rng, Store& store, size_t max_edges) {
   if (remove) {
     // One of the edges there, picked in a fixed order so that both graphs
     // drop the same one.
-    std::vector<Edge> edges;
+    std::vector<GraphEdge> edges;
     for (const auto& [ref, n] : store.state().nodes)
-      edges.insert(edges.end(), n.out.begin(), n.out.end());
+      for (const Edge& x : n.out) edges.push_back(GraphEdge{ref, x.peer_ref(), x.kind, x.slot});
     if (edges.empty()) return;
-    std::sort(edges.begin(), edges.end(), [](const Edge& x, const Edge& y) {
+    std::sort(edges.begin(), edges.end(), [](const GraphEdge& x, const GraphEdge& y) {
       return std::tie(x.from.id, x.kind, x.slot, x.to.id) < std::tie(y.from.id, y.kind, y.slot, y.to.id);
     });
-    Edge e = edges[pick(static_cast<uint32_t>(edges.size()))];
+    GraphEdge e = edges[pick(static_cast<uint32_t>(edges.size()))];
     bool first = true;
     store.RemoveEdges(e.from, [&](const Edge& x) {
-      bool match = first && x.to == e.to && x.kind == e.kind && x.slot == e.slot;
+      bool match = first && x.peer_ref() == e.to && x.kind == e.kind && x.slot == e.slot;
       if (match) first = false;
       return match;
     });
@@ -176,7 +175,7 @@ TEST_CASE("a chain of tail calls reorders only what lies between the new edge's 
   // every edge first goes against the order and must be repaired.
   constexpr uint32_t n = 200;
   for (uint32_t i = n; i-- > 0;) {
-    store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
+    store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
     store.Ensure(ProgRef(i));
   }
   for (uint32_t i = 0; i < n; ++i) {
@@ -211,7 +210,7 @@ TEST_CASE("a long chain built against the order gives the order up, not the answ
   // goes against the order, and past a few thousand nodes to reorder the
   // order is given up and the edges are searched from as before.
   constexpr uint32_t n = 6000;
-  for (uint32_t i = 0; i < n; ++i) store.Ensure(ArrayRef(i)).node.type = BPF_MAP_TYPE_PROG_ARRAY;
+  for (uint32_t i = 0; i < n; ++i) store.Ensure(ArrayRef(i)).type = BPF_MAP_TYPE_PROG_ARRAY;
   for (uint32_t i = 0; i < n; ++i) {
     store.Ensure(ProgRef(i));
     if (i + 1 < n) {

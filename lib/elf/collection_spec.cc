@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -134,6 +135,35 @@ absl::StatusOr<absl::Span<const uint8_t>> CollectionSpec::GetVariable(absl::stri
 
 namespace {
 
+// The references LinkProgram turns into a Fixup (the others are calls
+// between functions, resolved in place).
+bool IsFixupKind(ReferenceKind kind) {
+  switch (kind) {
+    case ReferenceKind::kMap:
+    case ReferenceKind::kMapValue:
+    case ReferenceKind::kKconfig:
+    case ReferenceKind::kKsym:
+    case ReferenceKind::kKfunc:
+      return true;
+    case ReferenceKind::kCall:
+    case ReferenceKind::kFuncAddr:
+    case ReferenceKind::kUnresolved:
+      return false;
+  }
+  return false;
+}
+
+// Room for a function's fixups at once: grown one push at a time, a
+// program's list held up to twice its size (88-byte entries) from the link
+// until the program is loaded. Past the program's own function, the room
+// still grows geometrically.
+void ReserveFixups(const FunctionCode& code, std::vector<Fixup>* fixups) {
+  size_t sites = 0;
+  for (const InsnReference& r : code.references) sites += IsFixupKind(r.kind);
+  if (fixups->size() + sites > fixups->capacity())
+    fixups->reserve(std::max(fixups->size() + sites, 2 * fixups->capacity()));
+}
+
 // Rebased copies of a function's BTF.ext records, appended in one go.
 template <typename Records>
 void AppendRebased(Records& to, const Records& from, uint32_t base) {
@@ -141,6 +171,37 @@ void AppendRebased(Records& to, const Records& from, uint32_t base) {
   to.insert(to.end(), from.begin(), from.end());
   for (size_t i = old; i < to.size(); ++i) to[i].insn_off += base;
 }
+
+// Appends a function's code and records; returns where it starts.
+uint32_t AppendCode(const FunctionCode& code, LinkedProgram* out) {
+  uint32_t base = static_cast<uint32_t>(out->insns.size());
+  out->insns.insert(out->insns.end(), code.insns.begin(), code.insns.end());
+  AppendRebased(out->func_info, code.func_info, base);
+  AppendRebased(out->line_info, code.line_info, base);
+  AppendRebased(out->core_relos, code.core_relos, base);
+  return base;
+}
+
+// The spec's maps by name. Code names the same map several times in a row
+// (a lookup, then an update of the same map): the last map found is asked
+// first, before the ordered map's string comparisons.
+class MapFinder {
+ public:
+  explicit MapFinder(const CollectionSpec& spec) : spec_(spec) {}
+  const MapSpec* Find(const std::string& name) {
+    if (last_name_ != nullptr && *last_name_ == name) return last_;
+    auto it = spec_.maps.find(name);
+    if (it == spec_.maps.end()) return nullptr;
+    last_name_ = &it->first;
+    last_ = &it->second;
+    return last_;
+  }
+
+ private:
+  const CollectionSpec& spec_;
+  const std::string* last_name_ = nullptr;
+  const MapSpec* last_ = nullptr;
+};
 
 }  // namespace
 
@@ -180,11 +241,8 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
     return it->second;
   };
   auto place = [&](const std::string& name, const FunctionCode& code) {
-    uint32_t base = static_cast<uint32_t>(out.insns.size());
-    out.insns.insert(out.insns.end(), code.insns.begin(), code.insns.end());
-    AppendRebased(out.func_info, code.func_info, base);
-    AppendRebased(out.line_info, code.line_info, base);
-    AppendRebased(out.core_relos, code.core_relos, base);
+    ReserveFixups(code, &out.fixups);
+    uint32_t base = AppendCode(code, &out);
     out.layout.emplace_back(name, base);
     // layout's strings may move as it grows: the index map is rebuilt.
     placed.clear();
@@ -192,6 +250,8 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
     return base;
   };
   place(prog.name, prog.code);
+
+  MapFinder maps(spec);
 
   while (next < queue.size()) {
     const Placed cur = queue[next++];
@@ -218,7 +278,7 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
       fx.name = ref.name;
       switch (ref.kind) {
         case ReferenceKind::kMap: {
-          if (!spec.maps.count(ref.name)) {
+          if (maps.Find(ref.name) == nullptr) {
             return absl::NotFoundError(absl::StrCat(where(), ": map '", ref.name, "' is not in the spec"));
           }
           insn.src_reg = BPF_PSEUDO_MAP_FD;
@@ -230,14 +290,14 @@ absl::StatusOr<LinkedProgram> LinkProgram(const CollectionSpec& spec,
         case ReferenceKind::kMapValue:
         case ReferenceKind::kKconfig: {
           std::string map = ref.kind == ReferenceKind::kKconfig ? ".kconfig" : ref.name;
-          auto m = spec.maps.find(map);
-          if (m == spec.maps.end()) {
+          const MapSpec* m = maps.Find(map);
+          if (m == nullptr) {
             return absl::NotFoundError(absl::StrCat(where(), ": map '", map, "' is not in the spec"));
           }
-          if (ref.offset > m->second.value_size) {
+          if (ref.offset > m->value_size) {
             return absl::OutOfRangeError(absl::StrCat(where(), ": offset ", ref.offset,
                                                       " is past the value of map '", map, "' (",
-                                                      m->second.value_size, " bytes)"));
+                                                      m->value_size, " bytes)"));
           }
           insn.src_reg = BPF_PSEUDO_MAP_VALUE;
           insn.imm = 0;

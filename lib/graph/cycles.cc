@@ -20,7 +20,7 @@ bool CycleFinder::Follows(EdgeKind kind, NodeRef to) const {
   if (kind == EdgeKind::kTailCall) return true;
   if (kind != EdgeKind::kUsesMap) return false;
   const NodeData* n = store_.Find(to);
-  return n && IsProgArrayType(n->node.type);
+  return n && IsProgArrayType(n->type);
 }
 
 void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
@@ -34,8 +34,8 @@ void CycleFinder::OnNewEdge(NodeRef from, NodeRef to, EdgeKind kind) {
 }
 
 void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
-  NodeRef from = f.node.ref, to = t.node.ref;
-  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.node.type)))
+  NodeRef from = f.ref, to = t.ref;
+  if (kind != EdgeKind::kTailCall && !(kind == EdgeKind::kUsesMap && IsProgArrayType(t.type)))
     return;
   if (from == to) {
     AddCycle(Cycle{{from}});
@@ -59,12 +59,12 @@ void CycleFinder::OnNewEdge(const NodeData& f, NodeData& t, EdgeKind kind) {
 bool CycleFinder::HasParallelCycleEdge(const NodeData& n, NodeRef to) const {
   int count = 0;
   for (const Edge& e : n.out)
-    if (e.to == to && Follows(e.kind, to)) ++count;
+    if (e.peer_ref() == to && Follows(e.kind, to)) ++count;
   return count > 1;
 }
 
 bool CycleFinder::EnterableAlongCycle(const NodeData& start) const {
-  bool is_array = IsProgArrayType(start.node.type);
+  bool is_array = IsProgArrayType(start.type);
   for (const Edge& e : start.in) {
     if (e.kind == EdgeKind::kTailCall || (e.kind == EdgeKind::kUsesMap && is_array)) return true;
   }
@@ -82,7 +82,7 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
     size_t next_edge;
   };
   const uint64_t on_path = ++store_.state().mark_epoch;
-  NodeRef to = to_node.node.ref;
+  NodeRef to = to_node.ref;
   absl::InlinedVector<NodeRef, 16> path{to};
   absl::InlinedVector<Frame, 16> stack{{&to_node, 0}};
   to_node.mark = on_path;
@@ -96,11 +96,12 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
       continue;
     }
     const Edge& e = f.node->out[f.next_edge++];
-    // Follows(), with the one lookup the step needs anyway.
+    // Follows(), on the node the edge points at.
     if (e.kind != EdgeKind::kTailCall && e.kind != EdgeKind::kUsesMap) continue;
-    NodeData* next = store_.Find(e.to);
-    if (e.kind == EdgeKind::kUsesMap && !(next && IsProgArrayType(next->node.type))) continue;
-    if (e.to == from) {
+    NodeData* next = e.peer;
+    if (e.kind == EdgeKind::kUsesMap && !IsProgArrayType(next->type)) continue;
+    const NodeRef next_ref = next->ref;
+    if (next_ref == from) {
       Cycle c;
       c.nodes.reserve(path.size() + 1);
       c.nodes.push_back(from);
@@ -111,8 +112,8 @@ void CycleFinder::Search(NodeRef from, NodeData& to_node) {
     }
     // Past the limit, the paths under way still report the cycles they
     // close with their own edges, but go no deeper.
-    if (found >= kMaxCyclesPerEdge || !next || next->mark == on_path) continue;
-    path.push_back(e.to);
+    if (found >= kMaxCyclesPerEdge || next->mark == on_path) continue;
+    path.push_back(next_ref);
     next->mark = on_path;
     stack.push_back(Frame{next, 0});
   }
@@ -158,7 +159,7 @@ bool CycleFinder::HasCycleEdge(NodeRef from, NodeRef to) const {
   const NodeData* n = store_.Find(from);
   if (!n) return false;
   for (const Edge& e : n->out)
-    if (e.to == to && (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kUsesMap)) return true;
+    if (e.peer_ref() == to && (e.kind == EdgeKind::kTailCall || e.kind == EdgeKind::kUsesMap)) return true;
   return false;
 }
 

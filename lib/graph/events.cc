@@ -74,9 +74,9 @@ void WithSettle(Fn&& fn) {
 void GraphOnMapCreated(uint32_t map_id, const std::string& name, uint32_t map_type) {
   LockedStore store(State());
   NodeData& n = store.Ensure(NodeRef{NodeKind::kMap, map_id});
-  n.node.name = name;
-  n.node.type = map_type;
-  n.node.handles++;
+  n.name = name;
+  n.type = map_type;
+  n.handles++;
 }
 
 void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t prog_type,
@@ -86,10 +86,10 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
   {
     LockedStore store(State());
     NodeData& n = store.Ensure(ref);
-    n.node.name = name;
-    n.node.type = prog_type;
-    bool first = n.node.handles == 0 && n.out.empty();
-    n.node.handles++;
+    n.name = name;
+    n.type = prog_type;
+    bool first = n.handles == 0 && n.out.empty();
+    n.handles++;
     if (!first) return;  // a second object on a known program: edges exist
     MapNodes maps = KnownMaps(store, used_map_ids, &unknown);
     // The usual case (a collection's own maps): all in one lock and pass.
@@ -100,9 +100,9 @@ void GraphOnProgramCreated(uint32_t prog_id, const std::string& name, uint32_t p
   LockedStore store(State());
   for (auto& [id, mi] : fetched) {
     NodeData& m = store.Ensure(NodeRef{NodeKind::kMap, id});
-    if (m.node.name.empty()) {
-      m.node.name = mi.name;
-      m.node.type = mi.type;
+    if (m.name.empty()) {
+      m.name = mi.name;
+      m.type = mi.type;
     }
   }
   MapNodes maps;
@@ -116,7 +116,7 @@ void GraphOnProgramReleased(uint32_t prog_id) {
     NodeRef ref{NodeKind::kProgram, prog_id};
     NodeData* n = store.Find(ref);
     if (!n) return;
-    if (n->node.handles > 0) n->node.handles--;
+    if (n->handles > 0) n->handles--;
     store.Collect(ref);
   });
 }
@@ -131,11 +131,11 @@ void GraphSetTailCall(uint32_t array_id, uint32_t slot, uint32_t prog_id,
     auto replaced = store.RemoveEdges(
         an, [slot](const Edge& e) { return e.kind == EdgeKind::kTailCall && e.slot == slot; });
     NodeData& pn = store.Ensure(NodeRef{NodeKind::kProgram, prog_id});
-    if (pn.node.name.empty()) {
-      pn.node.name = prog_name;
-      pn.node.type = prog_type;
+    if (pn.name.empty()) {
+      pn.name = prog_name;
+      pn.type = prog_type;
     }
-    an.node.cleared_by_kernel = false;
+    an.cleared_by_kernel = false;
     store.AddEdge(an, pn, EdgeKind::kTailCall, slot);
     CycleFinder(store).OnNewEdge(an, pn, EdgeKind::kTailCall);
     CollectAll(store, replaced);
@@ -178,7 +178,7 @@ void GraphAddPin(NodeRef target, const std::string& path) {
   WithSettle([&](Store& store) {
     NodeRef pin = store.PinNode(path);
     auto old = store.RemoveEdges(pin, [](const Edge&) { return true; });
-    store.Ensure(pin).node.name = path;
+    store.Ensure(pin).name = path;
     store.AddEdge(pin, target, EdgeKind::kPinHolds, 0);
     CollectAll(store, old);
   });
@@ -205,13 +205,13 @@ std::string GraphPinPathOf(NodeRef target) {
   const NodeData* n = store.Find(target);
   if (!n) return "";
   for (const Edge& e : n->in)
-    if (e.kind == EdgeKind::kPinHolds) return store.Find(e.from)->node.name;
+    if (e.kind == EdgeKind::kPinHolds) return e.peer->name;
   return "";
 }
 
 void GraphAddLegacyHook(NodeRef prog, const std::string& hook) {
   WithSettle([&](Store& store) {
-    store.Ensure(prog).node.legacy_hooks.push_back(hook);
+    store.Ensure(prog).MutableExtra().legacy_hooks.push_back(hook);
   });
 }
 
@@ -219,9 +219,11 @@ void GraphRemoveLegacyHook(NodeRef prog, const std::string& hook) {
   WithSettle([&](Store& store) {
     NodeData* n = store.Find(prog);
     if (!n) return;
-    auto& hooks = n->node.legacy_hooks;
-    auto it = std::find(hooks.begin(), hooks.end(), hook);
-    if (it != hooks.end()) hooks.erase(it);
+    if (n->extra) {
+      auto& hooks = n->extra->legacy_hooks;
+      auto it = std::find(hooks.begin(), hooks.end(), hook);
+      if (it != hooks.end()) hooks.erase(it);
+    }
     store.Collect(prog);
   });
 }
@@ -233,10 +235,10 @@ void GraphOnLinkCreated(uint32_t link_id, uint32_t link_type, uint32_t prog_id,
   WithSettle([&](Store& store) {
     NodeRef l{NodeKind::kLink, link_id};
     NodeData& n = store.Ensure(l);
-    n.node.name = description;
-    n.node.type = link_type;
-    bool first = n.node.handles == 0 && n.out.empty();
-    n.node.handles++;
+    n.name = description;
+    n.type = link_type;
+    bool first = n.handles == 0 && n.out.empty();
+    n.handles++;
     if (first) store.AddEdge(l, NodeRef{NodeKind::kProgram, prog_id}, EdgeKind::kLinkHolds, 0);
   });
 }
@@ -246,7 +248,7 @@ void GraphOnLinkReleased(uint32_t link_id) {
     NodeRef l{NodeKind::kLink, link_id};
     NodeData* n = store.Find(l);
     if (!n) return;
-    if (n->node.handles > 0) n->node.handles--;
+    if (n->handles > 0) n->handles--;
     store.Collect(l);
   });
 }

@@ -14,18 +14,18 @@ namespace tether::detail {
 // terminal cannot act on.
 std::string Narrator::Label(NodeRef ref) const {
   const NodeData* n = store_.Find(ref);
-  if (ref.kind == NodeKind::kPin) return absl::StrCat("pin ", n ? base::Printable(n->node.name) : "");
-  std::string name = n && !n->node.name.empty() ? base::Printable(n->node.name) : "?";
+  if (ref.kind == NodeKind::kPin) return absl::StrCat("pin ", n ? base::Printable(n->name) : "");
+  std::string name = n && !n->name.empty() ? base::Printable(n->name) : "?";
   return absl::StrFormat("%s '%s' (id %u)",
                          ref.kind == NodeKind::kMap
-                             ? (n && IsProgArrayType(n->node.type) ? "program array" : "map")
+                             ? (n && IsProgArrayType(n->type) ? "program array" : "map")
                              : NodeKindName(ref.kind),
                          name, ref.id);
 }
 
 std::string Narrator::ShortLabel(NodeRef ref) const {
   const NodeData* n = store_.Find(ref);
-  std::string name = n && !n->node.name.empty() ? base::Printable(n->node.name) : "?";
+  std::string name = n && !n->name.empty() ? base::Printable(n->name) : "?";
   if (ref.kind == NodeKind::kPin) return name;
   return absl::StrFormat("%s (id %u)", name, ref.id);
 }
@@ -53,7 +53,7 @@ std::string Narrator::HazardMessage(const NodeData& a, const std::vector<NodeRef
       "  from then on those tail calls miss silently.\n"
       "  Fix: pin the array (Map::Pin, or LifetimePolicy::kPin), or keep a Map handle to it\n"
       "  for as long as the programs run (or LifetimePolicy::kKeepAlive).",
-      what, a.node.name, a.node.ref.id, when,
+      what, a.name, a.ref.id, when,
       slots.size(), slots.size() == 1 ? "y" : "ies", FormatSlots(slots),
       absl::StrJoin(names, ", "));
 }
@@ -73,34 +73,34 @@ void Narrator::Explain(NodeRef ref, int depth, absl::flat_hash_set<NodeRef>* see
   for (const Edge& e : n->in) {
     switch (e.kind) {
       case EdgeKind::kPinHolds:
-        lines->push_back(absl::StrCat(indent, "pinned at ", store_.Find(e.from)->node.name));
+        lines->push_back(absl::StrCat(indent, "pinned at ", e.peer->name));
         break;
       case EdgeKind::kTailCall: {
-        const NodeData* a = store_.Find(e.from);
+        const NodeData* a = e.peer;
         bool holds = a && live_.ArrayHasUserRef(*a);
         lines->push_back(absl::StrFormat(
-            "%sentry [%u] of %s%s", indent, e.slot, Label(e.from),
+            "%sentry [%u] of %s%s", indent, e.slot, Label(e.peer_ref()),
             holds ? ", which is held by:" : ", which has no user reference left"));
-        if (holds) Explain(e.from, depth + 1, seen, lines);
+        if (holds) Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       }
       case EdgeKind::kLinkHolds:
-        lines->push_back(absl::StrCat(indent, "held by ", Label(e.from), ", which is held by:"));
-        Explain(e.from, depth + 1, seen, lines);
+        lines->push_back(absl::StrCat(indent, "held by ", Label(e.peer_ref()), ", which is held by:"));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kUsesMap:
-        lines->push_back(absl::StrCat(indent, "used by ", Label(e.from), ", which is held by:"));
-        Explain(e.from, depth + 1, seen, lines);
+        lines->push_back(absl::StrCat(indent, "used by ", Label(e.peer_ref()), ", which is held by:"));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kInnerMap:
         lines->push_back(absl::StrFormat("%sinner map at [%u] of %s, which is held by:", indent,
-                                         e.slot, Label(e.from)));
-        Explain(e.from, depth + 1, seen, lines);
+                                         e.slot, Label(e.peer_ref())));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
       case EdgeKind::kStructOps:
         lines->push_back(absl::StrFormat("%smember %u of struct_ops %s, which is held by:", indent,
-                                         e.slot, Label(e.from)));
-        Explain(e.from, depth + 1, seen, lines);
+                                         e.slot, Label(e.peer_ref())));
+        Explain(e.peer_ref(), depth + 1, seen, lines);
         break;
     }
   }
@@ -110,10 +110,10 @@ void Narrator::Explain(NodeRef ref, int depth, absl::flat_hash_set<NodeRef>* see
 // legacy hooks.
 void Narrator::ExplainOwnHolders(const NodeData& n, const std::string& indent,
                                  std::vector<std::string>* lines) const {
-  if (n.node.handles > 0)
+  if (n.handles > 0)
     lines->push_back(absl::StrFormat("%s%u tether handle object(s) in this process (pid %d)",
-                                     indent, n.node.handles, getpid()));
-  for (const std::string& holder : n.node.holders)
+                                     indent, n.handles, getpid()));
+  for (const std::string& holder : n.holders())
     lines->push_back(absl::StrCat(indent, "an open fd in ", holder));
   if (n.kept_fd >= 0)
     lines->push_back(absl::StrCat(indent, "kept alive by tether's KeepAlive policy (fd ",
@@ -123,7 +123,7 @@ void Narrator::ExplainOwnHolders(const NodeData& n, const std::string& indent,
         indent, "held by tether's graph (fd ", n.deferred_fd,
         "): its last handle went while the programs that tail-call through it lived only on "
         "this process's handles; the verdict waits for them (see docs/lifecycle.md)"));
-  for (const std::string& hook : n.node.legacy_hooks)
+  for (const std::string& hook : n.legacy_hooks())
     lines->push_back(absl::StrCat(indent, "attached by a legacy hook: ", hook,
                                   " (not pinnable; lasts until detached or the hook goes)"));
 }

@@ -59,7 +59,7 @@ ObjectGraph::ObjectGraph(detail::GraphState* state) : state_(state) {}
 void detail::PopulateGraph(ObjectGraph& graph, const std::vector<GraphNode>& nodes,
                            const std::vector<GraphEdge>& edges) {
   LockedStore store(*graph.state_);
-  for (const GraphNode& n : nodes) store.Ensure(n.ref).node = n;
+  for (const GraphNode& n : nodes) store.Ensure(n.ref).Assign(n);
   CycleFinder cycles(store);
   for (const GraphEdge& e : edges) {
     store.AddEdge(e.from, e.to, e.kind, e.slot);
@@ -83,9 +83,7 @@ std::vector<GraphNode> ObjectGraph::Nodes() const {
   std::vector<GraphNode> out;
   out.reserve(store.state().nodes.size());
   for (const auto& [ref, n] : store.state().nodes) {
-    out.push_back(n.node);
-    out.back().kept_alive = n.kept_fd >= 0;
-    out.back().deferred = n.deferred_fd >= 0;
+    out.push_back(n.ToGraphNode());
   }
   std::sort(out.begin(), out.end(), [](const GraphNode& a, const GraphNode& b) {
     return std::make_pair(a.ref.kind, a.ref.id) < std::make_pair(b.ref.kind, b.ref.id);
@@ -97,7 +95,7 @@ std::vector<GraphEdge> ObjectGraph::Edges() const {
   detail::LockedStore store(*state_);
   std::vector<GraphEdge> out;
   for (const auto& [ref, n] : store.state().nodes)
-    for (const detail::Edge& e : n.out) out.push_back(GraphEdge{e.from, e.to, e.kind, e.slot});
+    for (const detail::Edge& e : n.out) out.push_back(GraphEdge{ref, e.peer_ref(), e.kind, e.slot});
   std::sort(out.begin(), out.end(), [](const GraphEdge& a, const GraphEdge& b) {
     return std::make_tuple(a.from.kind, a.from.id, a.kind, a.slot, a.to.kind, a.to.id) <
            std::make_tuple(b.from.kind, b.from.id, b.kind, b.slot, b.to.kind, b.to.id);
@@ -109,10 +107,7 @@ absl::optional<GraphNode> ObjectGraph::Node(NodeRef ref) const {
   detail::LockedStore store(*state_);
   auto it = store.state().nodes.find(ref);
   if (it == store.state().nodes.end()) return absl::nullopt;
-  GraphNode n = it->second.node;
-  n.kept_alive = it->second.kept_fd >= 0;
-  n.deferred = it->second.deferred_fd >= 0;
-  return n;
+  return it->second.ToGraphNode();
 }
 
 size_t ObjectGraph::node_count() const {

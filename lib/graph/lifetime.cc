@@ -82,12 +82,11 @@ size_t ObjectGraph::ReleaseKept() {
       detail::NodeData& n = *store.Find(ref);
       after.close_fds.push_back(n.kept_fd);
       n.kept_fd = -1;
-      n.node.kept_alive = false;
       ++released;
       // Releasing a kept array is a last reference like any other: if
       // programs still tail-call through it, say so.
       std::vector<NodeRef> users;
-      if (n.node.handles == 0 && detail::Liveness(store).OrphanHazard(n, &users)) {
+      if (n.handles == 0 && detail::Liveness(store).OrphanHazard(n, &users)) {
         Diagnostic d;
         detail::ReportOrphan(store, n, users, LifetimePolicy::kWarn, false, &d);
         d.message += "\n  (released by graph().ReleaseKept())";
@@ -140,8 +139,8 @@ std::string PinSafeName(const std::string& name) {
 Diagnostic DescribeOrphan(const Narrator& narrator, const Liveness& live, const NodeData& array,
                           const std::vector<NodeRef>& users) {
   Diagnostic d;
-  d.map_name = array.node.name;
-  d.map_id = array.node.ref.id;
+  d.map_name = array.name;
+  d.map_id = array.ref.id;
   d.entries = live.Slots(array).size();
   for (NodeRef u : users) d.programs.push_back(narrator.ShortLabel(u));
   return d;
@@ -149,7 +148,6 @@ Diagnostic DescribeOrphan(const Narrator& narrator, const Liveness& live, const 
 
 void KeepFd(NodeData& array, int fd) {
   array.kept_fd = fd;
-  array.node.kept_alive = true;
 }
 
 // The array's user references are settled: the kernel rule applies, and
@@ -173,14 +171,12 @@ std::vector<NodeRef> UsersOutsideProcess(const Store& store, NodeRef array,
 void Defer(Store& store, NodeData& array, int fd, LifetimePolicy policy) {
   array.deferred_fd = fd;
   array.deferred_policy = policy;
-  array.node.deferred = true;
   store.state().deferred_count++;
 }
 
 int Undefer(Store& store, NodeData& array) {
   int fd = array.deferred_fd;
   array.deferred_fd = -1;
-  array.node.deferred = false;
   store.state().deferred_count--;
   return fd;
 }
@@ -292,7 +288,7 @@ void SettleDeferred(Store& store, bool force, Aftermath* out) {
 absl::Status GraphCheckLastRelease(uint32_t map_id, LifetimePolicy map_policy, bool force) {
   LockedStore store(State());
   const NodeData* n = store.Find(NodeRef{NodeKind::kMap, map_id});
-  if (!n || n->node.handles > 1) return absl::OkStatus();
+  if (!n || n->handles > 1) return absl::OkStatus();
   LifetimePolicy policy =
       map_policy == LifetimePolicy::kDefault ? store.state().default_policy : map_policy;
   if (force && policy != LifetimePolicy::kRefuse) return absl::OkStatus();
@@ -315,8 +311,8 @@ MapReleaseVerdict GraphOnMapReleased(uint32_t map_id, int fd, LifetimePolicy map
     NodeRef ref{NodeKind::kMap, map_id};
     NodeData* n = store.Find(ref);
     if (!n) return verdict;
-    if (n->node.handles > 0) n->node.handles--;
-    if (n->node.handles > 0) return verdict;
+    if (n->handles > 0) n->handles--;
+    if (n->handles > 0) return verdict;
     verdict = DecideRelease(store, *n, fd, map_policy, forced);
     // This map's going may be what some deferred array waited for.
     SettleDeferred(store, false, &after);
@@ -328,7 +324,7 @@ MapReleaseVerdict GraphOnMapReleased(uint32_t map_id, int fd, LifetimePolicy map
 MapReleaseVerdict DecideRelease(Store& store, NodeData& n, int fd, LifetimePolicy map_policy,
                                 bool forced) {
   MapReleaseVerdict verdict;
-  NodeRef ref = n.node.ref;
+  NodeRef ref = n.ref;
   Liveness live(store);
   Narrator narrator(store);
   std::vector<NodeRef> users;
@@ -366,7 +362,7 @@ MapReleaseVerdict DecideRelease(Store& store, NodeData& n, int fd, LifetimePolic
       case LifetimePolicy::kPin:
         verdict.action = MapReleaseVerdict::Action::kPin;
         verdict.pin_path = absl::StrFormat("%s/%s_%u", store.state().pin_dir,
-                                           PinSafeName(n.node.name), ref.id);
+                                           PinSafeName(n.name), ref.id);
         verdict.diagnostic = DescribeOrphan(narrator, live, n, users);
         // The array keeps its entries until GraphOnPolicyPin hears how the
         // pin went: pinning is a syscall, made without the graph's lock.
@@ -386,7 +382,7 @@ MapReleaseVerdict GraphOnPolicyPin(uint32_t map_id, int fd, MapReleaseVerdict ve
   Diagnostic& d = *verdict.diagnostic;
   if (pinned.ok()) {
     NodeRef pin = store.PinNode(verdict.pin_path);
-    store.Ensure(pin).node.name = verdict.pin_path;
+    store.Ensure(pin).name = verdict.pin_path;
     store.AddEdge(pin, ref, EdgeKind::kPinHolds, 0);
     verdict.action = MapReleaseVerdict::Action::kClose;
     d.kind = Diagnostic::Kind::kProgramArrayPinned;

@@ -47,6 +47,7 @@ class Liveness {
   // Whether something keeps `ref` alive, not counting the entries of
   // `excluded_array` (the array whose fate is being decided).
   bool Live(NodeRef ref, NodeRef excluded_array = NodeRef{NodeKind::kPin, 0}) const;
+  bool Live(const NodeData& n, NodeRef excluded_array) const;
   // Programs that use `array` and stay alive without it.
   std::vector<NodeRef> LiveUsers(NodeRef array) const;
   // The array's filled slots, in order.
@@ -59,7 +60,7 @@ class Liveness {
   bool OrphanHazard(const NodeData& array, std::vector<NodeRef>* users) const;
 
  private:
-  bool Live(NodeRef ref, NodeRef excluded_array, VisitedNodes* seen) const;
+  bool Live(const NodeData& n, NodeRef excluded_array, VisitedNodes* seen) const;
 
   const Store& store_;
   Count count_;

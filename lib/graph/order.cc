@@ -20,15 +20,15 @@ bool ByOrder(const NodeData* a, const NodeData* b) { return a->order < b->order;
 
 // The nodes `to` reaches with an order below `from`'s; false when `from`
 // is among them (the new edge closed a cycle) or past kMaxRegion.
-bool ForwardRegion(Store& store, NodeData* to, NodeData* from, uint64_t mark,
+bool ForwardRegion(NodeData* to, NodeData* from, uint64_t mark,
                    std::vector<NodeData*>* region) {
   to->mark = mark;
   region->push_back(to);
   for (size_t i = 0; i < region->size(); ++i) {
     for (const Edge& e : (*region)[i]->out) {
       if (!Ordered(e)) continue;
-      NodeData* w = store.Find(e.to);
-      if (!w || w->mark == mark) continue;
+      NodeData* w = e.peer;
+      if (w->mark == mark) continue;
       if (w == from) return false;
       if (w->order > from->order) continue;
       w->mark = mark;
@@ -41,15 +41,15 @@ bool ForwardRegion(Store& store, NodeData* to, NodeData* from, uint64_t mark,
 
 // The nodes that reach `from` with an order above `to`'s; false past
 // kMaxRegion.
-bool BackwardRegion(Store& store, NodeData* from, uint64_t lower, uint64_t mark,
+bool BackwardRegion(NodeData* from, uint64_t lower, uint64_t mark,
                     std::vector<NodeData*>* region) {
   from->mark = mark;
   region->push_back(from);
   for (size_t i = 0; i < region->size(); ++i) {
     for (const Edge& e : (*region)[i]->in) {
       if (!Ordered(e)) continue;
-      NodeData* w = store.Find(e.from);
-      if (!w || w->mark == mark || w->order < lower) continue;
+      NodeData* w = e.peer;
+      if (w->mark == mark || w->order < lower) continue;
       w->mark = mark;
       region->push_back(w);
       if (region->size() > kMaxRegion) return false;
@@ -77,7 +77,7 @@ void Rebuild(Store& store) {
     n->order = next++;
     for (const Edge& e : n->out) {
       if (!Ordered(e)) continue;
-      NodeData* w = store.Find(e.to);
+      NodeData* w = e.peer;
       if (w && --in_degree[w] == 0) ready.push_back(w);
     }
   }
@@ -105,12 +105,12 @@ void OrderOnEdgeAdded(Store& store, NodeData* f, NodeData* t) {
   // order now. Those `to` reaches move after those that reach `from`,
   // reusing the same order numbers.
   std::vector<NodeData*> forward, backward;
-  if (!ForwardRegion(store, t, f, ++s.mark_epoch, &forward)) {
+  if (!ForwardRegion(t, f, ++s.mark_epoch, &forward)) {
     s.order_valid = false;
     s.order_stale = false;
     return;
   }
-  if (!BackwardRegion(store, f, t->order, ++s.mark_epoch, &backward)) {
+  if (!BackwardRegion(f, t->order, ++s.mark_epoch, &backward)) {
     s.order_valid = false;
     s.order_stale = false;
     return;

@@ -16,14 +16,14 @@ std::map<uint32_t, uint32_t> EntriesLocked(const Store& store, uint32_t array_id
   const NodeData* n = store.Find(NodeRef{NodeKind::kMap, array_id});
   if (n == nullptr) return out;
   for (const Edge& e : n->out) {
-    if (e.kind == EdgeKind::kTailCall) out[e.slot] = e.to.id;
+    if (e.kind == EdgeKind::kTailCall) out[e.slot] = e.peer_ref().id;
   }
   return out;
 }
 
 std::string NameOf(const Store& store, NodeRef ref) {
   const NodeData* n = store.Find(ref);
-  std::string name = n != nullptr && !n->node.name.empty() ? n->node.name : "?";
+  std::string name = n != nullptr && !n->name.empty() ? n->name : "?";
   return absl::StrFormat("%s '%s' (id %u)", ref.kind == NodeKind::kMap ? "program array" : "program",
                          name, ref.id);
 }
@@ -35,8 +35,8 @@ std::vector<uint32_t> ArraysUsedBy(const Store& store, uint32_t prog_id) {
   if (n == nullptr) return out;
   for (const Edge& e : n->out) {
     if (e.kind != EdgeKind::kUsesMap) continue;
-    const NodeData* m = store.Find(e.to);
-    if (m != nullptr && IsProgArrayType(m->node.type)) out.push_back(e.to.id);
+    const NodeData* m = e.peer;
+    if (m != nullptr && IsProgArrayType(m->type)) out.push_back(e.peer_ref().id);
   }
   return out;
 }

@@ -22,7 +22,7 @@ class BreakAnalysis {
  public:
   BreakAnalysis(const Store& before, NodeRef subject, Removal how)
       : before_(before), narrator_(before), subject_(subject), how_(how), after_(scratch_) {
-    after_.state().nodes = before.state().nodes;
+    after_.CopyNodesFrom(before.state());
     after_.state().next_order = before.state().next_order;
     after_.state().order_valid = before.state().order_valid;
     after_.state().order_stale = before.state().order_stale;
@@ -55,14 +55,14 @@ class BreakAnalysis {
     NodeData* n = after_.Find(subject_);
     if (!n) return lost;
     lost.push_back(subject_);
-    n->node.handles = 0;
+    n->handles = 0;
     n->kept_fd = -1;
     n->deferred_fd = -1;
     if (how_ == Removal::kAllUserRefs) {
-      n->node.holders.clear();
+      if (n->extra) n->extra->holders.clear();
       std::vector<NodeRef> pins;
       for (const Edge& e : n->in)
-        if (e.kind == EdgeKind::kPinHolds) pins.push_back(e.from);
+        if (e.kind == EdgeKind::kPinHolds) pins.push_back(e.peer_ref());
       for (NodeRef p : pins) RemovePin(p, &lost);
     }
     return lost;
@@ -73,7 +73,7 @@ class BreakAnalysis {
   void ClearArrays() {
     Liveness was(before_), is(after_);
     for (auto& [ref, n] : after_.state().nodes) {
-      if (ref.kind != NodeKind::kMap || !IsProgArrayType(n.node.type)) continue;
+      if (ref.kind != NodeKind::kMap || !IsProgArrayType(n.type)) continue;
       const NodeData* old = before_.Find(ref);
       if (!old || !was.ArrayHasUserRef(*old) || is.ArrayHasUserRef(n)) continue;
       if (was.Slots(*old).empty()) continue;
@@ -91,10 +91,10 @@ class BreakAnalysis {
       std::string slots = Narrator::FormatSlots(Liveness(before_).Slots(old));
       bool any_user = false;
       for (const Edge& e : old.in) {
-        if (e.kind != EdgeKind::kUsesMap || !is.Live(e.from)) continue;
+        if (e.kind != EdgeKind::kUsesMap || !is.Live(e.peer_ref())) continue;
         any_user = true;
         out->push_back(absl::StrFormat("tail calls from %s into %s%s will miss",
-                                       narrator_.ShortLabel(e.from), old.node.name, slots));
+                                       narrator_.ShortLabel(e.peer_ref()), old.name, slots));
       }
       if (!any_user)
         out->push_back(absl::StrCat(narrator_.Label(a), " will be cleared, but no live program uses it"));
@@ -105,8 +105,8 @@ class BreakAnalysis {
   std::string EntryNote(NodeRef ref) const {
     for (NodeRef a : cleared_)
       for (const Edge& e : before_.Find(a)->out)
-        if (e.kind == EdgeKind::kTailCall && e.to == ref)
-          return absl::StrCat(" (entry [", e.slot, "] of ", before_.Find(a)->node.name, ")");
+        if (e.kind == EdgeKind::kTailCall && e.peer_ref() == ref)
+          return absl::StrCat(" (entry [", e.slot, "] of ", before_.Find(a)->name, ")");
     return "";
   }
 
@@ -124,7 +124,7 @@ class BreakAnalysis {
       const NodeData& n = *before_.Find(ref);
       if (ref.kind == NodeKind::kLink) {
         for (const Edge& e : n.out)
-          out->push_back(absl::StrCat(narrator_.Label(e.to), " detaches from the hook of ",
+          out->push_back(absl::StrCat(narrator_.Label(e.peer_ref()), " detaches from the hook of ",
                                       narrator_.Label(ref)));
         continue;
       }
@@ -141,7 +141,7 @@ class BreakAnalysis {
       const NodeData* n = after_.Find(ref);
       if (!n) continue;
       std::string label = narrator_.Label(ref);
-      if (ref.kind == NodeKind::kMap && IsProgArrayType(n->node.type)) {
+      if (ref.kind == NodeKind::kMap && IsProgArrayType(n->type)) {
         if (Liveness(before_).Slots(*before_.Find(ref)).empty()) {
           out->push_back(absl::StrCat("nothing: ", label, " has no entries"));
         } else {
@@ -150,7 +150,7 @@ class BreakAnalysis {
       } else if (ref.kind == NodeKind::kMap) {
         std::vector<std::string> users;
         for (const Edge& e : n->in)
-          if (e.kind == EdgeKind::kUsesMap && is.Live(e.from)) users.push_back(narrator_.ShortLabel(e.from));
+          if (e.kind == EdgeKind::kUsesMap && is.Live(e.peer_ref())) users.push_back(narrator_.ShortLabel(e.peer_ref()));
         out->push_back(absl::StrCat(
             "nothing for programs: ", label, " stays alive (",
             users.empty() ? Holders(*n) : absl::StrCat("used by ", absl::StrJoin(users, ", ")),
@@ -165,19 +165,19 @@ class BreakAnalysis {
   // The user references left on `n` in the copy, in words.
   std::string Holders(const NodeData& n) const {
     std::vector<std::string> parts;
-    if (n.node.handles > 0) parts.push_back(absl::StrCat(n.node.handles, " tether handle(s)"));
+    if (n.handles > 0) parts.push_back(absl::StrCat(n.handles, " tether handle(s)"));
     if (n.kept_fd >= 0) parts.push_back("a KeepAlive fd");
     if (n.deferred_fd >= 0) parts.push_back("a deferred fd");
-    for (const std::string& h : n.node.holders) parts.push_back(absl::StrCat("an fd in ", h));
+    for (const std::string& h : n.holders()) parts.push_back(absl::StrCat("an fd in ", h));
     for (const Edge& e : n.in) {
-      const NodeData* from = after_.Find(e.from);
+      const NodeData* from = e.peer;
       if (!from) continue;
-      if (e.kind == EdgeKind::kPinHolds) parts.push_back(absl::StrCat("pinned at ", from->node.name));
-      if (e.kind == EdgeKind::kLinkHolds) parts.push_back(absl::StrCat("held by ", narrator_.Label(e.from)));
+      if (e.kind == EdgeKind::kPinHolds) parts.push_back(absl::StrCat("pinned at ", from->name));
+      if (e.kind == EdgeKind::kLinkHolds) parts.push_back(absl::StrCat("held by ", narrator_.Label(e.peer_ref())));
       if (e.kind == EdgeKind::kTailCall)
-        parts.push_back(absl::StrCat("entry [", e.slot, "] of ", narrator_.Label(e.from)));
+        parts.push_back(absl::StrCat("entry [", e.slot, "] of ", narrator_.Label(e.peer_ref())));
     }
-    for (const std::string& h : n.node.legacy_hooks) parts.push_back(absl::StrCat("legacy hook ", h));
+    for (const std::string& h : n.legacy_hooks()) parts.push_back(absl::StrCat("legacy hook ", h));
     if (parts.empty()) parts.push_back("held by programs that use it");
     return absl::StrJoin(parts, ", ");
   }

@@ -440,24 +440,27 @@ class CollectionLoader {
     }
     auto map = detail::CreateMissCounterMap(miss_sites_, opt_.default_map_policy);
     if (!map.ok()) return Annotate(map.status(), "collection: creating the tail-call miss counters");
-    miss_counter_map_ = &result_.maps_.emplace(detail::kMissCounterKey, *map).first->second;
+    miss_counter_at_ = result_.maps_.emplace(detail::kMissCounterKey, *std::move(map)).first;
+    miss_counter_map_ = &miss_counter_at_->second;
     return absl::OkStatus();
   }
 
   Collection Commit() {
     committed_ = true;
-    if (auto counters = result_.maps_.find(detail::kMissCounterKey); counters != result_.maps_.end()) {
-      result_.miss_counters_ = counters->second;
-      result_.miss_sites_ = std::move(miss_sites_);
-      result_.maps_.erase(counters);
-      // The process graph's writers show the counts of these programs.
-      std::map<std::string, std::vector<TailCallSite>> by_program;
-      for (const TailCallSite& s : result_.miss_sites_) by_program[s.program].push_back(s);
+    if (miss_counter_map_ != nullptr) {
+      result_.miss_counters_ = *miss_counter_map_;
+      miss_counter_map_ = nullptr;
+      result_.maps_.erase(miss_counter_at_);
+      // The process graph's writers show the counts of these programs:
+      // each program's sites, which Resolve appended together, in name order.
       std::vector<std::pair<uint32_t, std::vector<TailCallSite>>> registered;
-      for (auto& [name, sites] : by_program) {
-        auto prog = result_.programs_.find(name);
-        if (prog != result_.programs_.end()) registered.emplace_back(prog->second.id(), std::move(sites));
+      for (const ProgramEntry* p : programs_wanted_) {
+        if (p->program == nullptr || p->sites_begin == p->sites_end) continue;
+        registered.emplace_back(p->program->id(),
+                                std::vector<TailCallSite>(miss_sites_.begin() + p->sites_begin,
+                                                          miss_sites_.begin() + p->sites_end));
       }
+      result_.miss_sites_ = std::move(miss_sites_);
       detail::GraphRegisterTailCallSites(result_.miss_counters_.id(), std::move(registered));
     }
     return std::move(result_);
@@ -486,6 +489,7 @@ class CollectionLoader {
     // Linked once, by Resolve; its worker alone touches it while programs load.
     LinkedProgram linked;
     size_t fixup_maps = 0;  // where its fixups' maps start in fixup_maps_
+    size_t sites_begin = 0, sites_end = 0;  // its tail-call sites in miss_sites_
     const Program* program = nullptr;  // in result_.programs_, once loaded
   };
   // One object to resolve: an index, or kNone with the name nothing has.
@@ -542,9 +546,11 @@ class CollectionLoader {
     if (!linked.ok()) return Annotate(linked.status(), absl::StrCat("program '", name, "'"));
     const size_t own_fixups = linked->fixups.size();
     if (opt_.count_tail_call_misses) {
+      p.sites_begin = miss_sites_.size();
       absl::Status st = detail::InsertMissCounters(name, *linked, spec_.btf ? &*spec_.btf : nullptr,
                                                    &miss_sites_);
       if (!st.ok()) return st;
+      p.sites_end = miss_sites_.size();
     }
     // Each fixup's map, found here once for Patch; the counters' fixups,
     // appended after the program's own, go to the counter map.
@@ -958,7 +964,8 @@ class CollectionLoader {
   std::vector<MapEntry*> maps_wanted_;           // in name order
   std::vector<ProgramEntry*> programs_wanted_;   // in name order
   std::vector<uint32_t> fixup_maps_;             // each program's fixups' maps, in turn
-  const Map* miss_counter_map_ = nullptr;        // in result_.maps_
+  const Map* miss_counter_map_ = nullptr;        // in result_.maps_, until Commit
+  std::map<std::string, Map>::iterator miss_counter_at_;
   std::vector<std::string> missing_dirs_;                // the pin directory's, if it had to be made
   sys::Fd btf_fd_;
   std::string btf_warning_;

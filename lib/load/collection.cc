@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
-#include <deque>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -217,6 +216,7 @@ class CollectionLoader {
   // dependencies, with an explicit worklist.
   absl::Status Resolve(const std::set<std::string>* want_programs,
                        const std::set<std::string>* want_maps) {
+    work_.reserve(maps_.size() + programs_.size());
     if (want_programs == nullptr && want_maps == nullptr) {
       for (ProgramEntry& p : programs_) {
         // A function in a section that names no program type (cilium's
@@ -240,12 +240,13 @@ class CollectionLoader {
       const Work& w = work_[next];
       if (w.index == kNone) {
         return absl::NotFoundError(absl::StrCat("collection: no ", w.is_program ? "program" : "map",
-                                                " '", w.missing, "' in the object"));
+                                                " '", missing_[w.missing], "' in the object"));
       }
       absl::Status st = w.is_program ? ResolveProgram(programs_[w.index]) : ResolveMap(maps_[w.index]);
       if (!st.ok()) return st;
     }
     work_ = std::vector<Work>();
+    missing_ = std::vector<std::string>();
     for (ProgramEntry& p : programs_)
       if (p.wanted) programs_wanted_.push_back(&p);
     for (MapEntry& m : maps_)
@@ -492,12 +493,14 @@ class CollectionLoader {
     size_t sites_begin = 0, sites_end = 0;  // its tail-call sites in miss_sites_
     const Program* program = nullptr;  // in result_.programs_, once loaded
   };
-  // One object to resolve: an index, or kNone with the name nothing has.
+  // One object to resolve: an index, or kNone and the name nothing has
+  // (at missing_[missing]).
   struct Work {
     bool is_program;
     uint32_t index;
-    std::string missing;
+    uint32_t missing;
   };
+  using NameIndex = absl::flat_hash_map<absl::string_view, uint32_t>;
 
   // A name joins the worklist when first seen, so that it holds each
   // object once however many programs reference it.
@@ -505,13 +508,14 @@ class CollectionLoader {
   uint32_t Want(bool is_program, const std::string& name) {
     uint32_t i = is_program ? ProgramIndex(name) : MapIndex(name);
     if (i == kNone) {
-      work_.push_back(Work{is_program, kNone, name});
+      work_.push_back(Work{is_program, kNone, static_cast<uint32_t>(missing_.size())});
+      missing_.push_back(name);
       return i;
     }
     bool& wanted = is_program ? programs_[i].wanted : maps_[i].wanted;
     if (!wanted) {
       wanted = true;
-      work_.push_back(Work{is_program, i, std::string()});
+      work_.push_back(Work{is_program, i, 0});
     }
     return i;
   }
@@ -959,8 +963,9 @@ class CollectionLoader {
   const CollectionOptions& opt_;
   std::vector<MapEntry> maps_;          // every map of the spec, in its order
   std::vector<ProgramEntry> programs_;  // every program of the spec, in its order
-  absl::flat_hash_map<absl::string_view, uint32_t> map_index_, program_index_;
+  NameIndex map_index_, program_index_;
   std::vector<Work> work_;                       // Resolve's worklist
+  std::vector<std::string> missing_;             // names it found nothing for
   std::vector<MapEntry*> maps_wanted_;           // in name order
   std::vector<ProgramEntry*> programs_wanted_;   // in name order
   std::vector<uint32_t> fixup_maps_;             // each program's fixups' maps, in turn

@@ -361,12 +361,14 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
   // before it: a jump to the instruction after a call lands after that
   // call's counter, so it does not count a miss.
   // (A program has a few calls: counting them beats a binary search.)
-  auto new_pos = [&calls](uint32_t x) {
+  const uint32_t* const call_at = calls.data();
+  const size_t call_count = calls.size();
+  auto new_pos = [call_at, call_count](uint32_t x) {
     size_t before = 0;
-    if (calls.size() <= 8) {
-      while (before < calls.size() && calls[before] < x) ++before;
+    if (call_count <= 8) {
+      while (before < call_count && call_at[before] < x) ++before;
     } else {
-      before = std::lower_bound(calls.begin(), calls.end(), x) - calls.begin();
+      before = std::lower_bound(call_at, call_at + call_count, x) - call_at;
     }
     return static_cast<uint32_t>(x + kCounterInsns * before);
   };

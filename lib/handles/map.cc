@@ -8,6 +8,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -78,7 +79,7 @@ absl::Status ValidateCreate(const MapOptions& o) {
     return bad(absl::StrFormat("name is %u bytes; the kernel allows at most %u", o.name.size(),
                                BPF_OBJ_NAME_LEN - 1));
   for (char c : o.name) {
-    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
       return bad(absl::StrFormat("name has '%c'; the kernel allows letters, digits, '_' and '.'", c));
   }
   switch (o.type) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -52,14 +53,16 @@ bool IsMapInMap(uint32_t type) {
   return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
 }
 
-// Kernel object names allow [A-Za-z0-9_.] and 15 bytes.
+// Kernel object names allow [A-Za-z0-9_.] (ASCII, whatever the locale)
+// and 15 bytes.
 std::string KernelName(absl::string_view name) {
-  std::string out;
-  for (char c : name) {
-    if (out.size() == BPF_OBJ_NAME_LEN - 1) break;
-    out.push_back(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ? c : '_');
+  char out[BPF_OBJ_NAME_LEN];
+  size_t n = std::min<size_t>(name.size(), BPF_OBJ_NAME_LEN - 1);
+  for (size_t i = 0; i < n; ++i) {
+    char c = name[i];
+    out[i] = absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ? c : '_';
   }
-  return out;
+  return std::string(out, n);
 }
 
 uint32_t PageSize() { return static_cast<uint32_t>(sysconf(_SC_PAGESIZE)); }

@@ -561,14 +561,22 @@ class CollectionLoader {
     }
     // Each fixup's map, found here once for Patch; the counters' fixups,
     // appended after the program's own, go to the counter map.
+    // A map's lookup and update often come one after the other: the
+    // previous map fixup's answer serves its repeats without a lookup.
     p.fixup_maps = fixup_maps_.size();
+    const std::string* previous = nullptr;
+    uint32_t previous_map = kNone;
     for (size_t i = 0; i < linked->fixups.size(); ++i) {
       const Fixup& f = linked->fixups[i];
       uint32_t map = kNone;
       if (i >= own_fixups) {
         map = kCounterMap;
       } else if (UsesMap(f)) {
-        map = Want(false, f.name);
+        if (previous == nullptr || f.name != *previous) {
+          previous_map = Want(false, f.name);
+          previous = &f.name;
+        }
+        map = previous_map;
       }
       fixup_maps_.push_back(map);
     }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -71,15 +72,14 @@ std::string Describe(const MapInfo& info) {
 
 // Catches the size mistakes that the kernel reports only as EINVAL.
 absl::Status ValidateCreate(const MapOptions& o) {
-  std::string what = absl::StrFormat("map '%s'", o.name);
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": create: ", why));
+    return absl::InvalidArgumentError(absl::StrCat("map '", o.name, "': create: ", why));
   };
   if (o.name.size() >= BPF_OBJ_NAME_LEN)
     return bad(absl::StrFormat("name is %u bytes; the kernel allows at most %u", o.name.size(),
                                BPF_OBJ_NAME_LEN - 1));
   for (char c : o.name) {
-    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
       return bad(absl::StrFormat("name has '%c'; the kernel allows letters, digits, '_' and '.'", c));
   }
   switch (o.type) {
@@ -227,16 +227,29 @@ absl::Status ReadTailCallsIntoGraph(const Map& array) {
 
 }  // namespace detail
 
-absl::StatusOr<Map> Map::Adopt(int raw_fd, absl::string_view how) {
-  sys::Fd fd(raw_fd);
-  auto kinfo = sys::GetMapInfo(fd.get());
+namespace {
+
+// The kernel's description of a map fd just made or opened, with the map
+// named for an error by `how()`: a create names the map it just made, and
+// that text is only built when it is needed.
+template <typename How>
+absl::StatusOr<MapInfo> ReadMapInfoOf(int fd, const How& how) {
+  auto kinfo = sys::GetMapInfo(fd);
   if (!kinfo.ok()) {
-    return sys::ErrnoStatus(sys::StatusErrno(kinfo.status()), absl::StrCat("map ", how),
+    return sys::ErrnoStatus(sys::StatusErrno(kinfo.status()), absl::StrCat("map ", how()),
                             "BPF_OBJ_GET_INFO_BY_FD");
   }
-  if (kinfo->id == 0) return absl::InternalError(absl::StrCat("map (", how, "): kernel reported id 0"));
-  MapInfo info = ToMapInfo(*kinfo);
-  return Map(RefPtr<detail::MapObject>(new detail::MapObject(fd.Release(), std::move(info))));
+  if (kinfo->id == 0) return absl::InternalError(absl::StrCat("map (", how(), "): kernel reported id 0"));
+  return ToMapInfo(*kinfo);
+}
+
+}  // namespace
+
+absl::StatusOr<Map> Map::Adopt(int raw_fd, absl::string_view how) {
+  sys::Fd fd(raw_fd);
+  auto info = ReadMapInfoOf(fd.get(), [how] { return how; });
+  if (!info.ok()) return info.status();
+  return Map(RefPtr<detail::MapObject>(new detail::MapObject(fd.Release(), std::move(*info))));
 }
 
 absl::StatusOr<Map> Map::Create(const MapOptions& o) {
@@ -265,10 +278,11 @@ absl::StatusOr<Map> Map::Create(const MapOptions& o) {
         "BPF_MAP_CREATE");
     return st;
   }
-  auto map = Adopt(fd->Release(), absl::StrCat("'", o.name, "' (just created)"));
-  if (map.ok() && o.lifetime_policy != LifetimePolicy::kDefault) {
-    map->SetLifetimePolicy(o.lifetime_policy);
-  }
+  sys::Fd made = std::move(*fd);
+  auto info = ReadMapInfoOf(made.get(), [&o] { return absl::StrCat("'", o.name, "' (just created)"); });
+  if (!info.ok()) return info.status();
+  Map map(RefPtr<detail::MapObject>(new detail::MapObject(made.Release(), std::move(*info))));
+  if (o.lifetime_policy != LifetimePolicy::kDefault) map.SetLifetimePolicy(o.lifetime_policy);
   return map;
 }
 

@@ -37,6 +37,18 @@ absl::StatusOr<ProgramInfo> ReadInfo(int fd) {
   return info;
 }
 
+// ReadInfo, with the program named for an error by `how()`: a load names
+// the program it just made, and that text is only built when it is needed.
+template <typename How>
+absl::StatusOr<ProgramInfo> ReadInfoOf(int fd, const How& how) {
+  auto info = ReadInfo(fd);
+  if (!info.ok()) {
+    return sys::ErrnoStatus(sys::StatusErrno(info.status()), absl::StrCat("program ", how()),
+                            "BPF_OBJ_GET_INFO_BY_FD");
+  }
+  return info;
+}
+
 }  // namespace
 
 namespace detail {
@@ -54,11 +66,8 @@ ProgramObject::~ProgramObject() {
 
 absl::StatusOr<Program> Program::Adopt(int raw_fd, absl::string_view how) {
   sys::Fd fd(raw_fd);
-  auto info = ReadInfo(fd.get());
-  if (!info.ok()) {
-    return sys::ErrnoStatus(sys::StatusErrno(info.status()), absl::StrCat("program ", how),
-                            "BPF_OBJ_GET_INFO_BY_FD");
-  }
+  auto info = ReadInfoOf(fd.get(), [how] { return how; });
+  if (!info.ok()) return info.status();
   return Program(RefPtr<detail::ProgramObject>(
       new detail::ProgramObject(fd.Release(), std::move(*info))));
 }
@@ -106,7 +115,11 @@ absl::StatusOr<Program> Program::Load(const ProgramLoadOptions& o) {
     return st;
   }
   if (o.log) *o.log = std::move(loaded->log);
-  return Adopt(loaded->fd.Release(), absl::StrCat("'", o.name, "' (just loaded)"));
+  sys::Fd fd = std::move(loaded->fd);
+  auto info = ReadInfoOf(fd.get(), [&o] { return absl::StrCat("'", o.name, "' (just loaded)"); });
+  if (!info.ok()) return info.status();
+  return Program(RefPtr<detail::ProgramObject>(
+      new detail::ProgramObject(fd.Release(), std::move(*info))));
 }
 
 absl::StatusOr<Program> Program::FromFd(int fd) {

@@ -104,23 +104,24 @@ absl::StatusOr<int> ExternResolver::ModuleBtfFd(const detail::ModuleBtf& m) {
 // Fills in map fds, ksyms and kfuncs. `fd_array` receives the module BTF
 // fds that kfunc calls index with their `off`.
 absl::Status ExternResolver::Patch(const std::string& prog_name, LinkedProgram& lp,
-                                   const std::map<std::string, Map>& maps,
+                                   absl::FunctionRef<int(size_t)> map_fd,
                                    std::vector<int>* fd_array) {
   std::map<uint32_t, int16_t> fd_index;  // module BTF object id -> fd_array index
   auto in_program = [&](const absl::Status& st) {
     return Annotate(st, absl::StrCat("program '", prog_name, "'"));
   };
-  for (const Fixup& f : lp.fixups) {
+  for (size_t i = 0; i < lp.fixups.size(); ++i) {
+    const Fixup& f = lp.fixups[i];
     bpf_insn& in = lp.insns[f.insn];
     switch (f.kind) {
       case Fixup::Kind::kMapFd:
       case Fixup::Kind::kMapValue:
       case Fixup::Kind::kKconfig: {
-        auto it = maps.find(f.name);
-        if (it == maps.end()) {
+        int fd = map_fd(i);
+        if (fd < 0) {
           return absl::InternalError(absl::StrFormat("program '%s': map '%s' was not created", prog_name, f.name));
         }
-        in.imm = it->second.fd();
+        in.imm = fd;
         break;
       }
       case Fixup::Kind::kKsym: {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/optional.h"
@@ -32,10 +33,12 @@ class ExternResolver {
   absl::StatusOr<const KernelConfig*> Config();
   // The .kconfig map's contents for this object.
   absl::StatusOr<std::vector<uint8_t>> KconfigContents();
-  // Fills in map fds, ksyms and kfuncs in `lp`. `fd_array` receives the
-  // module BTF fds that kfunc calls index with their `off`.
+  // Fills in map fds, ksyms and kfuncs in `lp`. `map_fd(i)` is the fd of
+  // the map that fixup i names (kMapFd, kMapValue, kKconfig), -1 if none
+  // was created: the loader resolved the names once. `fd_array` receives
+  // the module BTF fds that kfunc calls index with their `off`.
   absl::Status Patch(const std::string& prog_name, LinkedProgram& lp,
-                     const std::map<std::string, Map>& maps, std::vector<int>* fd_array);
+                     absl::FunctionRef<int(size_t)> map_fd, std::vector<int>* fd_array);
 
  private:
   // Where the kernel describes a function or variable: vmlinux first,

@@ -125,71 +125,84 @@ bool IsRelative(const bpf_insn& in) {
          (IsLdImm64(in) && in.src_reg == BPF_PSEUDO_FUNC) || IsJump(in);
 }
 
+// Most instructions are neither jumps nor calls nor ld_imm64: their class
+// alone rules them out, so that is looked at first.
 ProgramScan Scan(const LinkedProgram& lp) {
   ProgramScan scan;
   const uint32_t n = static_cast<uint32_t>(lp.insns.size());
   for (uint32_t i = 0; i < n; ++i) {
     const bpf_insn& in = lp.insns[i];
-    if (IsRelative(in)) scan.relative.push_back(i);
-    if (IsLdImm64(in)) {
+    const uint8_t cls = BPF_CLASS(in.code);
+    if (cls == BPF_LD) {
+      if (!IsLdImm64(in)) continue;
+      if (in.src_reg == BPF_PSEUDO_FUNC) scan.relative.push_back(i);
       // Its second half is no instruction of its own, except to Retarget,
       // which looks at every slot as the rewrite always did.
       if (i + 1 < n && IsRelative(lp.insns[i + 1])) scan.relative.push_back(i + 1);
       ++i;
-    } else if (IsTailCall(in)) {
-      scan.calls.push_back(i);
-    } else if (IsJump(in)) {
-      int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
-      if (target >= 0 && target < n) scan.targets.push_back(static_cast<uint32_t>(target));
+      continue;
     }
+    if (cls != BPF_JMP && cls != BPF_JMP32) continue;
+    const uint8_t op = BPF_OP(in.code);
+    if (op == BPF_EXIT) continue;
+    if (op == BPF_CALL) {
+      if (in.code != (BPF_JMP | BPF_CALL)) continue;  // no JMP32 call exists
+      if (in.src_reg == BPF_PSEUDO_CALL) {
+        scan.relative.push_back(i);
+      } else if (IsTailCall(in)) {
+        scan.calls.push_back(i);
+      }
+      continue;
+    }
+    scan.relative.push_back(i);
+    int64_t target = int64_t{i} + 1 + (JumpUsesImm(in) ? in.imm : in.off);
+    if (target >= 0 && target < n) scan.targets.push_back(static_cast<uint32_t>(target));
   }
   return scan;
 }
 
 // The map each call site's R2 holds (one entry per element of scan.calls,
-// null when unknown), followed forward through straight-line code: a jump
-// target may be reached with other values, so it forgets all. One table
-// indexed by instruction, no hashing: this runs for every program loaded.
+// null when unknown), followed forward through straight-line code: a block
+// start (a function start or a jump target) may be reached with other
+// values, so it forgets all. Hence only the code from the last block start
+// before a call up to the call matters, and only that is walked: no table
+// over the whole program, no walk of code no call depends on.
 absl::InlinedVector<const std::string*, 8> ArraysAtTailCalls(const LinkedProgram& lp,
                                                              const ProgramScan& scan) {
-  struct InsnFacts {
-    const std::string* map_fd = nullptr;  // a kMapFd fixup's map at this ld_imm64
-    bool starts_block = false;            // a function start or a jump target
-  };
   const auto& calls = scan.calls;
   const uint32_t n = static_cast<uint32_t>(lp.insns.size());
-  absl::InlinedVector<InsnFacts, 128> facts(n);
-  for (const auto& [fn, start] : lp.layout)
-    if (start < n) facts[start].starts_block = true;
-  for (uint32_t t : scan.targets) facts[t].starts_block = true;
-  for (const Fixup& f : lp.fixups)
-    if (f.kind == Fixup::Kind::kMapFd && f.insn < n) facts[f.insn].map_fd = &f.name;
   absl::InlinedVector<const std::string*, 8> out(calls.size(), nullptr);
-  size_t next_call = 0;
-  const std::string* reg[MAX_BPF_REG] = {nullptr};
-  // Nothing after the last call is asked about.
-  const uint32_t last = calls.empty() ? 0 : calls.back() + 1;
-  for (uint32_t i = 0; i < last && i < n; ++i) {
-    const bpf_insn& in = lp.insns[i];
-    if (facts[i].starts_block) std::fill(std::begin(reg), std::end(reg), nullptr);
-    if (in.dst_reg >= MAX_BPF_REG || in.src_reg >= MAX_BPF_REG) continue;
-    uint8_t cls = BPF_CLASS(in.code);
-    if (IsLdImm64(in)) {
-      reg[in.dst_reg] = facts[i].map_fd;
-      ++i;
-    } else if (in.code == (BPF_ALU64 | BPF_MOV | BPF_X) && in.off == 0) {
-      reg[in.dst_reg] = reg[in.src_reg];
-    } else if (in.code == (BPF_JMP | BPF_CALL)) {
-      if (IsTailCall(in)) {
-        while (next_call < calls.size() && calls[next_call] < i) ++next_call;
-        if (next_call < calls.size() && calls[next_call] == i) out[next_call] = reg[BPF_REG_2];
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const uint32_t call = calls[k];
+    uint32_t from = 0;
+    for (const auto& [fn, start] : lp.layout)
+      if (start <= call && start > from && start < n) from = start;
+    for (uint32_t t : scan.targets)
+      if (t <= call && t > from) from = t;
+    const std::string* reg[MAX_BPF_REG] = {nullptr};
+    for (uint32_t i = from; i < call; ++i) {
+      const bpf_insn& in = lp.insns[i];
+      if (in.dst_reg >= MAX_BPF_REG || in.src_reg >= MAX_BPF_REG) continue;
+      uint8_t cls = BPF_CLASS(in.code);
+      if (IsLdImm64(in)) {
+        const std::string* map = nullptr;  // a kMapFd fixup's map at this ld_imm64
+        for (const Fixup& f : lp.fixups)
+          if (f.insn == i && f.kind == Fixup::Kind::kMapFd) map = &f.name;
+        reg[in.dst_reg] = map;
+        ++i;
+      } else if (in.code == (BPF_ALU64 | BPF_MOV | BPF_X) && in.off == 0) {
+        reg[in.dst_reg] = reg[in.src_reg];
+      } else if (in.code == (BPF_JMP | BPF_CALL)) {
+        for (int r = BPF_REG_0; r <= BPF_REG_5; ++r) reg[r] = nullptr;
+      } else if (cls == BPF_ALU || cls == BPF_ALU64 || cls == BPF_LDX || cls == BPF_LD) {
+        reg[in.dst_reg] = nullptr;
+      } else if (cls == BPF_STX && BPF_MODE(in.code) == BPF_ATOMIC && (in.imm & BPF_FETCH)) {
+        reg[in.src_reg] = nullptr;
+        reg[BPF_REG_0] = nullptr;  // cmpxchg
       }
-      for (int r = BPF_REG_0; r <= BPF_REG_5; ++r) reg[r] = nullptr;
-    } else if (cls == BPF_ALU || cls == BPF_ALU64 || cls == BPF_LDX || cls == BPF_LD) {
-      reg[in.dst_reg] = nullptr;
-    } else if (cls == BPF_STX && BPF_MODE(in.code) == BPF_ATOMIC && (in.imm & BPF_FETCH)) {
-      reg[in.src_reg] = nullptr;
-      reg[BPF_REG_0] = nullptr;  // cmpxchg
+    }
+    if (lp.insns[call].dst_reg < MAX_BPF_REG && lp.insns[call].src_reg < MAX_BPF_REG) {
+      out[k] = reg[BPF_REG_2];
     }
   }
   return out;
@@ -347,20 +360,29 @@ absl::Status InsertMissCounters(const std::string& program, LinkedProgram& lp, c
   // An instruction at old index x moves down by the counters of the calls
   // before it: a jump to the instruction after a call lands after that
   // call's counter, so it does not count a miss.
-  auto new_pos = [&calls](uint32_t x) {
-    size_t before = std::lower_bound(calls.begin(), calls.end(), x) - calls.begin();
+  // (A program has a few calls: counting them beats a binary search.)
+  const uint32_t* const call_at = calls.data();
+  const size_t call_count = calls.size();
+  auto new_pos = [call_at, call_count](uint32_t x) {
+    size_t before = 0;
+    if (call_count <= 8) {
+      while (before < call_count && call_at[before] < x) ++before;
+    } else {
+      before = std::lower_bound(call_at, call_at + call_count, x) - call_at;
+    }
     return static_cast<uint32_t>(x + kCounterInsns * before);
   };
   // The code between calls moves in blocks; only the instructions with a
   // relative offset are looked at one by one. Retargeted before anything
   // else changes, so a failure leaves lp and sites as they were.
   const uint32_t n = static_cast<uint32_t>(lp.insns.size());
-  std::vector<bpf_insn> out(n + kCounterInsns * calls.size());
+  std::vector<bpf_insn> out;
+  out.reserve(n + kCounterInsns * calls.size());
   uint32_t from = 0;
   for (size_t k = 0; k <= calls.size(); ++k) {
     uint32_t end = k < calls.size() ? calls[k] + 1 : n;  // the call itself comes along
-    std::copy(lp.insns.begin() + from, lp.insns.begin() + end,
-              out.begin() + from + kCounterInsns * k);
+    out.insert(out.end(), lp.insns.begin() + from, lp.insns.begin() + end);
+    if (k < calls.size()) out.resize(out.size() + kCounterInsns);  // WriteCounter fills it
     from = end;
   }
   for (uint32_t r : scan.relative) {

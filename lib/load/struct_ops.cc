@@ -173,9 +173,11 @@ absl::StatusOr<std::vector<uint8_t>> BuildStructOpsValue(
   return value;
 }
 
-absl::Status StructOpsLoader::Plan(const CollectionSpec& spec, const std::set<std::string>& maps) {
+absl::Status StructOpsLoader::Plan(const CollectionSpec& spec,
+                                   const std::vector<const std::string*>& maps) {
   const Btf* kernel = nullptr;
-  for (const std::string& name : maps) {
+  for (const std::string* map_name : maps) {
+    const std::string& name = *map_name;
     const MapSpec& m = spec.maps.at(name);
     if (m.type != BPF_MAP_TYPE_STRUCT_OPS) continue;
     if (kernel == nullptr) {

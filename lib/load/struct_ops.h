@@ -63,9 +63,10 @@ absl::StatusOr<std::vector<uint8_t>> BuildStructOpsValue(
 
 class StructOpsLoader {
  public:
-  // Plans the struct_ops maps among `maps`, and checks that each program
-  // they use serves one kernel member only.
-  absl::Status Plan(const CollectionSpec& spec, const std::set<std::string>& maps);
+  // Plans the struct_ops maps among `maps` (names in spec.maps, in name
+  // order), and checks that each program they use serves one kernel
+  // member only.
+  absl::Status Plan(const CollectionSpec& spec, const std::vector<const std::string*>& maps);
   bool empty() const { return plans_.empty(); }
   // Links only these .struct_ops.link maps (LoadAndAssign's links); the
   // others get their value set but stay unregistered, ready for

@@ -699,25 +699,32 @@ absl::StatusOr<std::string> GetRawTracepointLinkName(int fd) {
 absl::StatusOr<bpf_prog_info> GetProgInfoAndMapIds(int fd, std::vector<uint32_t>* ids) {
   // Room for the map ids goes with the first call, so that a program with
   // up to 16 maps costs one syscall, not three (a load of 100 programs
-  // spent about 1 ms on the other two).
-  ids->resize(16);
+  // spent about 1 ms on the other two). The room is on the stack, and
+  // `ids` gets exactly the ids: one allocation of their size, none for a
+  // program without maps.
+  uint32_t room[16];
+  uint32_t* buf = room;
+  uint32_t capacity = 16;
+  std::vector<uint32_t> more;
   for (int attempt = 0; attempt < 3; ++attempt) {
     bpf_prog_info info;
     memset(&info, 0, sizeof(info));
-    info.nr_map_ids = static_cast<uint32_t>(ids->size());
-    info.map_ids = Ptr(ids->data());
+    info.nr_map_ids = capacity;
+    info.map_ids = Ptr(buf);
     uint32_t len = sizeof(info);
     int err = ObjGetInfoByFd(fd, &info, &len);
     if (err < 0) {
       ids->clear();
       return ErrnoStatus(-err, "program", "BPF_OBJ_GET_INFO_BY_FD");
     }
-    if (info.nr_map_ids <= ids->size()) {
-      ids->resize(info.nr_map_ids);
-      info.map_ids = 0;  // pointed into *ids
+    if (info.nr_map_ids <= capacity) {
+      ids->assign(buf, buf + info.nr_map_ids);
+      info.map_ids = 0;  // pointed at the room
       return info;
     }
-    ids->resize(info.nr_map_ids);
+    more.resize(info.nr_map_ids);
+    buf = more.data();
+    capacity = info.nr_map_ids;
   }
   ids->clear();
   return absl::InternalError("program: map_ids kept changing while being read");

@@ -6,7 +6,6 @@
 #include <climits>
 #include <cstring>
 
-#include "absl/base/call_once.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -751,18 +750,15 @@ CoreTarget::CoreTarget(const Btf& primary, absl::Span<const Btf* const> fallback
 CoreTarget::~CoreTarget() = default;
 
 absl::StatusOr<const CoreTarget*> CoreTarget::Kernel() {
-  static absl::once_flag once;
-  static absl::StatusOr<const CoreTarget*>* result = nullptr;
-  absl::call_once(once, [] {
+  // A function-local static, not absl::call_once: see KernelBtf().
+  static const absl::StatusOr<const CoreTarget*>* const result =
+      []() -> absl::StatusOr<const CoreTarget*>* {
     auto vmlinux = KernelBtf();
-    if (!vmlinux.ok()) {
-      result = new absl::StatusOr<const CoreTarget*>(vmlinux.status());
-      return;
-    }
+    if (!vmlinux.ok()) return new absl::StatusOr<const CoreTarget*>(vmlinux.status());
     auto* t = new CoreTarget(**vmlinux);  // lives until exit, like the BTF it indexes
     t->kernel_ = true;
-    result = new absl::StatusOr<const CoreTarget*>(t);
-  });
+    return new absl::StatusOr<const CoreTarget*>(t);
+  }();
   return *result;
 }
 

@@ -4,7 +4,6 @@
 #include <cerrno>
 #include <memory>
 
-#include "absl/base/call_once.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "base/mutex_internal.h"
@@ -13,17 +12,16 @@
 namespace tether {
 
 absl::StatusOr<const Btf*> KernelBtf() {
-  static absl::once_flag once;
-  static absl::StatusOr<const Btf*>* result = nullptr;
-  absl::call_once(once, [] {
+  // A function-local static rather than absl::call_once: the same once-only
+  // guarantee, through the C++ runtime's guard, which ThreadSanitizer sees
+  // (Debian's libabsl is not built for it, so a call_once inside it is an
+  // edge TSan misses, and it reported the readers of `result` as racing).
+  static const absl::StatusOr<const Btf*>* const result = []() -> absl::StatusOr<const Btf*>* {
     auto btf = Btf::LoadKernel();
-    if (btf.ok()) {
-      result = new absl::StatusOr<const Btf*>(new Btf(std::move(*btf)));  // lives until exit
-    } else {
-      result = new absl::StatusOr<const Btf*>(absl::Status(
-          btf.status().code(), absl::StrCat("kernel BTF: ", btf.status().message())));
-    }
-  });
+    if (btf.ok()) return new absl::StatusOr<const Btf*>(new Btf(std::move(*btf)));  // lives until exit
+    return new absl::StatusOr<const Btf*>(absl::Status(
+        btf.status().code(), absl::StrCat("kernel BTF: ", btf.status().message())));
+  }();
   return *result;
 }
 

@@ -282,22 +282,27 @@ def run_extras(build):
 
 
 def kernel_bound_lines(by_pair):
-    """The agent-scale wall goal against what the kernel alone takes: if the
-    time tether spends inside bpf(2), with no user-space work at all, is
-    already more than the goal's share of libbpf's whole load, the goal
-    cannot be met by tether's own code, only by asking less of the kernel."""
+    """The agent-scale wall goal against what the kernel alone takes. Each
+    loader's load is its time inside bpf(2) plus its time outside it
+    (agent_in_bpf, agent_outside_bpf: both serial, measured alike); the
+    0.95 goal can be met only if tether's time outside bpf(2) fits in what
+    0.95 of libbpf's load leaves once tether's own bpf(2) time is paid."""
     in_bpf = by_pair.get(("agent_in_bpf", "tether", "libbpf"))
-    wall = by_pair.get(("agent_load_serial", "tether", "libbpf"))
-    if not in_bpf or not wall:
+    outside = by_pair.get(("agent_outside_bpf", "tether", "libbpf"))
+    if not in_bpf or not outside:
         return []
     t_bpf, l_bpf = in_bpf[0]["tether_ns"], in_bpf[0]["alternative_ns"]
-    l_wall = wall[0]["alternative_ns"]
-    return ["", "Kernel bound of the agent-scale wall rows: tether spends "
-            f"{fmt_time(t_bpf)} per load inside bpf(2) (libbpf {fmt_time(l_bpf)}, "
-            f"ratio {t_bpf / l_bpf:.3f}), which is {t_bpf / l_wall:.3f} of libbpf's whole "
-            f"load ({fmt_time(l_wall)}, agent_load_serial): with no user-space work at all, "
-            "tether's wall ratio could not go below that. `agent_outside_bpf` is each "
-            "loader's time outside bpf(2)."]
+    t_out, l_out = outside[0]["tether_ns"], outside[0]["alternative_ns"]
+    l_load = l_bpf + l_out
+    room = 0.95 * l_load - t_bpf
+    return ["", "Kernel bound of the agent-scale wall rows (serial loads, medians): tether spends "
+            f"{fmt_time(t_bpf)} per load inside bpf(2) and libbpf {fmt_time(l_bpf)} "
+            f"(ratio {t_bpf / l_bpf:.3f}); outside bpf(2) tether spends {fmt_time(t_out)} and libbpf "
+            f"{fmt_time(l_out)}. tether's time in bpf(2) alone is {t_bpf / l_load:.3f} of libbpf's "
+            f"whole load ({fmt_time(l_load)}), so 0.95 of it leaves tether "
+            + (f"{fmt_time(room)} outside bpf(2)" if room > 0 else "no time at all outside bpf(2)")
+            + (f", {room / l_out:.2f} of what libbpf itself spends there" if room > 0 else "")
+            + ": below that, the goal needs fewer or cheaper bpf(2) calls than libbpf makes."]
 
 
 def write_markdown(rows, singles, path, machine, extras=(), absolute=()):

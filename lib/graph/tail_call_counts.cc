@@ -3,6 +3,7 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -26,6 +27,15 @@ absl::flat_hash_map<uint32_t, Registered>& Registry() {
   static auto* registry = new absl::flat_hash_map<uint32_t, Registered>();
   return *registry;
 }
+// The registry's size at which the next registration looks for freed
+// programs: twice what the last look kept, and at least kFirstSweep. Looking
+// at every registration probed every program registered before, live ones
+// included (an fd opened and closed for each), so that an agent holding ten
+// collections paid a syscall per program it held on each load; doubling
+// keeps the probes proportional to the registrations, and the registry
+// within twice the programs alive.
+constexpr size_t kFirstSweep = 256;
+size_t next_sweep ABSL_GUARDED_BY(registry_mu) = kFirstSweep;
 
 // Whether the kernel has freed program `id` (GET_FD_BY_ID says ENOENT).
 // The bare syscall: a Status with a formatted message per probe cost more
@@ -47,7 +57,8 @@ void GraphRegisterTailCallSites(uint32_t counter_map_id,
   std::vector<uint32_t> ids;
   {
     MutexLock lock(&registry_mu);
-    for (const auto& [id, r] : Registry()) ids.push_back(id);
+    if (Registry().size() + programs.size() >= next_sweep)
+      for (const auto& [id, r] : Registry()) ids.push_back(id);
   }
   // Programs freed since: their ids are gone from the kernel.
   std::vector<uint32_t> gone;
@@ -57,6 +68,7 @@ void GraphRegisterTailCallSites(uint32_t counter_map_id,
   for (uint32_t id : gone) Registry().erase(id);
   for (auto& [prog_id, sites] : programs)
     Registry()[prog_id] = Registered{counter_map_id, std::move(sites)};
+  if (!ids.empty()) next_sweep = std::max(kFirstSweep, 2 * Registry().size());
 }
 
 void AddTailCallCounts(std::vector<GraphNode>* nodes) {
